@@ -1,0 +1,210 @@
+-- Test helper: the local FAKE Stream Telecom gateway (fakegw/fakegw) for busted.
+--
+--   local fake = require("spec.fake")
+--   fake.start()                 -- idempotent; fake.url, fake.tls_url, fake.ca_file, ...
+--   fake.reset()                 -- knobs and all state back to the seed
+--   fake.set{ latency = 0.5 }    -- knobs; fake.set{ body = false } unsets one
+--   fake.stats(), fake.sends(), fake.deliver(id, state [, time]), fake.message(id)
+--
+-- Runs on Lua 5.1-5.4 and LuaJIT; needs LuaSocket and lua-cjson.
+
+local http = require("socket.http")
+local socket = require("socket")
+local ltn12 = require("ltn12")
+local cjson = require("cjson")
+
+local fake = {}
+local running = false
+
+local function repo_root()
+  local src = debug.getinfo(1, "S").source
+  if src:sub(1, 1) == "@" then
+    local dir = src:sub(2):match("^(.*)[/\\]spec[/\\][^/\\]*$")
+    if dir then return dir == "" and "." or dir end
+    if src:sub(2):match("^spec[/\\]") then return "." end
+  end
+  return "."
+end
+
+local FAKEGW = repo_root() .. "/fakegw/fakegw"
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- A private random stream, so that busted's own math.random seed is untouched.
+local rand_state
+local function rand(lo, hi)
+  if not rand_state then
+    local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
+    rand_state = (os.time() + math.floor(os.clock() * 1e6) + addr) % 2147483647
+    if rand_state == 0 then rand_state = 1 end
+  end
+  rand_state = (rand_state * 16807) % 2147483647
+  return lo + rand_state % (hi - lo + 1)
+end
+
+local function urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", string.byte(c))
+  end))
+end
+
+local function query(params)
+  local keys = {}
+  for k in pairs(params) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    out[#out + 1] = urlencode(k) .. "=" .. urlencode(params[k])
+  end
+  return table.concat(out, "&")
+end
+
+-- One control request; answers the decoded JSON (or raises: the fake is test
+-- infrastructure, a failure here is a broken test setup).
+local function control(path, params, allow_404)
+  if not running then error("fake gateway is not running: call fake.start() first", 3) end
+  local url = fake.base .. "/_fake/" .. path
+  if params and next(params) then url = url .. "?" .. query(params) end
+  local chunks = {}
+  local ok, code = http.request{ url = url, sink = ltn12.sink.table(chunks), redirect = false }
+  if not ok then error("fake gateway control " .. path .. " failed: " .. tostring(code), 3) end
+  local body = table.concat(chunks)
+  if code == 404 and allow_404 then return nil end
+  if code ~= 200 then
+    error("fake gateway control " .. path .. ": HTTP " .. tostring(code) .. " " .. body, 3)
+  end
+  return cjson.decode(body)
+end
+
+local function try_start(port)
+  local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-fakegw-spec-"
+              .. port .. "-" .. rand(100000, 999999)
+  local cmd = shell_quote(FAKEGW) .. " start --port " .. port .. " --dir " .. shell_quote(dir)
+              .. " 2>&1"
+  local p = io.popen(cmd)
+  local out = p:read("*a")
+  p:close()
+  local info = {}
+  for k, v in out:gmatch("([%w_]+)=([^\n]*)") do info[k] = v end
+  if info.url and info.pid and info.dir then return info end
+  os.execute("rm -rf " .. shell_quote(dir))
+  return nil, out
+end
+
+function fake.start()
+  if running then return fake end
+  local last
+  for _ = 1, 10 do
+    local port = rand(20000, 59999)
+    local info, err = try_start(port)
+    if info then
+      running = true
+      fake.url, fake.tls_url, fake.ca_file = info.url, info.tls_url, info.ca_file
+      fake.dir, fake.pid = info.dir, tonumber(info.pid)
+      fake.port, fake.tls_port = port, port + 1
+      fake.base = "http://127.0.0.1:" .. port
+      return fake
+    end
+    last = err
+  end
+  error("could not start the fake gateway (10 tries): " .. tostring(last), 2)
+end
+
+function fake.stop()
+  if not running then return end
+  running = false
+  os.execute(shell_quote(FAKEGW) .. " stop --dir " .. shell_quote(fake.dir) .. " >/dev/null 2>&1")
+  if not os.getenv("FAKEGW_KEEP") then
+    os.execute("rm -rf " .. shell_quote(fake.dir))
+  end
+  fake.url, fake.tls_url, fake.ca_file, fake.dir, fake.pid = nil, nil, nil, nil, nil
+  fake.port, fake.tls_port, fake.base = nil, nil, nil
+end
+
+function fake.running() return running end
+
+function fake.reset() control("reset") end
+
+-- fake.set{ name = value, ... }: true/false for switches, numbers, strings.
+-- A value of false unsets the knob (back to its default).
+function fake.set(knobs)
+  assert(type(knobs) == "table", "fake.set expects a table")
+  local set, unset = {}, {}
+  for k, v in pairs(knobs) do
+    if v == false then
+      unset[k] = ""
+    elseif v == true then
+      set[k] = "1"
+    else
+      set[k] = tostring(v)
+    end
+  end
+  local result
+  if next(unset) then result = control("unset", unset) end
+  if next(set) then result = control("set", set) end
+  return result or control("knobs")
+end
+
+function fake.knobs() return control("knobs") end
+
+function fake.stats() return control("stats") end
+
+function fake.sends() return control("sends") end
+
+-- Sets a message's state (default "deliver"); time is the text shown after the
+-- word with status_time on (default: now).  Answers the message record.
+function fake.deliver(id, state, time)
+  return control("deliver", { id = tostring(id), state = state or "deliver", time = time }, true)
+end
+
+-- The message record ({ id, user, to, sadr, text, parts, cost, state, updated, ... }),
+-- or nil for an unknown id.
+function fake.message(id)
+  return control("message", { id = tostring(id) }, true)
+end
+
+-- fake.balance(user) reads, fake.balance(user, 12.5) sets; answers the number.
+function fake.balance(user, value)
+  local r = control("balance", { user = user, value = value and tostring(value) or nil }, true)
+  return r and r.balance
+end
+
+function fake.ping() return control("ping") end
+
+-- Polls fn(fake.stats()) until it answers true (or timeout seconds pass):
+-- specs wait on counters, never on a fixed sleep.  Answers the last stats.
+function fake.wait_for(fn, timeout)
+  local deadline = socket.gettime() + (timeout or 5)
+  while true do
+    local st = fake.stats()
+    if fn(st) then return st end
+    if socket.gettime() > deadline then return nil, st end
+    socket.sleep(0.01)
+  end
+end
+
+-- Stop at the end of a busted run, and as a last resort when collected.
+do
+  local ok, busted = pcall(require, "busted")
+  if ok and type(busted) == "table" then
+    local ok2, subscribe = pcall(function() return busted.subscribe end)
+    if ok2 and type(subscribe) == "function" then
+      subscribe({ "suite", "end" }, function()
+        fake.stop()
+        return nil, true
+      end)
+    end
+  end
+  local sentinel
+  if newproxy then
+    sentinel = newproxy(true)
+    getmetatable(sentinel).__gc = function() fake.stop() end
+  else
+    sentinel = setmetatable({}, { __gc = function() fake.stop() end })
+  end
+  fake._sentinel = sentinel
+end
+
+return fake
