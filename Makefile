@@ -1,0 +1,110 @@
+# streamtelecom: build, test, demo.
+#   make            build the module for Lua 5.4 (build/lua5.4/streamtelecom.so)
+#   make demo       send an SMS, read its status and the balance (fake gateway)
+#   make test       the whole spec suite against the fake gateway
+#   make asan       the specs on an ASan+UBSan build
+#   make valgrind   the specs under valgrind memcheck
+#   make install    copy the module to $(DESTDIR)$(LUA_CMOD)
+# LUA_VERSION=5.1|5.2|5.3|5.4|jit picks the Lua; LUA_INCDIR, CFLAGS, LDFLAGS,
+# PREFIX and DESTDIR can be overridden.
+
+LUA_VERSION ?= 5.4
+ifeq ($(LUA_VERSION),jit)
+LUA ?= luajit
+LUA_PC ?= luajit
+LUA_ABI := 5.1
+else
+LUA ?= lua$(LUA_VERSION)
+LUA_PC ?= lua$(LUA_VERSION)
+LUA_ABI := $(LUA_VERSION)
+endif
+
+PREFIX ?= /usr/local
+LUA_CMOD ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+PKG_CONFIG ?= pkg-config
+
+ifdef LUA_INCDIR
+LUA_CFLAGS := -I$(LUA_INCDIR)
+else
+LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null)
+endif
+CURL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
+CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-missing-field-initializers
+ALL_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
+              $(WARNINGS) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS)
+# No -llua: the host program (lua, luajit, nginx) provides the Lua symbols.
+ALL_LDFLAGS := -shared $(LDFLAGS)
+LIBS := $(CURL_LIBS) -lpthread -lm
+
+CORE_SRC := src/st_buf.c src/st_error.c src/st_text.c src/st_validate.c \
+            src/st_request.c src/st_parse.c src/st_transport.c src/st_client.c
+BIND_SRC := src/lua_streamtelecom.c
+HEADERS := $(wildcard src/*.h)
+
+BUILD ?= build/lua$(LUA_VERSION)
+SO := $(BUILD)/streamtelecom.so
+OBJ := $(patsubst src/%.c,$(BUILD)/%.o,$(CORE_SRC) $(BIND_SRC))
+
+BUSTED := /usr/bin/busted
+SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
+
+.PHONY: all test demo asan valgrind install clean deps check-deps fakegw
+
+all: $(SO)
+
+$(BUILD)/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(SO): $(OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJ) $(LIBS)
+
+# Debian packages the build, the demo and the specs need.
+DEB_PACKAGES := gcc make pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev \
+                lua-busted lua-socket lua-cjson nginx libnginx-mod-http-lua \
+                openssl curl valgrind
+
+deps:
+	@scripts/deps $(DEB_PACKAGES)
+
+check-deps:
+	@scripts/deps --check $(DEB_PACKAGES)
+
+test: check-deps $(SO)
+	$(SPEC_ENV) $(LUA) $(BUSTED)
+
+demo: check-deps $(SO)
+	@$(SPEC_ENV) scripts/demo
+
+fakegw:
+	fakegw/fakegw run
+
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined
+asan: check-deps
+	$(MAKE) BUILD=build/asan-lua$(LUA_VERSION) CFLAGS="$(ASAN_FLAGS)" \
+	        LDFLAGS="-fsanitize=address,undefined" all
+	LUA_CPATH="$(CURDIR)/build/asan-lua$(LUA_VERSION)/?.so;;" \
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=97 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	STREAMTELECOM_LUA="$(LUA)" $(LUA) $(BUSTED)
+
+valgrind: check-deps $(SO)
+	$(SPEC_ENV) valgrind --quiet --leak-check=full \
+	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+	  --error-exitcode=99 --suppressions=$(CURDIR)/spec/valgrind.supp \
+	  $(LUA) $(BUSTED)
+
+install: $(SO)
+	install -d $(DESTDIR)$(LUA_CMOD)
+	install -m 0755 $(SO) $(DESTDIR)$(LUA_CMOD)/streamtelecom.so
+
+clean:
+	rm -rf build

@@ -1,0 +1,545 @@
+/* Lua bindings: translate Lua values to core calls and core results to Lua
+ * tables. No gateway logic lives here. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compat.h"
+#include "st_core.h"
+
+#define CLIENT_MT "streamtelecom.client"
+
+typedef struct lst_client {
+    st_client *core;     /* NULL once closed */
+    int on_request;      /* registry ref of the callback, or LUA_NOREF */
+    char shown[256];     /* what tostring() says; never holds the password */
+} lst_client;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int push_failure(lua_State *L, const st_error *err) {
+    lua_pushnil(L);
+    lua_pushstring(L, err->message);
+    lua_pushstring(L, st_code_name(err->code));
+    return 3;
+}
+
+static int push_invalid(lua_State *L, const char *message) {
+    st_error err;
+    st_fail(&err, ST_E_INVALID, "%s", message);
+    return push_failure(L, &err);
+}
+
+static int type_error(lua_State *L, int arg, const char *want) {
+    const char *msg = lua_pushfstring(L, "%s expected, got %s", want,
+                                      luaL_typename(L, arg));
+    return luaL_argerror(L, arg, msg);
+}
+
+/* A Lua string argument, with no coercion from numbers (API.md). */
+static const char *check_string(lua_State *L, int arg, size_t *len) {
+    if (lua_type(L, arg) != LUA_TSTRING)
+        type_error(L, arg, "string");
+    return lua_tolstring(L, arg, len);
+}
+
+static void set_string(lua_State *L, const char *key, const char *value) {
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+}
+
+static void set_number(lua_State *L, const char *key, double value) {
+    lua_pushnumber(L, (lua_Number)value);
+    lua_setfield(L, -2, key);
+}
+
+static lst_client *check_client(lua_State *L) {
+    return (lst_client *)luaL_checkudata(L, 1, CLIENT_MT);
+}
+
+static int push_closed(lua_State *L) {
+    st_error err;
+    st_fail(&err, ST_E_CLOSED, "client is closed");
+    return push_failure(L, &err);
+}
+
+/* ---- the on_request callback -------------------------------------------- */
+
+/* Lives on the C stack for one method call: the callback runs on the
+ * lua_State of the call that triggered it (coroutines), never a kept one. */
+typedef struct hook_ctx {
+    lua_State *L;
+    int ref;
+} hook_ctx;
+
+static void call_on_request(void *ud, const st_exchange *info) {
+    hook_ctx *ctx = ud;
+    lua_State *L = ctx->L;
+    if (!lua_checkstack(L, 4))
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ref);
+    lua_createtable(L, 0, 5);
+    set_string(L, "call", st_call_name(info->call));
+    set_string(L, "url", info->url);
+    set_number(L, "http_status", (double)info->http_status);
+    set_number(L, "seconds", info->seconds);
+    if (info->code != ST_OK)
+        set_string(L, "code", st_code_name(info->code));
+    /* A failing callback must not turn a sent SMS into an error. */
+    if (lua_pcall(L, 1, 0, 0) != 0)
+        lua_pop(L, 1);
+}
+
+/* Arms the callback for one method call; ctx must outlive the call. */
+static void arm_hook(lua_State *L, lst_client *u, hook_ctx *ctx) {
+    ctx->L = L;
+    ctx->ref = u->on_request;
+    st_client_set_hook(u->core, u->on_request == LUA_NOREF ? NULL
+                                                           : call_on_request,
+                       ctx);
+}
+
+/* ---- st.new ------------------------------------------------------------- */
+
+typedef enum { OPT_STRING, OPT_NUMBER, OPT_INT, OPT_BOOLEAN, OPT_FUNCTION } opt_type;
+
+static const struct option_spec {
+    const char *name;
+    opt_type type;
+    size_t offset;
+} option_specs[] = {
+    {"user", OPT_STRING, offsetof(st_options, user)},
+    {"password", OPT_STRING, offsetof(st_options, password)},
+    {"sender", OPT_STRING, offsetof(st_options, sender)},
+    {"url", OPT_STRING, offsetof(st_options, url)},
+    {"ca_file", OPT_STRING, offsetof(st_options, ca_file)},
+    {"ca_path", OPT_STRING, offsetof(st_options, ca_path)},
+    {"proxy", OPT_STRING, offsetof(st_options, proxy)},
+    {"user_agent", OPT_STRING, offsetof(st_options, user_agent)},
+    {"timeout", OPT_NUMBER, offsetof(st_options, timeout)},
+    {"connect_timeout", OPT_NUMBER, offsetof(st_options, connect_timeout)},
+    {"rate", OPT_NUMBER, offsetof(st_options, rate)},
+    {"retries", OPT_INT, offsetof(st_options, retries)},
+    {"concurrency", OPT_INT, offsetof(st_options, concurrency)},
+    {"max_response", OPT_INT, offsetof(st_options, max_response)},
+    {"verify", OPT_BOOLEAN, offsetof(st_options, verify)},
+    {"on_request", OPT_FUNCTION, 0},
+};
+
+static const char *const type_wanted[] = {"a string", "a number",
+                                          "a whole number", "a boolean",
+                                          "a function"};
+
+static const struct option_spec *find_option(const char *name) {
+    size_t i;
+    for (i = 0; i < sizeof option_specs / sizeof option_specs[0]; i++)
+        if (strcmp(option_specs[i].name, name) == 0)
+            return &option_specs[i];
+    return NULL;
+}
+
+static int lua_type_matches(lua_State *L, int idx, opt_type type) {
+    static const int lua_types[] = {LUA_TSTRING, LUA_TNUMBER, LUA_TNUMBER,
+                                    LUA_TBOOLEAN, LUA_TFUNCTION};
+    return lua_type(L, idx) == lua_types[type];
+}
+
+/* Stores the value at the stack top into o; returns an error message or
+ * NULL. Strings stay owned by the options table until st_client_new copies
+ * them. */
+static const char *store_option(lua_State *L, const struct option_spec *spec,
+                                st_options *o) {
+    char *field = (char *)o + spec->offset;
+    if (!lua_type_matches(L, -1, spec->type))
+        return type_wanted[spec->type];
+    if (spec->type == OPT_STRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (strlen(s) != len)
+            return "a string without NUL bytes";
+        if (len == 0)
+            return "a non-empty string";
+        memcpy(field, &s, sizeof s);
+    } else if (spec->type == OPT_NUMBER) {
+        double v = (double)lua_tonumber(L, -1);
+        memcpy(field, &v, sizeof v);
+    } else if (spec->type == OPT_INT) {
+        double v = (double)lua_tonumber(L, -1);
+        if (v != floor(v) || fabs(v) > 2147483647.0)
+            return type_wanted[OPT_INT];
+        if (spec->offset == offsetof(st_options, max_response)) {
+            long l = (long)v;
+            memcpy(field, &l, sizeof l);
+        } else {
+            int i = (int)v;
+            memcpy(field, &i, sizeof i);
+        }
+    } else if (spec->type == OPT_BOOLEAN) {
+        int b = lua_toboolean(L, -1);
+        memcpy(field, &b, sizeof b);
+    }
+    return NULL;
+}
+
+/* Reads the options table at index 1; on a bad option pushes nothing and
+ * writes the reason into why. */
+static int read_options(lua_State *L, st_options *o, int *has_callback,
+                        char *why, size_t cap) {
+    st_options_defaults(o);
+    *has_callback = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const struct option_spec *spec;
+        const char *want;
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(why, cap, "invalid option: keys must be strings");
+            lua_pop(L, 2);
+            return -1;
+        }
+        spec = find_option(lua_tostring(L, -2));
+        if (!spec) {
+            snprintf(why, cap, "invalid option: unknown option '%.64s'",
+                     lua_tostring(L, -2));
+            lua_pop(L, 2);
+            return -1;
+        }
+        want = store_option(L, spec, o);
+        if (want) {
+            snprintf(why, cap, "invalid option '%s': want %s, got %s",
+                     spec->name, want, luaL_typename(L, -1));
+            lua_pop(L, 2);
+            return -1;
+        }
+        if (spec->type == OPT_FUNCTION)
+            *has_callback = 1;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static void describe_client(lst_client *u) {
+    st_client *c = u->core;
+    snprintf(u->shown, sizeof u->shown, "%s @ %s", st_client_user(c),
+             st_client_url(c));
+    st_client_redact(c, u->shown, sizeof u->shown);
+}
+
+static int l_new(lua_State *L) {
+    st_options o;
+    st_error err;
+    lst_client *u;
+    int has_callback;
+    char why[160];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (read_options(L, &o, &has_callback, why, sizeof why) != 0)
+        return push_invalid(L, why);
+    if (!o.user || !o.password)
+        return push_invalid(L, o.user ? "invalid option 'password': required"
+                                      : "invalid option 'user': required");
+    if (st_options_check(&o, &err) != 0)
+        return push_failure(L, &err);
+    u = (lst_client *)lua_newuserdata(L, sizeof *u);
+    u->core = NULL;
+    u->on_request = LUA_NOREF;
+    u->shown[0] = '\0';
+    luaL_getmetatable(L, CLIENT_MT);
+    lua_setmetatable(L, -2);
+    u->core = st_client_new(&o, &err);
+    if (!u->core)
+        return push_failure(L, &err);
+    describe_client(u);
+    if (has_callback) {
+        lua_getfield(L, 1, "on_request");
+        u->on_request = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return 1;
+}
+
+/* ---- close, gc, tostring ------------------------------------------------ */
+
+/* close, __gc and __close are this one idempotent function. */
+static int l_close(lua_State *L) {
+    lst_client *u = check_client(L);
+    if (u->core) {
+        st_client_free(u->core);
+        u->core = NULL;
+    }
+    if (u->on_request != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, u->on_request);
+        u->on_request = LUA_NOREF;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_tostring(lua_State *L) {
+    lst_client *u = check_client(L);
+    lua_pushfstring(L, "streamtelecom.client: %s%s", u->shown,
+                    u->core ? "" : " (closed)");
+    return 1;
+}
+
+/* ---- send --------------------------------------------------------------- */
+
+/* Adds the recipients of argument 2 (a string or a list of strings). */
+static int read_recipients(lua_State *L, int arg, st_recipients *r,
+                           st_error *err) {
+    size_t i, n, len;
+    const char *s;
+    if (lua_type(L, arg) == LUA_TSTRING) {
+        s = lua_tolstring(L, arg, &len);
+        return st_recipients_add(r, s, len, err);
+    }
+    n = lua_rawlen(L, arg);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, arg, (int)i);
+        s = lua_tolstring(L, -1, &len);
+        lua_pop(L, 1);
+        if (st_recipients_add(r, s, len, err) != 0)
+            return -1;
+    }
+    if (n == 0)
+        return st_fail(err, ST_E_INVALID, "invalid recipients: none given");
+    return 0;
+}
+
+/* Raises for a recipient list of the wrong Lua types, before any C memory
+ * is taken, so the raise cannot leak. */
+static void check_recipient_types(lua_State *L, int arg) {
+    size_t i, n;
+    if (lua_type(L, arg) == LUA_TSTRING)
+        return;
+    if (lua_type(L, arg) != LUA_TTABLE)
+        type_error(L, arg, "string or table");
+    n = lua_rawlen(L, arg);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, arg, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, arg,
+                          lua_pushfstring(L, "recipient %d is a %s, want a "
+                                             "string",
+                                          (int)i, luaL_typename(L, -1)));
+        lua_pop(L, 1);
+    }
+}
+
+/* An optional string field of the opts table at arg; NULL when absent.
+ * Sets *bad_value for a string with a NUL byte or no byte at all. */
+static const char *opt_field(lua_State *L, int arg, const char *key,
+                             int *bad_value) {
+    const char *s;
+    size_t len;
+    if (lua_isnoneornil(L, arg))
+        return NULL;
+    lua_getfield(L, arg, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_argerror(L, arg,
+                      lua_pushfstring(L, "'%s' must be a string, got %s", key,
+                                      luaL_typename(L, -1)));
+    s = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1); /* still referenced by the opts table */
+    if (len == 0 || strlen(s) != len)
+        *bad_value = 1;
+    return s;
+}
+
+/* Fills p from (to, text, opts) at arg, arg+1, arg+2; raises on wrong
+ * types, returns -1 with err on bad values. */
+static int read_send_args(lua_State *L, int arg, st_client *c,
+                          st_send_params *p, st_error *err) {
+    const char *sender;
+    int bad_value = 0;
+    check_recipient_types(L, arg);
+    p->text = check_string(L, arg + 1, &p->text_len);
+    if (!lua_isnoneornil(L, arg + 2) && lua_type(L, arg + 2) != LUA_TTABLE)
+        type_error(L, arg + 2, "table or nil");
+    sender = opt_field(L, arg + 2, "sender", &bad_value);
+    p->sender = sender ? sender : st_client_sender(c);
+    p->callback_url = opt_field(L, arg + 2, "callback_url", &bad_value);
+    p->name = opt_field(L, arg + 2, "name", &bad_value);
+    if (bad_value)
+        return st_fail(err, ST_E_INVALID,
+                       "invalid send option: sender, callback_url and name "
+                       "must be non-empty strings without NUL bytes");
+    return 0;
+}
+
+static void push_send_result(lua_State *L, const st_send_result *res) {
+    size_t i;
+    lua_createtable(L, (int)res->count, 0);
+    for (i = 0; i < res->count; i++) {
+        const st_send_record *rec = &res->records[i];
+        lua_createtable(L, 0, 3);
+        set_string(L, "to", rec->to);
+        if (rec->id[0]) {
+            set_string(L, "id", rec->id);
+        } else {
+            const st_error *e = &res->errors[rec->chunk];
+            set_string(L, "err", e->message);
+            set_string(L, "code", st_code_name(e->code));
+        }
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+}
+
+static int l_send(lua_State *L) {
+    lst_client *u = check_client(L);
+    st_recipients r = {NULL, 0, 0};
+    st_send_params p;
+    st_send_result res;
+    st_error err;
+    hook_ctx ctx;
+    int rc;
+    if (!u->core) {
+        check_recipient_types(L, 2);
+        check_string(L, 3, NULL);
+        return push_closed(L);
+    }
+    if (read_send_args(L, 2, u->core, &p, &err) != 0)
+        return push_failure(L, &err);
+    if (read_recipients(L, 2, &r, &err) != 0) {
+        st_recipients_free(&r);
+        return push_failure(L, &err);
+    }
+    arm_hook(L, u, &ctx);
+    rc = st_client_send(u->core, &r, &p, &res, &err);
+    st_recipients_free(&r);
+    if (rc != 0)
+        return push_failure(L, &err);
+    push_send_result(L, &res);
+    st_send_result_free(&res);
+    return 1;
+}
+
+/* ---- status and balance ------------------------------------------------- */
+
+static void push_status(lua_State *L, const char *id, const st_status *s) {
+    lua_createtable(L, 0, 5);
+    set_string(L, "id", id);
+    set_string(L, "state", st_state_name(s->state));
+    set_string(L, "raw", s->raw);
+    lua_pushboolean(L, s->final);
+    lua_setfield(L, -2, "final");
+    if (s->updated[0])
+        set_string(L, "updated", s->updated);
+}
+
+static int l_status(lua_State *L) {
+    lst_client *u = check_client(L);
+    size_t len;
+    const char *id = check_string(L, 2, &len);
+    st_status s;
+    st_error err;
+    hook_ctx ctx;
+    if (!u->core)
+        return push_closed(L);
+    if (st_id_check(id, len, &err) != 0)
+        return push_failure(L, &err);
+    arm_hook(L, u, &ctx);
+    if (st_client_status(u->core, id, &s, &err) != 0)
+        return push_failure(L, &err);
+    push_status(L, id, &s);
+    return 1;
+}
+
+static void push_balance(lua_State *L, const st_balance *b) {
+    lua_createtable(L, 0, 3);
+    set_number(L, "balance", b->balance);
+    set_string(L, "raw", b->raw);
+    if (b->currency[0])
+        set_string(L, "currency", b->currency);
+}
+
+static int l_balance(lua_State *L) {
+    lst_client *u = check_client(L);
+    st_balance b;
+    st_error err;
+    hook_ctx ctx;
+    if (!u->core)
+        return push_closed(L);
+    arm_hook(L, u, &ctx);
+    if (st_client_balance(u->core, &b, &err) != 0)
+        return push_failure(L, &err);
+    push_balance(L, &b);
+    return 1;
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+static int l_stats(lua_State *L) {
+    lst_client *u = check_client(L);
+    const st_stats *s;
+    int code;
+    if (!u->core)
+        return push_closed(L);
+    s = st_client_stats(u->core);
+    lua_createtable(L, 0, 7);
+    set_number(L, "requests", (double)s->requests);
+    set_number(L, "retries", (double)s->retries);
+    set_number(L, "connections_opened", (double)s->connections_opened);
+    set_number(L, "connections_reused", (double)s->connections_reused);
+    set_number(L, "seconds_total", s->seconds_total);
+    set_number(L, "seconds_max", s->seconds_max);
+    lua_newtable(L);
+    for (code = 1; code < ST_CODE_COUNT; code++)
+        if (s->failures[code])
+            set_number(L, st_code_name((st_code)code),
+                       (double)s->failures[code]);
+    lua_setfield(L, -2, "failures");
+    return 1;
+}
+
+/* ---- module ------------------------------------------------------------- */
+
+static const luaL_Reg client_methods[] = {
+    {"send", l_send},       {"status", l_status}, {"balance", l_balance},
+    {"stats", l_stats},     {"close", l_close},   {NULL, NULL},
+};
+
+static const luaL_Reg client_meta[] = {
+    {"__gc", l_close},
+    {"__close", l_close},
+    {"__tostring", l_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_functions[] = {
+    {"new", l_new},
+    {NULL, NULL},
+};
+
+static void push_errors_set(lua_State *L) {
+    int code;
+    lua_createtable(L, 0, ST_CODE_COUNT - 1);
+    for (code = 1; code < ST_CODE_COUNT; code++)
+        set_string(L, st_code_name((st_code)code), st_code_name((st_code)code));
+}
+
+#if defined(_WIN32)
+#define ST_EXPORT __declspec(dllexport)
+#else
+#define ST_EXPORT __attribute__((visibility("default")))
+#endif
+ST_EXPORT int luaopen_streamtelecom(lua_State *L);
+
+ST_EXPORT int luaopen_streamtelecom(lua_State *L) {
+    luaL_newmetatable(L, CLIENT_MT);
+    luaL_setfuncs(L, client_meta, 0);
+    luaL_newlib(L, client_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, module_functions);
+    set_string(L, "_VERSION", "streamtelecom " ST_VERSION);
+    set_string(L, "DEFAULT_URL", ST_DEFAULT_URL);
+    push_errors_set(L);
+    lua_setfield(L, -2, "errors");
+    return 1;
+}

@@ -1,0 +1,252 @@
+/* The streamtelecom core: everything that talks to the gateway, in plain C on
+ * libcurl. No Lua header is included here or in any file that includes this
+ * one except the bindings, so the core can be unit-tested and fuzzed alone. */
+#ifndef ST_CORE_H
+#define ST_CORE_H
+
+#include <stddef.h>
+
+#include "st_buf.h"
+
+#define ST_VERSION "0.1.0"
+#define ST_DEFAULT_URL "https://gateway.api.sc/get/"
+/* Longest request URL we ever build; long recipient lists are split to fit. */
+#define ST_MAX_URL 2000
+#define ST_PHONE_MAX 15
+#define ST_PHONE_MIN 10
+#define ST_ID_MAX 32
+#define ST_ERR_MAX 512
+/* How much of an unreadable answer an error message quotes. */
+#define ST_QUOTE_MAX 200
+
+/* ---- errors ----------------------------------------------------------- */
+
+typedef enum st_code {
+    ST_OK = 0,
+    ST_E_AUTH,
+    ST_E_BLOCKED,
+    ST_E_DIRECTION_CLOSED,
+    ST_E_NO_SENDER,
+    ST_E_NO_TEXT,
+    ST_E_UNKNOWN_SENDER,
+    ST_E_NO_PHONE,
+    ST_E_FLOOD,
+    ST_E_NOT_FOUND,
+    ST_E_GATEWAY,
+    ST_E_INVALID,
+    ST_E_TIMEOUT,
+    ST_E_CONNECT,
+    ST_E_TLS,
+    ST_E_HTTP,
+    ST_E_TOO_LARGE,
+    ST_E_NETWORK,
+    ST_E_CLOSED,
+    ST_CODE_COUNT
+} st_code;
+
+typedef struct st_error {
+    st_code code;
+    char message[ST_ERR_MAX];
+} st_error;
+
+/* The API name of a code ("auth", "timeout", ...); "" for ST_OK. */
+const char *st_code_name(st_code code);
+/* Sets err and returns -1, so callers can `return st_fail(...)`. */
+int st_fail(st_error *err, st_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Replaces every occurrence of `secret` (raw and percent-encoded) in msg
+ * with "***", in place, never growing past cap bytes. */
+void st_redact(char *msg, size_t cap, const char *secret);
+
+/* ---- text helpers (st_text.c) ----------------------------------------- */
+
+/* Appends s percent-encoded: everything but RFC 3986 unreserved bytes. */
+int st_percent_encode(st_buf *out, const char *s, size_t n);
+size_t st_percent_encoded_len(const char *s, size_t n);
+/* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+int st_utf8_valid(const char *s, size_t n);
+/* Strips a leading UTF-8 BOM and surrounding white space. */
+void st_trim(const char **s, size_t *n);
+/* Compares two UTF-8 sentences ignoring case (ASCII and Cyrillic), runs of
+ * white space, and a trailing full stop. */
+int st_sentence_equal(const char *a, size_t an, const char *b, size_t bn);
+
+/* ---- validation (st_validate.c) --------------------------------------- */
+
+typedef struct st_phone {
+    char digits[ST_PHONE_MAX + 1];
+} st_phone;
+
+typedef struct st_recipients {
+    st_phone *items;
+    size_t count;
+    size_t cap;
+} st_recipients;
+
+/* Adds every comma-separated number of s, normalised; -1 and ST_E_INVALID on
+ * a bad one (nothing is added then). */
+int st_recipients_add(st_recipients *r, const char *s, size_t n, st_error *err);
+void st_recipients_free(st_recipients *r);
+int st_phone_normalize(const char *s, size_t n, st_phone *out, st_error *err);
+int st_sender_check(const char *s, size_t n, st_error *err);
+int st_text_check(const char *s, size_t n, st_error *err);
+int st_id_check(const char *s, size_t n, st_error *err);
+
+/* ---- requests (st_request.c) ------------------------------------------ */
+
+typedef struct st_credentials {
+    const char *base_url;
+    const char *user;
+    const char *password;
+} st_credentials;
+
+typedef struct st_send_params {
+    const char *sender; /* NULL: no sadr (the gateway then says no_sender) */
+    const char *text;
+    size_t text_len;
+    const char *callback_url; /* NULL when absent */
+    const char *name;         /* name_deliver; NULL when absent */
+} st_send_params;
+
+/* A run of recipients [first, first + count) that fits in one request. */
+typedef struct st_chunk {
+    size_t first;
+    size_t count;
+} st_chunk;
+
+int st_build_balance_url(st_buf *url, const st_credentials *c);
+int st_build_status_url(st_buf *url, const st_credentials *c, const char *id);
+/* The send URL for recipients [first, first+count). */
+int st_build_send_url(st_buf *url, const st_credentials *c,
+                      const st_send_params *p, const st_recipients *r,
+                      size_t first, size_t count);
+/* Splits r so that no send URL exceeds max_url bytes. *chunks is malloc'd.
+ * -1 with ST_E_INVALID when even one recipient does not fit. */
+int st_plan_send(const st_credentials *c, const st_send_params *p,
+                 const st_recipients *r, size_t max_url, st_chunk **chunks,
+                 size_t *nchunks, st_error *err);
+
+/* ---- answers (st_parse.c) --------------------------------------------- */
+
+typedef enum st_state {
+    ST_STATE_DELIVERED,
+    ST_STATE_UNDELIVERED,
+    ST_STATE_EXPIRED,
+    ST_STATE_READ,
+    ST_STATE_PARTLY_DELIVERED,
+    ST_STATE_SENT,
+    ST_STATE_UNKNOWN
+} st_state;
+
+typedef struct st_status {
+    st_state state;
+    int final;
+    char raw[64];      /* the state word as the gateway wrote it */
+    char updated[128]; /* "" when the gateway gave no time */
+} st_status;
+
+typedef struct st_balance {
+    double balance;
+    char currency[32]; /* "" when none */
+    char raw[128];
+} st_balance;
+
+const char *st_state_name(st_state s);
+/* A gateway refusal sentence in body, or ST_OK if the body is not one. */
+st_code st_match_refusal(const char *body, size_t n);
+/* Each parser first recognises refusals (err->code is then the refusal). */
+int st_parse_send_answer(const char *body, size_t n, size_t expected,
+                         char (*ids)[ST_ID_MAX + 1], st_error *err);
+int st_parse_status_answer(const char *body, size_t n, st_status *out,
+                           st_error *err);
+int st_parse_balance_answer(const char *body, size_t n, st_balance *out,
+                            st_error *err);
+
+/* ---- client (st_client.c, st_transport.c) ----------------------------- */
+
+typedef struct st_options {
+    const char *user;
+    const char *password;
+    const char *sender;
+    const char *url;
+    double timeout;         /* seconds, whole request; 0 means none */
+    double connect_timeout; /* seconds */
+    int verify;
+    const char *ca_file, *ca_path, *proxy, *user_agent;
+    int retries;
+    int concurrency;
+    long max_response;
+    double rate; /* requests per second; 0 means no limit */
+} st_options;
+
+void st_options_defaults(st_options *o);
+/* Checks values (not types: the caller's language does that). */
+int st_options_check(const st_options *o, st_error *err);
+
+typedef enum st_call { ST_CALL_SEND, ST_CALL_STATUS, ST_CALL_BALANCE } st_call;
+const char *st_call_name(st_call call);
+
+/* What the on_exchange hook learns after every HTTP exchange. */
+typedef struct st_exchange {
+    st_call call;
+    const char *url; /* password already replaced by *** */
+    long http_status; /* 0 where no HTTP answer came */
+    double seconds;
+    st_code code; /* ST_OK on success */
+} st_exchange;
+
+typedef void (*st_exchange_hook)(void *ctx, const st_exchange *info);
+
+typedef struct st_stats {
+    unsigned long requests;
+    unsigned long retries;
+    unsigned long failures[ST_CODE_COUNT];
+    unsigned long connections_opened;
+    unsigned long connections_reused;
+    double seconds_total;
+    double seconds_max;
+} st_stats;
+
+typedef struct st_client st_client;
+
+st_client *st_client_new(const st_options *o, st_error *err);
+void st_client_free(st_client *c);
+void st_client_set_hook(st_client *c, st_exchange_hook hook, void *ctx);
+const st_stats *st_client_stats(const st_client *c);
+const char *st_client_user(const st_client *c);
+const char *st_client_url(const st_client *c);
+const char *st_client_sender(const st_client *c);
+/* Replaces the password in msg (cap bytes) with ***. */
+void st_client_redact(const st_client *c, char *msg, size_t cap);
+
+/* One record per recipient, in the order given. */
+typedef struct st_send_record {
+    char to[ST_PHONE_MAX + 1];
+    char id[ST_ID_MAX + 1]; /* "" when refused */
+    size_t chunk;           /* index into st_send_result.errors */
+} st_send_record;
+
+typedef struct st_send_result {
+    st_send_record *records;
+    size_t count;
+    st_error *errors; /* one per request; code ST_OK where it was accepted */
+    size_t nerrors;
+} st_send_result;
+
+void st_send_result_free(st_send_result *res);
+
+/* The send as one call: -1 only for an error before anything was sent;
+ * otherwise 0 with per-recipient outcomes in res. */
+int st_client_send(st_client *c, const st_recipients *r,
+                   const st_send_params *p, st_send_result *res,
+                   st_error *err);
+int st_client_status(st_client *c, const char *id, st_status *out,
+                     st_error *err);
+int st_client_balance(st_client *c, st_balance *out, st_error *err);
+/* The credentials a client builds URLs with (for client:url()). */
+st_credentials st_client_credentials(const st_client *c);
+
+#endif

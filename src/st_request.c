@@ -1,0 +1,140 @@
+/* Request URLs for the three calls, and the split of a long recipient list
+ * into requests that each stay under the URL bound. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_core.h"
+
+static void add_param(st_buf *url, const char *name, const char *value,
+                      size_t len) {
+    st_buf_append_char(url, '&');
+    st_buf_append_str(url, name);
+    st_buf_append_char(url, '=');
+    st_percent_encode(url, value, len);
+}
+
+/* base?user=..&pwd=.. — the part every call starts with. */
+static void add_credentials(st_buf *url, const st_credentials *c) {
+    const char *base = c->base_url;
+    size_t blen = strlen(base);
+    st_buf_append(url, base, blen);
+    if (!strchr(base, '?'))
+        st_buf_append_char(url, '?');
+    else if (blen > 0 && base[blen - 1] != '?' && base[blen - 1] != '&')
+        st_buf_append_char(url, '&');
+    st_buf_append_str(url, "user=");
+    st_percent_encode(url, c->user, strlen(c->user));
+    add_param(url, "pwd", c->password, strlen(c->password));
+}
+
+int st_build_balance_url(st_buf *url, const st_credentials *c) {
+    add_credentials(url, c);
+    st_buf_append_str(url, "&balance=1");
+    return url->failed ? -1 : 0;
+}
+
+int st_build_status_url(st_buf *url, const st_credentials *c, const char *id) {
+    add_credentials(url, c);
+    add_param(url, "smsid", id, strlen(id));
+    return url->failed ? -1 : 0;
+}
+
+/* Everything of a send URL but the dadr value. */
+static void add_send_head(st_buf *url, const st_credentials *c,
+                          const st_send_params *p) {
+    add_credentials(url, c);
+    if (p->sender)
+        add_param(url, "sadr", p->sender, strlen(p->sender));
+    st_buf_append_str(url, "&dadr=");
+}
+
+static void add_send_tail(st_buf *url, const st_send_params *p) {
+    add_param(url, "text", p->text, p->text_len);
+    if (p->callback_url)
+        add_param(url, "callback_url", p->callback_url,
+                  strlen(p->callback_url));
+    if (p->name)
+        add_param(url, "name_deliver", p->name, strlen(p->name));
+}
+
+/* Recipients are joined by an encoded comma, as in any query value. */
+#define ST_ENCODED_COMMA "%2C"
+
+int st_build_send_url(st_buf *url, const st_credentials *c,
+                      const st_send_params *p, const st_recipients *r,
+                      size_t first, size_t count) {
+    size_t i;
+    add_send_head(url, c, p);
+    for (i = first; i < first + count; i++) {
+        if (i > first)
+            st_buf_append_str(url, ST_ENCODED_COMMA);
+        st_buf_append_str(url, r->items[i].digits);
+    }
+    add_send_tail(url, p);
+    return url->failed ? -1 : 0;
+}
+
+/* Length of a send URL without any recipient. */
+static int send_overhead(const st_credentials *c, const st_send_params *p,
+                         size_t *len) {
+    st_buf url = ST_BUF_INIT;
+    int failed;
+    add_send_head(&url, c, p);
+    add_send_tail(&url, p);
+    *len = url.len;
+    failed = url.failed;
+    st_buf_free(&url);
+    return failed ? -1 : 0;
+}
+
+static int push_chunk(st_chunk **chunks, size_t *n, size_t *cap,
+                      size_t first, size_t count) {
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        st_chunk *p = realloc(*chunks, ncap * sizeof *p);
+        if (!p)
+            return -1;
+        *chunks = p;
+        *cap = ncap;
+    }
+    (*chunks)[*n].first = first;
+    (*chunks)[(*n)++].count = count;
+    return 0;
+}
+
+int st_plan_send(const st_credentials *c, const st_send_params *p,
+                 const st_recipients *r, size_t max_url, st_chunk **chunks,
+                 size_t *nchunks, st_error *err) {
+    size_t overhead, i, cap = 0, used = 0, first = 0;
+    *chunks = NULL;
+    *nchunks = 0;
+    if (send_overhead(c, p, &overhead) != 0)
+        return st_fail(err, ST_E_INVALID, "out of memory");
+    for (i = 0; i < r->count; i++) {
+        size_t len = strlen(r->items[i].digits);
+        size_t sep = i > first ? strlen(ST_ENCODED_COMMA) : 0;
+        if (overhead + len > max_url) {
+            free(*chunks);
+            *chunks = NULL;
+            return st_fail(err, ST_E_INVALID,
+                           "invalid text: the request would be longer than "
+                           "%zu bytes (shorten the text or the options)",
+                           max_url);
+        }
+        if (overhead + used + sep + len > max_url) {
+            if (push_chunk(chunks, nchunks, &cap, first, i - first) != 0)
+                goto no_memory;
+            first = i, used = 0, sep = 0;
+        }
+        used += sep + len;
+    }
+    if (r->count > first &&
+        push_chunk(chunks, nchunks, &cap, first, r->count - first) != 0)
+        goto no_memory;
+    return 0;
+no_memory:
+    free(*chunks);
+    *chunks = NULL;
+    *nchunks = 0;
+    return st_fail(err, ST_E_INVALID, "out of memory");
+}

@@ -1,0 +1,148 @@
+/* Byte-level text work: percent-encoding, UTF-8, trimming and the
+ * case-insensitive comparison the gateway's sentences need. */
+#include <string.h>
+
+#include "st_core.h"
+
+static int is_unreserved(unsigned char ch) {
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+           (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+           ch == '~';
+}
+
+size_t st_percent_encoded_len(const char *s, size_t n) {
+    size_t i, len = 0;
+    for (i = 0; i < n; i++)
+        len += is_unreserved((unsigned char)s[i]) ? 1 : 3;
+    return len;
+}
+
+int st_percent_encode(st_buf *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (is_unreserved(ch)) {
+            st_buf_append_char(out, (char)ch);
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            st_buf_append(out, esc, 3);
+        }
+    }
+    return out->failed ? -1 : 0;
+}
+
+/* Decodes one code point at s[0..n); returns its length, 0 if malformed. */
+static size_t utf8_decode(const unsigned char *s, size_t n, unsigned long *cp) {
+    size_t len, i;
+    unsigned long c, min;
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    } else if ((s[0] & 0xE0) == 0xC0) {
+        len = 2, c = s[0] & 0x1F, min = 0x80;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        len = 3, c = s[0] & 0x0F, min = 0x800;
+    } else if ((s[0] & 0xF8) == 0xF0) {
+        len = 4, c = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+int st_utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (n > 0) {
+        unsigned long cp;
+        size_t len = utf8_decode(p, n, &cp);
+        if (len == 0)
+            return 0;
+        p += len;
+        n -= len;
+    }
+    return 1;
+}
+
+static int is_space(unsigned char ch) {
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' ||
+           ch == '\f';
+}
+
+void st_trim(const char **s, size_t *n) {
+    const char *p = *s;
+    size_t len = *n;
+    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3, len -= 3;
+    while (len > 0 && is_space((unsigned char)p[0]))
+        p++, len--;
+    while (len > 0 && is_space((unsigned char)p[len - 1]))
+        len--;
+    *s = p;
+    *n = len;
+}
+
+/* Lower case for ASCII and Cyrillic, the only scripts gateway sentences use. */
+static unsigned long fold_case(unsigned long cp) {
+    if (cp >= 'A' && cp <= 'Z')
+        return cp + 32;
+    if (cp >= 0x0410 && cp <= 0x042F) /* А..Я */
+        return cp + 0x20;
+    if (cp >= 0x0400 && cp <= 0x040F) /* Ѐ..Џ, Ё among them */
+        return cp + 0x50;
+    return cp;
+}
+
+/* The next folded code point of a sentence, white space runs collapsed to
+ * one ' '; 0 at the end, -1 on malformed UTF-8. */
+static long next_folded(const unsigned char **p, const unsigned char *end) {
+    unsigned long cp;
+    size_t len;
+    if (*p >= end)
+        return 0;
+    if (is_space(**p)) {
+        while (*p < end && is_space(**p))
+            (*p)++;
+        return ' ';
+    }
+    len = utf8_decode(*p, (size_t)(end - *p), &cp);
+    if (len == 0)
+        return -1;
+    *p += len;
+    return (long)fold_case(cp);
+}
+
+static void trim_sentence(const char **s, size_t *n) {
+    st_trim(s, n);
+    while (*n > 0 && (*s)[*n - 1] == '.') {
+        (*n)--;
+        st_trim(s, n);
+    }
+}
+
+int st_sentence_equal(const char *a, size_t an, const char *b, size_t bn) {
+    const unsigned char *pa, *pb, *ea, *eb;
+    trim_sentence(&a, &an);
+    trim_sentence(&b, &bn);
+    pa = (const unsigned char *)a, ea = pa + an;
+    pb = (const unsigned char *)b, eb = pb + bn;
+    for (;;) {
+        long ca = next_folded(&pa, ea), cb = next_folded(&pb, eb);
+        if (ca < 0 || cb < 0 || ca != cb)
+            return 0;
+        if (ca == 0)
+            return 1;
+    }
+}
