@@ -55,6 +55,11 @@ static void set_number(lua_State *L, const char *key, double value) {
     lua_setfield(L, -2, key);
 }
 
+static void set_integer(lua_State *L, const char *key, double value) {
+    lua_pushinteger(L, (lua_Integer)value);
+    lua_setfield(L, -2, key);
+}
+
 static lst_client *check_client(lua_State *L) {
     return (lst_client *)luaL_checkudata(L, 1, CLIENT_MT);
 }
@@ -83,7 +88,7 @@ static void call_on_request(void *ud, const st_exchange *info) {
     lua_createtable(L, 0, 5);
     set_string(L, "call", st_call_name(info->call));
     set_string(L, "url", info->url);
-    set_number(L, "http_status", (double)info->http_status);
+    set_integer(L, "http_status", (double)info->http_status);
     set_number(L, "seconds", info->seconds);
     if (info->code != ST_OK)
         set_string(L, "code", st_code_name(info->code));
@@ -481,17 +486,17 @@ static int l_stats(lua_State *L) {
         return push_closed(L);
     s = st_client_stats(u->core);
     lua_createtable(L, 0, 7);
-    set_number(L, "requests", (double)s->requests);
-    set_number(L, "retries", (double)s->retries);
-    set_number(L, "connections_opened", (double)s->connections_opened);
-    set_number(L, "connections_reused", (double)s->connections_reused);
+    set_integer(L, "requests", (double)s->requests);
+    set_integer(L, "retries", (double)s->retries);
+    set_integer(L, "connections_opened", (double)s->connections_opened);
+    set_integer(L, "connections_reused", (double)s->connections_reused);
     set_number(L, "seconds_total", s->seconds_total);
     set_number(L, "seconds_max", s->seconds_max);
     lua_newtable(L);
     for (code = 1; code < ST_CODE_COUNT; code++)
         if (s->failures[code])
-            set_number(L, st_code_name((st_code)code),
-                       (double)s->failures[code]);
+            set_integer(L, st_code_name((st_code)code),
+                        (double)s->failures[code]);
     lua_setfield(L, -2, "failures");
     return 1;
 }

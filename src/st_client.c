@@ -247,7 +247,8 @@ static int may_retry(st_call call, const st_reply *reply, st_code code) {
 }
 
 /* One logical request with its retries. On success reply->body holds the
- * answer; the caller frees reply in every case. */
+ * answer and the caller reports the exchange with the code its answer gave;
+ * the caller frees reply in every case. */
 static int exchange(st_client *c, st_call call, const char *url,
                     st_reply *reply, st_error *err) {
     int attempt;
@@ -259,9 +260,9 @@ static int exchange(st_client *c, st_call call, const char *url,
                               err);
         if (rc == 0 && (reply->http_status < 200 || reply->http_status > 299))
             rc = http_failed(reply, err);
-        report_exchange(c, call, url, reply, rc == 0 ? ST_OK : err->code);
         if (rc == 0)
-            return 0;
+            return 0; /* reported by the caller, once the answer is read */
+        report_exchange(c, call, url, reply, err->code);
         if (attempt >= c->opts.retries || !may_retry(call, reply, err->code))
             break;
         c->stats.retries++;
@@ -288,9 +289,12 @@ int st_client_status(st_client *c, const char *id, st_status *out,
         return -1;
     if (st_build_status_url(&url, &cred, id) != 0)
         st_fail(err, ST_E_NETWORK, "out of memory");
-    else if (exchange(c, ST_CALL_STATUS, url.data, &reply, err) == 0)
+    else if (exchange(c, ST_CALL_STATUS, url.data, &reply, err) == 0) {
         rc = st_parse_status_answer(st_buf_str(&reply.body), reply.body.len, out,
                                     err);
+        report_exchange(c, ST_CALL_STATUS, url.data, &reply,
+                        rc == 0 ? ST_OK : err->code);
+    }
     st_buf_free(&url);
     st_reply_free(&reply);
     if (rc != 0)
@@ -305,9 +309,12 @@ int st_client_balance(st_client *c, st_balance *out, st_error *err) {
     int rc = -1;
     if (st_build_balance_url(&url, &cred) != 0)
         st_fail(err, ST_E_NETWORK, "out of memory");
-    else if (exchange(c, ST_CALL_BALANCE, url.data, &reply, err) == 0)
+    else if (exchange(c, ST_CALL_BALANCE, url.data, &reply, err) == 0) {
         rc = st_parse_balance_answer(st_buf_str(&reply.body), reply.body.len,
                                      out, err);
+        report_exchange(c, ST_CALL_BALANCE, url.data, &reply,
+                        rc == 0 ? ST_OK : err->code);
+    }
     st_buf_free(&url);
     st_reply_free(&reply);
     if (rc != 0)
@@ -349,11 +356,14 @@ static void send_chunk(st_client *c, const st_recipients *r,
     if (!ids || st_build_send_url(&url, &cred, p, r, chunk->first,
                                   chunk->count) != 0)
         st_fail(err, ST_E_NETWORK, "out of memory");
-    else if (exchange(c, ST_CALL_SEND, url.data, &reply, err) == 0 &&
-             st_parse_send_answer(st_buf_str(&reply.body), reply.body.len,
-                                  chunk->count, ids, err) == 0)
-        for (i = 0; i < chunk->count; i++)
+    else if (exchange(c, ST_CALL_SEND, url.data, &reply, err) == 0) {
+        int rc = st_parse_send_answer(st_buf_str(&reply.body), reply.body.len,
+                                      chunk->count, ids, err);
+        report_exchange(c, ST_CALL_SEND, url.data, &reply,
+                        rc == 0 ? ST_OK : err->code);
+        for (i = 0; rc == 0 && i < chunk->count; i++)
             strcpy(res->records[chunk->first + i].id, ids[i]);
+    }
     st_redact(err->message, sizeof err->message, c->opts.password);
     for (i = 0; i < chunk->count; i++)
         res->records[chunk->first + i].chunk = index;

@@ -84,8 +84,8 @@ static long to_ms(double seconds) {
 static int configure(st_transport *t, const st_options *o) {
     char agent[128];
     if (!o->user_agent) {
-        snprintf(agent, sizeof agent, "streamtelecom/%s %s", ST_VERSION,
-                 curl_version());
+        snprintf(agent, sizeof agent, "streamtelecom/%s libcurl/%s",
+                 ST_VERSION, curl_version_info(CURLVERSION_NOW)->version);
         agent[sizeof agent - 1] = '\0';
     }
     SET(CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM: thread-safe */
