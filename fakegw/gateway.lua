@@ -421,13 +421,16 @@ end
 
 local function json(status, value)
   ngx.status = status
+  local body = cjson.encode(value)
   ngx.header.content_type = "application/json"
-  ngx.print(cjson.encode(value))
+  ngx.header.content_length = #body
+  ngx.print(body)
 end
 
 local function json_array(list)
   if #list == 0 then
     ngx.header.content_type = "application/json"
+    ngx.header.content_length = 2
     return ngx.print("[]")
   end
   return json(200, list)
