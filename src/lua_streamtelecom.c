@@ -427,7 +427,8 @@ static int l_send(lua_State *L) {
 
 static void push_status(lua_State *L, const char *id, const st_status *s) {
     lua_createtable(L, 0, 5);
-    set_string(L, "id", id);
+    if (id)
+        set_string(L, "id", id);
     set_string(L, "state", st_state_name(s->state));
     set_string(L, "raw", s->raw);
     lua_pushboolean(L, s->final);
@@ -476,6 +477,199 @@ static int l_balance(lua_State *L) {
     return 1;
 }
 
+/* ---- wait --------------------------------------------------------------- */
+
+/* Reads a non-negative number field of the options table at arg. */
+static double wait_option(lua_State *L, int arg, const char *key, double def) {
+    double v = def;
+    if (lua_isnoneornil(L, arg))
+        return def;
+    lua_getfield(L, arg, key);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number",
+                                                  key));
+        v = (double)lua_tonumber(L, -1);
+        if (!(v >= 0))
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be >= 0", key));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static void check_id_list(lua_State *L, int arg) {
+    size_t i, n;
+    luaL_checktype(L, arg, LUA_TTABLE);
+    n = lua_rawlen(L, arg);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, arg, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, arg, lua_pushfstring(L, "id %d is a %s, want a "
+                                                     "string",
+                                                  (int)i, luaL_typename(L, -1)));
+        lua_pop(L, 1);
+    }
+}
+
+/* Asks for the status of every id of the list at arg whose record in the
+ * map at map_idx is not final yet; returns how many are still not final. */
+static size_t poll_pending(lua_State *L, lst_client *u, int arg, int map_idx) {
+    size_t i, n = lua_rawlen(L, arg), pending = 0;
+    for (i = 1; i <= n; i++) {
+        st_status s;
+        st_error err;
+        size_t len;
+        const char *id;
+        lua_rawgeti(L, arg, (int)i);
+        id = lua_tolstring(L, -1, &len);
+        lua_getfield(L, map_idx, id);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "final");
+            if (lua_toboolean(L, -1)) {
+                lua_pop(L, 3);
+                continue;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (st_id_check(id, len, &err) == 0 &&
+            st_client_status(u->core, id, &s, &err) == 0) {
+            push_status(L, id, &s);
+            pending += !s.final;
+        } else {
+            lua_createtable(L, 0, 2);
+            set_string(L, "err", err.message);
+            set_string(L, "code", st_code_name(err.code));
+            pending += err.code != ST_E_INVALID && err.code != ST_E_NOT_FOUND;
+        }
+        lua_setfield(L, map_idx, id);
+        lua_pop(L, 1);
+    }
+    return pending;
+}
+
+static int l_wait(lua_State *L) {
+    lst_client *u = check_client(L);
+    double timeout, interval, deadline;
+    hook_ctx ctx;
+    check_id_list(L, 2);
+    timeout = wait_option(L, 3, "timeout", 60);
+    interval = wait_option(L, 3, "interval", 5);
+    if (!u->core)
+        return push_closed(L);
+    deadline = st_now() + timeout;
+    lua_settop(L, 3);
+    lua_newtable(L); /* the map, at index 4 */
+    arm_hook(L, u, &ctx);
+    while (poll_pending(L, u, 2, 4) > 0 && st_now() + interval <= deadline)
+        st_sleep(interval);
+    return 1;
+}
+
+/* ---- url and parse: bring your own transport ---------------------------- */
+
+static int url_for_send(lua_State *L, lst_client *u) {
+    st_recipients r = {NULL, 0, 0};
+    st_send_params p;
+    st_error err;
+    st_buf url = ST_BUF_INIT;
+    int rc;
+    if (read_send_args(L, 3, u->core, &p, &err) != 0)
+        return push_failure(L, &err);
+    rc = read_recipients(L, 3, &r, &err);
+    if (rc == 0)
+        rc = st_client_send_url(u->core, &r, &p, &url, &err);
+    st_recipients_free(&r);
+    if (rc == 0)
+        lua_pushlstring(L, url.data, url.len);
+    st_buf_free(&url);
+    return rc == 0 ? 1 : push_failure(L, &err);
+}
+
+static int l_url(lua_State *L) {
+    static const char *const calls[] = {"send", "status", "balance", NULL};
+    lst_client *u = check_client(L);
+    int call = luaL_checkoption(L, 2, NULL, calls);
+    st_credentials cred;
+    st_buf url = ST_BUF_INIT;
+    st_error err;
+    if (call == ST_CALL_SEND && u->core)
+        return url_for_send(L, u);
+    if (call == ST_CALL_STATUS) {
+        size_t len;
+        const char *id = check_string(L, 3, &len);
+        if (u->core && st_id_check(id, len, &err) != 0)
+            return push_failure(L, &err);
+    }
+    if (!u->core)
+        return push_closed(L);
+    cred = st_client_credentials(u->core);
+    if (call == ST_CALL_STATUS)
+        st_build_status_url(&url, &cred, lua_tostring(L, 3));
+    else
+        st_build_balance_url(&url, &cred);
+    lua_pushlstring(L, st_buf_str(&url), url.len);
+    st_buf_free(&url);
+    return 1;
+}
+
+static int parse_send(lua_State *L, const char *body, size_t n) {
+    st_recipients r = {NULL, 0, 0};
+    st_error err;
+    size_t i, expected;
+    char(*ids)[ST_ID_MAX + 1];
+    if (!lua_isnoneornil(L, 3)) {
+        check_recipient_types(L, 3);
+        if (read_recipients(L, 3, &r, &err) != 0) {
+            st_recipients_free(&r);
+            return push_failure(L, &err);
+        }
+    }
+    expected = lua_isnoneornil(L, 3) ? st_send_answer_ids(body, n) : r.count;
+    ids = calloc(expected ? expected : 1, sizeof *ids);
+    if (!ids || st_parse_send_answer(body, n, expected ? expected : 1, ids,
+                                     &err) != 0) {
+        free(ids);
+        st_recipients_free(&r);
+        return ids ? push_failure(L, &err) : luaL_error(L, "out of memory");
+    }
+    lua_createtable(L, (int)expected, 0);
+    for (i = 0; i < expected; i++) {
+        lua_createtable(L, 0, 2);
+        if (i < r.count)
+            set_string(L, "to", r.items[i].digits);
+        set_string(L, "id", ids[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    free(ids);
+    st_recipients_free(&r);
+    return 1;
+}
+
+static int l_parse(lua_State *L) {
+    static const char *const calls[] = {"send", "status", "balance", NULL};
+    int call = luaL_checkoption(L, 1, NULL, calls);
+    size_t n;
+    const char *body = check_string(L, 2, &n);
+    st_error err;
+    if (call == ST_CALL_SEND)
+        return parse_send(L, body, n);
+    if (call == ST_CALL_STATUS) {
+        st_status s;
+        const char *id = lua_isnoneornil(L, 3) ? NULL : check_string(L, 3, NULL);
+        if (st_parse_status_answer(body, n, &s, &err) != 0)
+            return push_failure(L, &err);
+        push_status(L, id, &s);
+        return 1;
+    } else {
+        st_balance b;
+        if (st_parse_balance_answer(body, n, &b, &err) != 0)
+            return push_failure(L, &err);
+        push_balance(L, &b);
+        return 1;
+    }
+}
+
 /* ---- stats -------------------------------------------------------------- */
 
 static int l_stats(lua_State *L) {
@@ -505,7 +699,8 @@ static int l_stats(lua_State *L) {
 
 static const luaL_Reg client_methods[] = {
     {"send", l_send},       {"status", l_status}, {"balance", l_balance},
-    {"stats", l_stats},     {"close", l_close},   {NULL, NULL},
+    {"stats", l_stats},     {"close", l_close},   {"wait", l_wait},
+    {"url", l_url},         {NULL, NULL},
 };
 
 static const luaL_Reg client_meta[] = {
@@ -517,6 +712,7 @@ static const luaL_Reg client_meta[] = {
 
 static const luaL_Reg module_functions[] = {
     {"new", l_new},
+    {"parse", l_parse},
     {NULL, NULL},
 };
 

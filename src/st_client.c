@@ -411,3 +411,23 @@ int st_client_send(st_client *c, const st_recipients *r,
     }
     return 0;
 }
+
+int st_client_send_url(const st_client *c, const st_recipients *r,
+                       const st_send_params *p, st_buf *url, st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_chunk *chunks = NULL;
+    size_t nchunks = 0;
+    int rc = 0;
+    if (check_send(r, p, err) != 0 ||
+        st_plan_send(&cred, p, r, ST_MAX_URL, &chunks, &nchunks, err) != 0)
+        return -1;
+    if (nchunks != 1)
+        rc = st_fail(err, ST_E_INVALID,
+                     "invalid recipients: %zu of them need %zu requests; "
+                     "url() builds one",
+                     r->count, nchunks);
+    else if (st_build_send_url(url, &cred, p, r, 0, r->count) != 0)
+        rc = st_fail(err, ST_E_INVALID, "out of memory");
+    free(chunks);
+    return rc;
+}

@@ -160,10 +160,16 @@ st_code st_match_refusal(const char *body, size_t n);
 /* Each parser first recognises refusals (err->code is then the refusal). */
 int st_parse_send_answer(const char *body, size_t n, size_t expected,
                          char (*ids)[ST_ID_MAX + 1], st_error *err);
+/* How many ids a well-formed send answer holds; 0 for anything else. */
+size_t st_send_answer_ids(const char *body, size_t n);
 int st_parse_status_answer(const char *body, size_t n, st_status *out,
                            st_error *err);
 int st_parse_balance_answer(const char *body, size_t n, st_balance *out,
                             st_error *err);
+
+/* Seconds on a monotonic clock, and a sleep that finishes its time. */
+double st_now(void);
+void st_sleep(double seconds);
 
 /* ---- client (st_client.c, st_transport.c) ----------------------------- */
 
@@ -248,5 +254,9 @@ int st_client_status(st_client *c, const char *id, st_status *out,
 int st_client_balance(st_client *c, st_balance *out, st_error *err);
 /* The credentials a client builds URLs with (for client:url()). */
 st_credentials st_client_credentials(const st_client *c);
+/* The one URL a send would request, with the send's validation; -1 and
+ * ST_E_INVALID where the send would need more than one request. */
+int st_client_send_url(const st_client *c, const st_recipients *r,
+                       const st_send_params *p, st_buf *url, st_error *err);
 
 #endif

@@ -104,19 +104,18 @@ static int is_id_separator(char ch) {
     return ch == ',' || ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
 }
 
-int st_parse_send_answer(const char *body, size_t n, size_t expected,
-                         char (*ids)[ST_ID_MAX + 1], st_error *err) {
-    const char *s = body;
-    size_t len = n, i = 0, found = 0;
-    if (take_refusal(&s, &len, err))
-        return -1;
+/* Reads the ids of a trimmed answer; copies at most cap of them. Returns
+ * how many there are, or -1 if the answer is not a list of ids. */
+static long scan_ids(const char *s, size_t len, char (*ids)[ST_ID_MAX + 1],
+                     size_t cap) {
+    size_t i = 0, found = 0;
     while (i < len) {
         size_t start = i;
         while (i < len && s[i] >= '0' && s[i] <= '9')
             i++;
         if (i == start || i - start > ST_ID_MAX)
-            return unexpected(err, "send", s, len);
-        if (found < expected) {
+            return -1;
+        if (found < cap) {
             memcpy(ids[found], s + start, i - start);
             ids[found][i - start] = '\0';
         }
@@ -124,11 +123,31 @@ int st_parse_send_answer(const char *body, size_t n, size_t expected,
         while (i < len && is_id_separator(s[i]))
             i++;
     }
-    if (found != expected) {
+    return found > 0 ? (long)found : -1;
+}
+
+size_t st_send_answer_ids(const char *body, size_t n) {
+    long found;
+    st_trim(&body, &n);
+    found = scan_ids(body, n, NULL, 0);
+    return found > 0 ? (size_t)found : 0;
+}
+
+int st_parse_send_answer(const char *body, size_t n, size_t expected,
+                         char (*ids)[ST_ID_MAX + 1], st_error *err) {
+    const char *s = body;
+    size_t len = n;
+    long found;
+    if (take_refusal(&s, &len, err))
+        return -1;
+    found = scan_ids(s, len, ids, expected);
+    if (found < 0)
+        return unexpected(err, "send", s, len);
+    if ((size_t)found != expected) {
         char quoted[ST_QUOTE_MAX + 8];
         quote_answer(quoted, sizeof quoted, s, len);
         return st_fail(err, ST_E_GATEWAY,
-                       "gateway sent %zu message ids for %zu recipients: %s",
+                       "gateway sent %ld message ids for %zu recipients: %s",
                        found, expected, quoted);
     }
     return 0;

@@ -27,8 +27,5 @@ int st_transport_get(st_transport *t, const char *url, int once,
 
 void st_reply_free(st_reply *reply);
 
-/* Seconds on a monotonic clock, and a sleep that finishes its time. */
-double st_now(void);
-void st_sleep(double seconds);
 
 #endif
