@@ -1,0 +1,377 @@
+-- The client over real HTTP against the local fake gateway: keep-alive,
+-- timeouts, HTTP errors, retries (and the sends that must never be retried),
+-- oversized and garbage answers, redirects, dropped connections, on_request.
+-- The `rich` account is used wherever it can be: its password holds & = % + ?
+-- so a leak into a message shows up raw or percent-encoded.
+
+local st = require("streamtelecom")
+local fake = require("spec.fake")
+local helper = require("spec.helper")
+
+local PASSWORD = "p&ss=w%rd+?"
+local PHONE = "79031234567"
+
+-- A client for the rich account on the fake, with some options changed.
+local function client(opts)
+  local o = { user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(st.new(o))
+end
+
+-- A failed call: nil, a helpful English sentence (with `word` in it) that
+-- keeps the password to itself, and the expected code.
+local function assert_fails(code, word, ok, err, got)
+  assert.is_nil(ok)
+  assert.equals(code, got)
+  assert.is_string(err)
+  assert.matches(word, err)
+  helper.assert_no_secret(err, PASSWORD)
+end
+
+-- Waits until the fake has finished every gateway request (a request the
+-- client gave up on may still be sleeping in the fake's latency).
+local function settle()
+  return fake.wait_for(function(s) return s.in_flight == 0 end)
+end
+
+-- Records every on_request call.
+local function recorder()
+  local calls = {}
+  return calls, function(info) calls[#calls + 1] = info end
+end
+
+describe("the transport", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+  after_each(function() settle() end)
+
+  describe("keep-alive", function()
+    it("makes 20 mixed calls over exactly one connection", function()
+      local c = client()
+      local id
+      for i = 1, 20 do
+        if i % 3 == 1 then
+          local msgs = assert(c:send(PHONE, "Order " .. i .. " is on its way"))
+          id = msgs[1].id
+        elseif i % 3 == 2 then
+          assert(c:balance())
+        else
+          assert(c:status(id))
+        end
+      end
+      local gw = fake.stats()
+      assert.equals(20, gw.requests)
+      assert.equals(1, gw.connections)
+      local s = c:stats()
+      assert.equals(20, s.requests)
+      assert.equals(1, s.connections_opened)
+      assert.equals(19, s.connections_reused)
+      c:close()
+    end)
+  end)
+
+  describe("a timeout", function()
+    it("answers timeout for a balance, after retrying it", function()
+      local c = client{ timeout = 0.3, retries = 1 }
+      fake.set{ latency = 1 }
+      assert_fails("timeout", "[Tt]ime", c:balance())
+      assert.equals(2, fake.stats().balance_requests)
+      assert.equals(1, c:stats().retries)
+      c:close()
+    end)
+
+    it("answers timeout for a status, after retrying it", function()
+      local c = client{ timeout = 0.3, retries = 1 }
+      local id = assert(c:send(PHONE, "Hello"))[1].id
+      fake.set{ latency = 1 }
+      assert_fails("timeout", "[Tt]ime", c:status(id))
+      assert.equals(2, fake.stats().status_requests)
+      assert.equals(1, c:stats().retries)
+      c:close()
+    end)
+
+    it("answers timeout for a send without sending it again, and says the outcome is unknown", function()
+      local c = client{ timeout = 0.3, retries = 1 }
+      fake.set{ latency = 1 }
+      assert_fails("timeout", "unknown", c:send(PHONE, "Hello"))
+      assert.equals(1, fake.stats().send_requests)
+      assert.equals(0, c:stats().retries)
+      assert(settle(), "the fake never finished the request")
+      assert.equals(1, #fake.sends())
+      c:close()
+    end)
+  end)
+
+  describe("an HTTP 5xx answer", function()
+    it("answers http for a balance, after retrying it", function()
+      local c = client{ retries = 2 }
+      fake.set{ http_status = 503 }
+      assert_fails("http", "503", c:balance())
+      assert.equals(3, fake.stats().balance_requests)
+      assert.equals(2, c:stats().retries)
+      c:close()
+    end)
+
+    it("answers http for a status, after retrying it", function()
+      local c = client{ retries = 2 }
+      local id = assert(c:send(PHONE, "Hello"))[1].id
+      fake.set{ http_status = 503 }
+      assert_fails("http", "503", c:status(id))
+      assert.equals(3, fake.stats().status_requests)
+      assert.equals(2, c:stats().retries)
+      c:close()
+    end)
+
+    it("answers http for a send without sending it again", function()
+      local c = client{ retries = 2 }
+      fake.set{ http_status = 503 }
+      assert_fails("http", "503", c:send(PHONE, "Hello"))
+      assert.equals(1, fake.stats().send_requests)
+      assert.equals(1, #fake.sends())
+      assert.equals(0, c:stats().retries)
+      c:close()
+    end)
+
+    it("lets a balance succeed when the retry gets a good answer", function()
+      local c = client{ retries = 2 }
+      fake.set{ http_status = 503, http_count = 1 }
+      local b, err, code = c:balance()
+      assert.is_nil(err, code)
+      assert.equals(1000000, b.balance)
+      assert.equals(2, fake.stats().balance_requests)
+      assert.equals(1, c:stats().retries)
+      c:close()
+    end)
+  end)
+
+  describe("an HTTP 404 answer", function()
+    it("answers http for a balance without retrying it", function()
+      local c = client{ retries = 2 }
+      fake.set{ http_status = 404 }
+      assert_fails("http", "404", c:balance())
+      assert.equals(1, fake.stats().requests)
+      assert.equals(0, c:stats().retries)
+      c:close()
+    end)
+
+    it("answers http for a status without retrying it", function()
+      local c = client{ retries = 2 }
+      local id = assert(c:send(PHONE, "Hello"))[1].id
+      fake.set{ http_status = 404 }
+      assert_fails("http", "404", c:status(id))
+      assert.equals(1, fake.stats().status_requests)
+      assert.equals(0, c:stats().retries)
+      c:close()
+    end)
+  end)
+
+  describe("a refused connection", function()
+    local CLOSED = "http://127.0.0.1:1/get/"
+
+    it("answers connect for a balance, after retrying it, and reports every attempt", function()
+      local calls, on_request = recorder()
+      local c = client{ url = CLOSED, retries = 2, on_request = on_request }
+      assert_fails("connect", "connect", c:balance())
+      assert.equals(2, c:stats().retries)
+      assert.equals(3, #calls)
+      for _, info in ipairs(calls) do
+        assert.equals("balance", info.call)
+        assert.equals(0, info.http_status)
+        assert.equals("connect", info.code)
+      end
+      c:close()
+    end)
+
+    it("answers connect for a send, after retrying it, since it never reached the gateway", function()
+      local calls, on_request = recorder()
+      local c = client{ url = CLOSED, retries = 2, on_request = on_request }
+      assert_fails("connect", "connect", c:send(PHONE, "Hello"))
+      assert.equals(2, c:stats().retries)
+      assert.equals(3, #calls)
+      for _, info in ipairs(calls) do
+        assert.equals("send", info.call)
+        assert.equals(0, info.http_status)
+        assert.equals("connect", info.code)
+      end
+      c:close()
+    end)
+  end)
+
+  describe("an unresolvable host name", function()
+    it("answers connect", function()
+      local c = client{ url = "http://no-such-host.invalid/get/", retries = 0 }
+      assert_fails("connect", "resolve", c:balance())
+      c:close()
+    end)
+  end)
+
+  describe("an oversized answer", function()
+    it("answers too_large when the answer passes max_response", function()
+      local c = client{ max_response = 1000 }
+      fake.set{ oversize = 5000 }
+      assert_fails("too_large", "max_response", c:balance())
+      c:close()
+    end)
+
+    it("reads an answer within max_response (here garbage: gateway, not too_large)", function()
+      local c = client{ max_response = 1000 }
+      fake.set{ oversize = 500 }
+      assert_fails("gateway", "balance", c:balance())
+      c:close()
+    end)
+  end)
+
+  describe("a garbage answer", function()
+    it("answers gateway and quotes what came", function()
+      local c = client()
+      fake.set{ body = "<html>oops</html>" }
+      local b, err, code = c:balance()
+      assert_fails("gateway", "answer", b, err, code)
+      assert.truthy(err:find("<html>oops</html>", 1, true), err)
+      c:close()
+    end)
+
+    it("quotes at most 200 bytes of a long answer", function()
+      local c = client()
+      fake.set{ body = string.rep("#", 300) }
+      local b, err, code = c:balance()
+      assert_fails("gateway", "answer", b, err, code)
+      local longest = 0
+      for run in err:gmatch("#+") do longest = math.max(longest, #run) end
+      assert.is_true(longest > 0, err)
+      assert.is_true(longest <= 200, "quoted " .. longest .. " bytes")
+      assert.is_true(#err < 300, "message of " .. #err .. " bytes")
+      c:close()
+    end)
+  end)
+
+  describe("a redirect", function()
+    it("answers http for a balance and is not followed", function()
+      local c = client{ retries = 2 }
+      fake.set{ redirect = true }
+      assert_fails("http", "redirect", c:balance())
+      local gw = fake.stats()
+      assert.equals(1, gw.requests)
+      assert.equals(1, gw.redirects)
+      c:close()
+    end)
+
+    it("answers http for a send and is not followed", function()
+      local c = client{ retries = 2 }
+      fake.set{ redirect = "http://127.0.0.1:" .. fake.port .. "/get/?elsewhere=1" }
+      assert_fails("http", "redirect", c:send(PHONE, "Hello"))
+      assert.equals(1, fake.stats().requests)
+      assert.equals(0, #fake.sends())
+      c:close()
+    end)
+  end)
+
+  describe("a dropped connection", function()
+    it("answers network for a send on a new connection, never sent twice, outcome unknown", function()
+      local c = client{ retries = 2 }
+      fake.set{ drop = true }
+      assert_fails("network", "unknown", c:send(PHONE, "Hello"))
+      assert.equals(1, fake.stats().send_requests)
+      assert.equals(1, #fake.sends())
+      assert.equals(0, c:stats().retries)
+      c:close()
+    end)
+
+    it("answers network for a send on a reused connection, never sent twice, outcome unknown", function()
+      local c = client{ retries = 2 }
+      assert(c:balance())
+      fake.set{ drop = true }
+      assert_fails("network", "unknown", c:send(PHONE, "Hello"))
+      assert.equals(1, fake.stats().send_requests)
+      assert.equals(1, #fake.sends())
+      assert.equals(0, c:stats().retries)
+      c:close()
+    end)
+
+    it("retries a balance, which then succeeds", function()
+      local c = client{ retries = 2 }
+      fake.set{ drop = true, drop_count = 1 }
+      local b, err, code = c:balance()
+      assert.is_nil(err, code)
+      assert.equals(1000000, b.balance)
+      assert.equals(2, fake.stats().balance_requests)
+      assert.equals(1, c:stats().retries)
+      c:close()
+    end)
+
+    it("answers network for a balance when every attempt is dropped", function()
+      local c = client{ retries = 1 }
+      fake.set{ drop = true }
+      assert_fails("network", "[Nn]etwork", c:balance())
+      assert.equals(2, fake.stats().balance_requests)
+      c:close()
+    end)
+  end)
+
+  describe("on_request", function()
+    local function assert_redacted(info)
+      assert.is_string(info.url)
+      assert.truthy(info.url:find("pwd=***", 1, true), info.url)
+      helper.assert_no_secret(info.url, PASSWORD)
+      assert.is_number(info.seconds)
+      assert.is_true(info.seconds >= 0)
+    end
+
+    it("is called once per successful call, with the call, the redacted url, 200 and no code", function()
+      local calls, on_request = recorder()
+      local c = client{ on_request = on_request }
+      local id = assert(c:send(PHONE, "Hello"))[1].id
+      assert(c:status(id))
+      assert(c:balance())
+      assert.equals(3, #calls)
+      for i, call in ipairs{ "send", "status", "balance" } do
+        local info = calls[i]
+        assert.equals(call, info.call)
+        assert.equals(200, info.http_status)
+        assert.is_nil(info.code)
+        assert_redacted(info)
+        assert.truthy(info.url:find(fake.url, 1, true), info.url)
+      end
+      c:close()
+    end)
+
+    it("is called for every failed exchange, retries included, with the code", function()
+      local calls, on_request = recorder()
+      local c = client{ retries = 1, on_request = on_request }
+      fake.set{ http_status = 503 }
+      assert_fails("http", "503", c:balance())
+      assert.equals(2, #calls)
+      for _, info in ipairs(calls) do
+        assert.equals("balance", info.call)
+        assert.equals(503, info.http_status)
+        assert.equals("http", info.code)
+        assert_redacted(info)
+      end
+      c:close()
+    end)
+
+    it("reports the code of an answer the client could not use", function()
+      local calls, on_request = recorder()
+      local c = client{ on_request = on_request }
+      fake.set{ body = "<html>oops</html>" }
+      assert_fails("gateway", "answer", c:balance())
+      assert.equals(1, #calls)
+      assert.equals(200, calls[1].http_status)
+      assert.equals("gateway", calls[1].code)
+      assert_redacted(calls[1])
+      c:close()
+    end)
+
+    it("says http_status 0 when no HTTP answer came", function()
+      local calls, on_request = recorder()
+      local c = client{ timeout = 0.3, retries = 0, on_request = on_request }
+      fake.set{ latency = 1 }
+      assert_fails("timeout", "[Tt]ime", c:balance())
+      assert.equals(1, #calls)
+      assert.equals(0, calls[1].http_status)
+      assert.equals("timeout", calls[1].code)
+      assert_redacted(calls[1])
+      c:close()
+    end)
+  end)
+end)
