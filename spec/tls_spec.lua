@@ -1,0 +1,103 @@
+-- HTTPS against the fake gateway's TLS port, whose certificate is self-signed
+-- (made when the fake started; fake.ca_file holds it).  Verification is on by
+-- default, so only a client told about that certificate, or one that turns
+-- verification off on purpose, gets through.
+
+local st = require("streamtelecom")
+local fake = require("spec.fake")
+local helper = require("spec.helper")
+
+local PASSWORD = "p&ss=w%rd+?"
+local PHONE = "79031234567"
+
+local function client(opts)
+  local o = { user = "rich", password = PASSWORD, sender = "MyShop", url = fake.tls_url }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(st.new(o))
+end
+
+local function assert_fails(code, word, ok, err, got)
+  assert.is_nil(ok)
+  assert.equals(code, got)
+  assert.is_string(err)
+  assert.matches(word, err)
+  helper.assert_no_secret(err, PASSWORD)
+end
+
+describe("HTTPS", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  it("is refused by the default client, which verifies the certificate", function()
+    local calls = {}
+    local c = client{ on_request = function(info) calls[#calls + 1] = info end }
+    assert_fails("tls", "certificate", c:balance())
+    assert.equals(0, fake.stats().requests)
+    assert.equals(0, c:stats().retries)
+    assert.equals(1, #calls)
+    assert.equals("tls", calls[1].code)
+    assert.equals(0, calls[1].http_status)
+    helper.assert_no_secret(calls[1].url, PASSWORD)
+    c:close()
+  end)
+
+  it("sends nothing when the certificate is not trusted", function()
+    local c = client()
+    assert_fails("tls", "certificate", c:send(PHONE, "Hello"))
+    assert.equals(0, fake.stats().requests)
+    assert.equals(0, #fake.sends())
+    c:close()
+  end)
+
+  it("works with the fake's certificate given as ca_file", function()
+    local c = client{ ca_file = fake.ca_file }
+    local b, err, code = c:balance()
+    assert.is_nil(err, code)
+    assert.same({ balance = 1000000, raw = "1000000.00" }, b)
+    local msgs = assert(c:send(PHONE, "Hello over TLS"))
+    assert.matches("^%d+$", msgs[1].id)
+    assert.equals(1, #fake.sends())
+    local gw = fake.stats()
+    assert.equals(2, gw.tls_requests)
+    c:close()
+  end)
+
+  it("works with ca_file when the url names the address 127.0.0.1", function()
+    local url = fake.tls_url:gsub("//localhost:", "//127.0.0.1:")
+    local c = client{ url = url, ca_file = fake.ca_file }
+    local b, err, code = c:balance()
+    assert.is_nil(err, code)
+    assert.equals(1000000, b.balance)
+    c:close()
+  end)
+
+  it("works with verify = false", function()
+    local c = client{ verify = false }
+    local b, err, code = c:balance()
+    assert.is_nil(err, code)
+    assert.equals(1000000, b.balance)
+    assert.equals(1, fake.stats().tls_requests)
+    c:close()
+  end)
+
+  it("makes 10 calls over one TLS connection", function()
+    local c = client{ ca_file = fake.ca_file }
+    for _ = 1, 10 do assert(c:balance()) end
+    local gw = fake.stats()
+    assert.equals(10, gw.tls_requests)
+    assert.equals(1, gw.tls_connections)
+    assert.equals(1, gw.connections)
+    local s = c:stats()
+    assert.equals(1, s.connections_opened)
+    assert.equals(9, s.connections_reused)
+    c:close()
+  end)
+
+  it("answers tls when an https url points at a plain HTTP port", function()
+    local c = client{ url = "https://127.0.0.1:" .. fake.port .. "/get/", retries = 2 }
+    assert_fails("tls", "TLS", c:balance())
+    assert.equals(0, fake.stats().requests)
+    assert.equals(0, c:stats().retries)
+    c:close()
+  end)
+end)
