@@ -81,7 +81,7 @@ local function new_stats()
     other_requests = 0,
     connections = 0, tls_requests = 0, tls_connections = 0, tls_sessions_reused = 0,
     messages = 0, in_flight = 0, max_in_flight = 0,
-    dropped = 0, http_errors = 0, redirects = 0,
+    dropped = 0, http_errors = 0, redirects = 0, lua_errors = 0,
     last_uri = cjson.null, last_user_agent = cjson.null,
   }
 end
@@ -340,7 +340,7 @@ local function emit(status, body)
   end
 end
 
-function M.gateway()
+local function handle_gateway()
   local st = S.stats
   local var = ngx.var
   ngx.ctx.generation = S.generation
@@ -408,6 +408,32 @@ function M.gateway()
     body = render(answer)
   end
   return emit(200, body)
+end
+
+-- A Lua error must not reach nginx's error log: nginx appends the request
+-- line (with pwd=) to every message it logs for a request.
+local function record_error(e)
+  local msg = tostring(e):gsub("([?&]pwd=)[^&%s\"]*", "%1***")
+  if config.dir then
+    local f = io.open(config.dir .. "/lua-errors.log", "a")
+    if f then
+      f:write(os.date("%Y-%m-%d %H:%M:%S "), msg, "\n")
+      f:close()
+    end
+  end
+  S.stats.lua_errors = S.stats.lua_errors + 1
+end
+
+function M.gateway()
+  local ok, e = xpcall(handle_gateway, debug.traceback)
+  if not ok then
+    record_error(e)
+    if not ngx.headers_sent then
+      ngx.status = 500
+      ngx.header.content_type = "text/plain"
+      ngx.print("fake gateway: internal error (see lua-errors.log)\n")
+    end
+  end
 end
 
 function M.log()
@@ -479,9 +505,47 @@ local control = {}
 
 function control.ping() json(200, { ok = true }) end
 
-function control.reset()
-  reset()
+-- /_fake/reset: everything; /_fake/reset?what=stats: counters only.
+function control.reset(args)
+  if first(args.what) == "stats" then
+    S.stats = new_stats()
+    S.seen_conn = {}
+    S.generation = S.generation + 1 -- requests in flight now are not counted down
+  else
+    reset()
+  end
   json(200, { ok = true })
+end
+
+-- /_fake/account?user=&pwd=&balance=&blocked=&senders=a,b  creates or changes one.
+function control.account(args)
+  local user = first(args.user)
+  if not user or user == "" then return json(400, { error = "user: required" }) end
+  local acct = S.accounts[user]
+  if not acct then
+    acct = { pwd = "", balance = 0, senders = {} }
+    S.accounts[user] = acct
+  end
+  local pwd = first(args.pwd)
+  if pwd then acct.pwd = pwd end
+  local balance = first(args.balance)
+  if balance and balance ~= "" then
+    local n = tonumber((balance:gsub(",", ".")))
+    if not n then return json(400, { error = "balance: expected a number" }) end
+    acct.balance = math.floor(n * 100 + 0.5)
+  end
+  local blocked = first(args.blocked)
+  if blocked then acct.blocked = blocked == "1" or blocked == "true" or nil end
+  local senders = first(args.senders)
+  if senders then
+    acct.senders = {}
+    for name in senders:gmatch("[^,]+") do acct.senders[name] = true end
+  end
+  local list = {}
+  for name in pairs(acct.senders) do list[#list + 1] = name end
+  table.sort(list)
+  json(200, { user = user, balance = acct.balance / 100, blocked = acct.blocked == true,
+              senders = list })
 end
 
 function control.set(args)
@@ -554,7 +618,11 @@ function M.control()
   local name = ngx.var.uri:match("^/_fake/([%w_]+)$")
   local handler = name and control[name]
   if not handler then return json(404, { error = "unknown control endpoint" }) end
-  handler(ngx.req.get_uri_args(1000))
+  local ok, e = xpcall(handler, debug.traceback, ngx.req.get_uri_args(1000))
+  if not ok then
+    record_error(e)
+    if not ngx.headers_sent then json(500, { error = "internal error (see lua-errors.log)" }) end
+  end
 end
 
 return M

@@ -127,6 +127,20 @@ function fake.running() return running end
 
 function fake.reset() control("reset") end
 
+-- Counters only (stats back to 0, connections forgotten); state and knobs stay.
+function fake.reset_stats() control("reset", { what = "stats" }) end
+
+-- Creates or changes an account: fake.account{ user = "u", pwd = "p",
+-- balance = 10, blocked = false, senders = { "MyShop" } }.  Answers its record.
+function fake.account(a)
+  assert(type(a) == "table" and type(a.user) == "string", "fake.account expects { user = ... }")
+  local params = { user = a.user, pwd = a.pwd }
+  if a.balance ~= nil then params.balance = tostring(a.balance) end
+  if a.blocked ~= nil then params.blocked = a.blocked and "1" or "0" end
+  if a.senders ~= nil then params.senders = table.concat(a.senders, ",") end
+  return control("account", params)
+end
+
 -- fake.set{ name = value, ... }: true/false for switches, numbers, strings.
 -- A value of false unsets the knob (back to its default).
 function fake.set(knobs)

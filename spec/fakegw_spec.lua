@@ -154,6 +154,18 @@ describe("the fake gateway", function()
       assert.equal(E.blocked, (status("1000000001", "blocked")))
     end)
 
+    it("accounts can be added and changed", function()
+      local a = fake.account{ user = "new", pwd = "Пароль 1", balance = 3, senders = { "Shop2" } }
+      assert.same({ "Shop2" }, a.senders)
+      assert.equal("3.00", (balance("new", "Пароль 1")))
+      assert.matches("^%d+$", (send{ user = "new", pwd = "Пароль 1", sadr = "Shop2" }))
+      assert.equal(E.unknown_sender, (send{ user = "new", pwd = "Пароль 1" }))
+      fake.account{ user = "new", blocked = true }
+      assert.equal(E.blocked, (balance("new", "Пароль 1")))
+      fake.reset()
+      assert.equal(E.auth, (balance("new", "Пароль 1")))
+    end)
+
     it("checks the password before the blocked flag", function()
       assert.equal(E.auth, (balance("blocked", "nope")))
     end)
@@ -582,6 +594,18 @@ describe("the fake gateway", function()
       assert.equal(2, #fake.sends())
     end)
 
+    it("reset_stats zeroes the counters and keeps state and knobs", function()
+      local id = send{}
+      fake.set{ bom = true }
+      fake.reset_stats()
+      local st = fake.stats()
+      assert.equal(0, st.requests)
+      assert.equal(0, st.connections)
+      assert.equal(0, st.messages)
+      assert.equal("\239\187\191send", (status(id)))
+      assert.equal(1, fake.stats().requests)
+    end)
+
     it("remember the raw URI and User-Agent of the last gateway request", function()
       get("user=test&pwd=secret&sadr=MyShop&dadr=79031234567&text=a%20b+c")
       fake.ping()
@@ -661,6 +685,7 @@ describe("fakegw/fakegw", function()
   it("starts, prints five lines, and stops on its own port and dir", function()
     local dir = os.tmpname()
     os.remove(dir)
+    dir = dir .. " with space"
     local port
     local out
     for _ = 1, 10 do
