@@ -169,6 +169,9 @@ static const char *store_option(lua_State *L, const struct option_spec *spec,
         memcpy(field, &s, sizeof s);
     } else if (spec->type == OPT_NUMBER) {
         double v = (double)lua_tonumber(L, -1);
+        /* The core reads rate 0 as "no limit"; a user asking for 0 erred. */
+        if (spec->offset == offsetof(st_options, rate) && !(v > 0))
+            return "a number above 0";
         memcpy(field, &v, sizeof v);
     } else if (spec->type == OPT_INT) {
         double v = (double)lua_tonumber(L, -1);

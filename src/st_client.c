@@ -46,7 +46,9 @@ int st_options_check(const st_options *o, st_error *err) {
         return st_fail(err, ST_E_INVALID,
                        "invalid option 'password': it is empty");
     if (o->sender && st_sender_check(o->sender, strlen(o->sender), err) != 0)
-        return -1;
+        return st_fail(err, ST_E_INVALID,
+                       "invalid option 'sender': want up to 11 Latin letters, "
+                       "digits, space, '-', '.' or '_', or up to 15 digits");
     if (!o->url || !has_http_scheme(o->url) || !o->url[o->url[4] == 's' ? 8 : 7])
         return st_fail(err, ST_E_INVALID,
                        "invalid option 'url': want an http:// or https:// URL");
