@@ -1,0 +1,49 @@
+-- The examples are run as a user would run them, so they cannot rot.
+local fake = require("spec.fake")
+local helper = require("spec.helper")
+
+local function run(script, args)
+  local cmd = ("STREAM_TELECOM_URL=%q %s examples/%s %s 2>&1"):format(
+    fake.url, helper.LUA, script, args or "")
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  local ok, _, status = p:close()
+  if _VERSION == "Lua 5.1" and not jit then status = ok == 0 and 0 or 1 end
+  if type(ok) == "number" then status = ok end
+  return out, status
+end
+
+describe("the examples", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  it("send.lua sends an SMS and prints its id", function()
+    local out = run("send.lua", "79031234567 'Hello there'")
+    assert.matches("sent to 79031234567: id 1000000001", out, 1, true)
+    assert.equals("Hello there", fake.sends()[1].text)
+  end)
+
+  it("status.lua prints the delivery state", function()
+    run("send.lua", "79031234567 Hi")
+    fake.deliver("1000000001", "deliver")
+    local out = run("status.lua", "1000000001")
+    assert.matches("message 1000000001: delivered (final)", out, 1, true)
+  end)
+
+  it("balance.lua prints the balance", function()
+    assert.matches("balance: 100.00", run("balance.lua"), 1, true)
+  end)
+
+  it("demo.lua sends, reads the status and the balance", function()
+    local out = run("demo.lua")
+    assert.matches("sent to 79031234567: id 1000000001", out, 1, true)
+    assert.matches("status of 1000000001: sent", out, 1, true)
+    assert.matches("balance: 98.50", out, 1, true)
+  end)
+
+  it("say why and fail when the gateway refuses", function()
+    local out, status = run("status.lua", "42")
+    assert.matches("not_found", out, 1, true)
+    assert.is_not.equal(0, status)
+  end)
+end)
