@@ -14,7 +14,23 @@ local ltn12 = require("ltn12")
 local cjson = require("cjson")
 
 local fake = {}
-local running = false
+
+-- busted reloads this module for every spec file (insulation restores
+-- package.loaded), so the one gateway instance lives in the registry, shared
+-- by every copy of the module: one nginx for the whole run.
+local REGISTRY_KEY = "streamtelecom.spec.fake"
+local registry = debug.getregistry()
+local inst = registry[REGISTRY_KEY]
+if type(inst) ~= "table" then
+  inst = { running = false }
+  registry[REGISTRY_KEY] = inst
+end
+
+local FIELDS = { "url", "tls_url", "ca_file", "dir", "pid", "port", "tls_port", "base" }
+
+local function publish()
+  for _, k in ipairs(FIELDS) do fake[k] = inst[k] end
+end
 
 local function repo_root()
   local src = debug.getinfo(1, "S").source
@@ -64,8 +80,8 @@ end
 -- One control request; answers the decoded JSON (or raises: the fake is test
 -- infrastructure, a failure here is a broken test setup).
 local function control(path, params, allow_404)
-  if not running then error("fake gateway is not running: call fake.start() first", 3) end
-  local url = fake.base .. "/_fake/" .. path
+  if not inst.running then error("fake gateway is not running: call fake.start() first", 3) end
+  local url = inst.base .. "/_fake/" .. path
   if params and next(params) then url = url .. "?" .. query(params) end
   local chunks = {}
   local ok, code = http.request{ url = url, sink = ltn12.sink.table(chunks), redirect = false }
@@ -94,17 +110,21 @@ local function try_start(port)
 end
 
 function fake.start()
-  if running then return fake end
+  if inst.running then
+    publish()
+    return fake
+  end
   local last
   for _ = 1, 10 do
     local port = rand(20000, 59999)
     local info, err = try_start(port)
     if info then
-      running = true
-      fake.url, fake.tls_url, fake.ca_file = info.url, info.tls_url, info.ca_file
-      fake.dir, fake.pid = info.dir, tonumber(info.pid)
-      fake.port, fake.tls_port = port, port + 1
-      fake.base = "http://127.0.0.1:" .. port
+      inst.running = true
+      inst.url, inst.tls_url, inst.ca_file = info.url, info.tls_url, info.ca_file
+      inst.dir, inst.pid = info.dir, tonumber(info.pid)
+      inst.port, inst.tls_port = port, port + 1
+      inst.base = "http://127.0.0.1:" .. port
+      publish()
       return fake
     end
     last = err
@@ -112,18 +132,23 @@ function fake.start()
   error("could not start the fake gateway (10 tries): " .. tostring(last), 2)
 end
 
-function fake.stop()
-  if not running then return end
-  running = false
-  os.execute(shell_quote(FAKEGW) .. " stop --dir " .. shell_quote(fake.dir) .. " >/dev/null 2>&1")
+local function stop_instance()
+  if not inst.running then return end
+  inst.running = false
+  local dir = inst.dir
+  os.execute(shell_quote(FAKEGW) .. " stop --dir " .. shell_quote(dir) .. " >/dev/null 2>&1")
   if not os.getenv("FAKEGW_KEEP") then
-    os.execute("rm -rf " .. shell_quote(fake.dir))
+    os.execute("rm -rf " .. shell_quote(dir))
   end
-  fake.url, fake.tls_url, fake.ca_file, fake.dir, fake.pid = nil, nil, nil, nil, nil
-  fake.port, fake.tls_port, fake.base = nil, nil, nil
+  for _, k in ipairs(FIELDS) do inst[k] = nil end
 end
 
-function fake.running() return running end
+function fake.stop()
+  stop_instance()
+  publish()
+end
+
+function fake.running() return inst.running end
 
 function fake.reset() control("reset") end
 
@@ -199,14 +224,16 @@ function fake.wait_for(fn, timeout)
   end
 end
 
--- Stop at the end of a busted run, and as a last resort when collected.
-do
+-- Stop at the end of a busted run, and as a last resort when the Lua state
+-- closes (the sentinel lives in the registry).  Done once per Lua state.
+if not inst.hooked then
+  inst.hooked = true
   local ok, busted = pcall(require, "busted")
   if ok and type(busted) == "table" then
     local ok2, subscribe = pcall(function() return busted.subscribe end)
     if ok2 and type(subscribe) == "function" then
       subscribe({ "suite", "end" }, function()
-        fake.stop()
+        stop_instance()
         return nil, true
       end)
     end
@@ -214,11 +241,13 @@ do
   local sentinel
   if newproxy then
     sentinel = newproxy(true)
-    getmetatable(sentinel).__gc = function() fake.stop() end
+    getmetatable(sentinel).__gc = stop_instance
   else
-    sentinel = setmetatable({}, { __gc = function() fake.stop() end })
+    sentinel = setmetatable({}, { __gc = stop_instance })
   end
-  fake._sentinel = sentinel
+  inst.sentinel = sentinel
 end
+
+if inst.running then publish() end
 
 return fake
