@@ -53,7 +53,7 @@ OBJ := $(patsubst src/%.c,$(BUILD)/%.o,$(CORE_SRC) $(BIND_SRC))
 BUSTED := /usr/bin/busted
 SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
 
-.PHONY: all test demo asan valgrind install clean deps check-deps fakegw
+.PHONY: all test demo asan valgrind install clean deps check-deps fakegw rock
 
 all: $(SO)
 
@@ -101,6 +101,17 @@ valgrind: check-deps $(SO)
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	  --error-exitcode=99 --suppressions=$(CURDIR)/spec/valgrind.supp \
 	  $(LUA) $(BUSTED)
+
+# Builds the rockspec with Debian's luarocks into a throwaway tree and runs
+# the balance example from that tree against the fake gateway.
+ROCK_TREE := build/rock-tree
+rock: check-deps
+	@scripts/deps --check luarocks
+	rm -rf $(ROCK_TREE)
+	luarocks --lua-version $(LUA_ABI) --tree $(ROCK_TREE) make \
+	  streamtelecom-*.rockspec >build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
+	@LUA_CPATH="$(CURDIR)/$(ROCK_TREE)/lib/lua/$(LUA_ABI)/?.so;;" \
+	  STREAMTELECOM_LUA=$(LUA) scripts/demo
 
 install: $(SO)
 	install -d $(DESTDIR)$(LUA_CMOD)

@@ -1,0 +1,46 @@
+rockspec_format = "3.0"
+package = "streamtelecom"
+version = "0.1.0-1"
+source = {
+  url = "git+https://example.invalid/streamtelecom.git",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Send SMS through the Stream Telecom gateway, on libcurl",
+  detailed = [[
+A C module for Lua 5.1-5.4 and LuaJIT (OpenResty): a client object that sends
+SMS, reads delivery status and the balance through the Stream Telecom HTTP GET
+gateway, over one reused libcurl connection, with HTTPS verification on,
+redirects never followed and the password kept out of every message.
+]],
+  license = "MIT",
+  labels = { "sms", "libcurl", "openresty" },
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+external_dependencies = {
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    streamtelecom = {
+      sources = {
+        "src/lua_streamtelecom.c",
+        "src/st_buf.c",
+        "src/st_client.c",
+        "src/st_error.c",
+        "src/st_parse.c",
+        "src/st_request.c",
+        "src/st_text.c",
+        "src/st_transport.c",
+        "src/st_validate.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "pthread" },
+    },
+  },
+}
