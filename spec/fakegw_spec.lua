@@ -100,8 +100,14 @@ local function read_response(sock)
   return tonumber(status_line:match("^HTTP/1%.1 (%d+)")), headers, body
 end
 
+-- Shell commands run free of sanitizer preloads (make asan sets LD_PRELOAD).
+local function sh(cmd)
+  return "exec env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS sh -c '"
+         .. cmd:gsub("'", "'\\''") .. "'"
+end
+
 local function curl(args)
-  local p = io.popen("curl -s -S --max-time 5 " .. args .. " 2>&1; echo \"rc=$?\"")
+  local p = io.popen(sh("curl -s -S --max-time 5 " .. args .. " 2>&1; echo \"rc=$?\""))
   local out = p:read("*a")
   p:close()
   local body, rc = out:match("^(.-)rc=(%d+)%s*$")
@@ -652,7 +658,7 @@ describe("the fake gateway", function()
       send{}
       fake.set{ drop = true }
       send{ text = "dropped" }
-      local p = io.popen("grep -rl -e 'pwd=' -e secret '" .. fake.dir .. "' 2>/dev/null")
+      local p = io.popen(sh("grep -rl -e 'pwd=' -e secret '" .. fake.dir .. "' 2>/dev/null"))
       local hits = p:read("*a")
       p:close()
       assert.equal("", hits)
@@ -663,19 +669,19 @@ end)
 describe("fakegw/fakegw", function()
   it("refuses a port in use with a clear message", function()
     fake.start()
-    local p = io.popen("fakegw/fakegw start --port " .. fake.port .. " --dir '"
-                       .. fake.dir .. "-again' 2>&1; echo rc=$?")
+    local p = io.popen(sh("fakegw/fakegw start --port " .. fake.port .. " --dir '"
+                          .. fake.dir .. "-again' 2>&1; echo rc=$?"))
     local out = p:read("*a")
     p:close()
-    os.execute("rm -rf '" .. fake.dir .. "-again'")
+    os.execute(sh("rm -rf '" .. fake.dir .. "-again'"))
     assert.matches("port already in use", out)
     assert.matches("rc=1", out)
   end)
 
   it("refuses a second start in the same dir", function()
     fake.start()
-    local p = io.popen("fakegw/fakegw start --port " .. (fake.port + 2) .. " --dir '"
-                       .. fake.dir .. "' 2>&1; echo rc=$?")
+    local p = io.popen(sh("fakegw/fakegw start --port " .. (fake.port + 2) .. " --dir '"
+                          .. fake.dir .. "' 2>&1; echo rc=$?"))
     local out = p:read("*a")
     p:close()
     assert.matches("already running", out)
@@ -690,7 +696,7 @@ describe("fakegw/fakegw", function()
     local out
     for _ = 1, 10 do
       port = math.random(20000, 59000)
-      local p = io.popen("fakegw/fakegw start --port " .. port .. " --dir '" .. dir .. "' 2>&1")
+      local p = io.popen(sh("fakegw/fakegw start --port " .. port .. " --dir '" .. dir .. "' 2>&1"))
       out = p:read("*a")
       p:close()
       if out:match("url=") then break end
@@ -705,13 +711,13 @@ describe("fakegw/fakegw", function()
     }, { lines[1], lines[2], lines[3], lines[4] })
     local pid = assert(tonumber(lines[5]:match("^pid=(%d+)$")))
     assert.equal(0, select(2, curl("'http://127.0.0.1:" .. port .. "/_fake/ping'")))
-    local ok = os.execute("fakegw/fakegw stop --dir '" .. dir .. "'")
+    local ok = os.execute(sh("fakegw/fakegw stop --dir '" .. dir .. "'"))
     assert.truthy(ok == true or ok == 0)
     assert.is_not.equal(0, select(2, curl("'http://127.0.0.1:" .. port .. "/_fake/ping'")))
-    local p = io.popen("kill -0 " .. pid .. " 2>/dev/null && awk '{print $3}' /proc/" .. pid .. "/stat")
+    local p = io.popen(sh("kill -0 " .. pid .. " 2>/dev/null && awk '{print $3}' /proc/" .. pid .. "/stat"))
     local state = p:read("*a")
     p:close()
     assert.truthy(state == "" or state:match("Z"))
-    os.execute("rm -rf '" .. dir .. "'")
+    os.execute(sh("rm -rf '" .. dir .. "'"))
   end)
 end)
