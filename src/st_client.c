@@ -281,47 +281,54 @@ static int exchange(st_client *c, st_call call, const char *url,
     return -1;
 }
 
-int st_client_status(st_client *c, const char *id, st_status *out,
-                     st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_buf url = ST_BUF_INIT;
+/* Reads one answer with its parser; every call but send goes through it. */
+typedef int (*answer_parser)(const char *body, size_t n, void *out,
+                             st_error *err);
+
+static int parse_status(const char *body, size_t n, void *out, st_error *err) {
+    return st_parse_status_answer(body, n, out, err);
+}
+
+static int parse_balance(const char *body, size_t n, void *out,
+                         st_error *err) {
+    return st_parse_balance_answer(body, n, out, err);
+}
+
+/* Requests url (already built in *url, which this frees) and parses the
+ * answer into out. */
+static int read_call(st_client *c, st_call call, st_buf *url,
+                     answer_parser parse, void *out, st_error *err) {
     st_reply reply = {ST_BUF_INIT, 0, 0, 0, 0};
     int rc = -1;
-    if (st_id_check(id, strlen(id), err) != 0)
-        return -1;
-    if (st_build_status_url(&url, &cred, id) != 0)
+    if (url->failed)
         st_fail(err, ST_E_NETWORK, "out of memory");
-    else if (exchange(c, ST_CALL_STATUS, url.data, &reply, err) == 0) {
-        rc = st_parse_status_answer(st_buf_str(&reply.body), reply.body.len, out,
-                                    err);
-        report_exchange(c, ST_CALL_STATUS, url.data, &reply,
+    else if (exchange(c, call, url->data, &reply, err) == 0) {
+        rc = parse(st_buf_str(&reply.body), reply.body.len, out, err);
+        report_exchange(c, call, url->data, &reply,
                         rc == 0 ? ST_OK : err->code);
     }
-    st_buf_free(&url);
+    st_buf_free(url);
     st_reply_free(&reply);
     if (rc != 0)
         st_redact(err->message, sizeof err->message, c->opts.password);
     return rc;
 }
 
+int st_client_status(st_client *c, const char *id, st_status *out,
+                     st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_buf url = ST_BUF_INIT;
+    if (st_id_check(id, strlen(id), err) != 0)
+        return -1;
+    st_build_status_url(&url, &cred, id);
+    return read_call(c, ST_CALL_STATUS, &url, parse_status, out, err);
+}
+
 int st_client_balance(st_client *c, st_balance *out, st_error *err) {
     st_credentials cred = st_client_credentials(c);
     st_buf url = ST_BUF_INIT;
-    st_reply reply = {ST_BUF_INIT, 0, 0, 0, 0};
-    int rc = -1;
-    if (st_build_balance_url(&url, &cred) != 0)
-        st_fail(err, ST_E_NETWORK, "out of memory");
-    else if (exchange(c, ST_CALL_BALANCE, url.data, &reply, err) == 0) {
-        rc = st_parse_balance_answer(st_buf_str(&reply.body), reply.body.len,
-                                     out, err);
-        report_exchange(c, ST_CALL_BALANCE, url.data, &reply,
-                        rc == 0 ? ST_OK : err->code);
-    }
-    st_buf_free(&url);
-    st_reply_free(&reply);
-    if (rc != 0)
-        st_redact(err->message, sizeof err->message, c->opts.password);
-    return rc;
+    st_build_balance_url(&url, &cred);
+    return read_call(c, ST_CALL_BALANCE, &url, parse_balance, out, err);
 }
 
 void st_send_result_free(st_send_result *res) {
