@@ -692,6 +692,9 @@ describe("fakegw/fakegw", function()
     local dir = os.tmpname()
     os.remove(dir)
     dir = dir .. " with space"
+    finally(function()
+      os.execute(sh("fakegw/fakegw stop --dir '" .. dir .. "' >/dev/null 2>&1; rm -rf '" .. dir .. "'"))
+    end)
     local port
     local out
     for _ = 1, 10 do
@@ -718,6 +721,5 @@ describe("fakegw/fakegw", function()
     local state = p:read("*a")
     p:close()
     assert.truthy(state == "" or state:match("Z"))
-    os.execute(sh("rm -rf '" .. dir .. "'"))
   end)
 end)
