@@ -78,12 +78,13 @@ static char *copy_string(const char *s, int *failed) {
     char *p;
     if (!s)
         return NULL;
-    p = malloc(strlen(s) + 1);
+    size_t len = strlen(s) + 1;
+    p = malloc(len);
     if (!p) {
         *failed = 1;
         return NULL;
     }
-    return strcpy(p, s);
+    return memcpy(p, s, len);
 }
 
 static void free_strings(st_options *o) {
@@ -371,7 +372,7 @@ static void send_chunk(st_client *c, const st_recipients *r,
         report_exchange(c, ST_CALL_SEND, url.data, &reply,
                         rc == 0 ? ST_OK : err->code);
         for (i = 0; rc == 0 && i < chunk->count; i++)
-            strcpy(res->records[chunk->first + i].id, ids[i]);
+            memcpy(res->records[chunk->first + i].id, ids[i], sizeof *ids);
     }
     st_redact(err->message, sizeof err->message, c->opts.password);
     for (i = 0; i < chunk->count; i++)
@@ -409,7 +410,7 @@ int st_client_send(st_client *c, const st_recipients *r,
     res->count = r->count;
     res->nerrors = nchunks;
     for (i = 0; i < r->count; i++)
-        strcpy(res->records[i].to, r->items[i].digits);
+        memcpy(res->records[i].to, r->items[i].digits, sizeof res->records[i].to);
     for (i = 0; i < nchunks; i++)
         send_chunk(c, r, p, &chunks[i], res, i);
     free(chunks);
