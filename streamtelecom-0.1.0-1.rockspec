@@ -33,6 +33,7 @@ build = {
         "src/st_error.c",
         "src/st_parse.c",
         "src/st_request.c",
+        "src/st_segments.c",
         "src/st_text.c",
         "src/st_transport.c",
         "src/st_validate.c",

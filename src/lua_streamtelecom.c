@@ -673,6 +673,24 @@ static int l_parse(lua_State *L) {
     }
 }
 
+/* ---- segments ----------------------------------------------------------- */
+
+static int l_segments(lua_State *L) {
+    size_t n;
+    const char *text = check_string(L, 1, &n);
+    st_segments_info info;
+    st_error err;
+    if (st_segments(text, n, &info, &err) != 0)
+        return push_failure(L, &err);
+    lua_createtable(L, 0, 5);
+    set_string(L, "encoding", info.ucs2 ? "ucs2" : "gsm7");
+    set_integer(L, "parts", (double)info.parts);
+    set_integer(L, "chars", (double)info.chars);
+    set_integer(L, "per_part", (double)info.per_part);
+    set_integer(L, "remaining", (double)info.remaining);
+    return 1;
+}
+
 /* ---- stats -------------------------------------------------------------- */
 
 static int l_stats(lua_State *L) {
@@ -716,6 +734,7 @@ static const luaL_Reg client_meta[] = {
 static const luaL_Reg module_functions[] = {
     {"new", l_new},
     {"parse", l_parse},
+    {"segments", l_segments},
     {NULL, NULL},
 };
 
