@@ -54,7 +54,8 @@ OBJ := $(patsubst src/%.c,$(BUILD)/%.o,$(CORE_SRC) $(BIND_SRC))
 BUSTED := /usr/bin/busted
 SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
 
-.PHONY: all test demo asan valgrind install clean deps check-deps fakegw rock
+.PHONY: all test test-all demo asan valgrind install clean deps check-deps \
+        fakegw rock
 
 all: $(SO)
 
@@ -78,6 +79,26 @@ check-deps:
 
 test: check-deps $(SO)
 	$(SPEC_ENV) $(LUA) $(BUSTED)
+
+# The suite on every Lua Debian has: each built warning-free (-Werror) and
+# tested in turn, then one summary line over all of them.
+LUA_VERSIONS := 5.4 5.3 5.2 5.1 jit
+LUA_PACKAGES := lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
+                luajit2 libluajit2-5.1-dev
+test-all: check-deps
+	@scripts/deps --check $(LUA_PACKAGES)
+	@mkdir -p build; passed=0; failed=0; \
+	for v in $(LUA_VERSIONS); do \
+	  echo "== Lua $$v"; \
+	  $(MAKE) -s LUA_VERSION=$$v CFLAGS="$(CFLAGS) -Werror" test \
+	    >build/test-$$v.log 2>&1; \
+	  line=$$(grep -E '^[0-9]+ passed, [0-9]+ failed' build/test-$$v.log | tail -1); \
+	  if [ -z "$$line" ]; then tail -n 30 build/test-$$v.log; line="0 passed, 1 failed"; fi; \
+	  echo "   $$line"; \
+	  passed=$$((passed + $$(echo "$$line" | cut -d' ' -f1))); \
+	  failed=$$((failed + $$(echo "$$line" | cut -d' ' -f3))); \
+	done; \
+	echo "$$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
 demo: check-deps $(SO)
 	@$(SPEC_ENV) scripts/demo

@@ -161,7 +161,7 @@ describe("client:send", function()
       { "no recipient at all", { {}, "Hi" }, "recipient" },
       { "an empty text", { "79031234567", "" }, "empty" },
       { "a text with a NUL byte", { "79031234567", "a\0b" }, "NUL" },
-      { "a text that is not UTF-8", { "79031234567", "\xff\xfe" }, "UTF%-8" },
+      { "a text that is not UTF-8", { "79031234567", "\255\254" }, "UTF%-8" },
       { "a sender of 12 letters", { "79031234567", "Hi", { sender = "TwelveLetter" } }, "sender" },
       { "a sender of Cyrillic letters", { "79031234567", "Hi", { sender = "Магазин" } }, "sender" },
       { "a sender of 16 digits", { "79031234567", "Hi", { sender = "1234567890123456" } }, "sender" },
