@@ -29,6 +29,7 @@ build = {
       sources = {
         "src/lua_streamtelecom.c",
         "src/st_buf.c",
+        "src/st_calls.c",
         "src/st_client.c",
         "src/st_error.c",
         "src/st_parse.c",

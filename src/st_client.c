@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "st_core.h"
-#include "st_transport.h"
+#include "st_engine.h"
 
 struct st_client {
     st_options opts; /* string fields point at owned copies */
@@ -166,6 +165,10 @@ st_credentials st_client_credentials(const st_client *c) {
     return cred;
 }
 
+void st_client_redact_error(const st_client *c, st_error *err) {
+    st_redact(err->message, sizeof err->message, c->opts.password);
+}
+
 const char *st_call_name(st_call call) {
     static const char *const names[] = {"send", "status", "balance"};
     return names[call];
@@ -216,18 +219,6 @@ static void report_exchange(st_client *c, st_call call, const char *url,
     st_buf_free(&shown);
 }
 
-static void wait_for_rate_slot(st_client *c) {
-    double now;
-    if (c->opts.rate <= 0)
-        return;
-    now = st_now();
-    if (c->next_slot > now) {
-        st_sleep(c->next_slot - now);
-        now = c->next_slot;
-    }
-    c->next_slot = now + 1.0 / c->opts.rate;
-}
-
 static int http_failed(const st_reply *reply, st_error *err) {
     long s = reply->http_status;
     if (s >= 300 && s < 400)
@@ -249,195 +240,146 @@ static int may_retry(st_call call, const st_reply *reply, st_code code) {
            (code == ST_E_HTTP && reply->http_status >= 500);
 }
 
-/* One logical request with its retries. On success reply->body holds the
- * answer and the caller reports the exchange with the code its answer gave;
- * the caller frees reply in every case. */
-static int exchange(st_client *c, st_call call, const char *url,
-                    st_reply *reply, st_error *err) {
-    int attempt;
-    for (attempt = 0;; attempt++) {
-        int rc;
-        st_buf_truncate(&reply->body, 0);
-        wait_for_rate_slot(c);
-        rc = st_transport_get(c->transport, url, call == ST_CALL_SEND, reply,
-                              err);
-        if (rc == 0 && (reply->http_status < 200 || reply->http_status > 299))
-            rc = http_failed(reply, err);
-        if (rc == 0)
-            return 0; /* reported by the caller, once the answer is read */
-        report_exchange(c, call, url, reply, err->code);
-        if (attempt >= c->opts.retries || !may_retry(call, reply, err->code))
-            break;
-        c->stats.retries++;
-        st_sleep(retry_backoff(attempt));
-    }
-    if (call == ST_CALL_SEND && reply->request_sent &&
+void st_job_init(st_job *job, st_call call) {
+    memset(job, 0, sizeof *job);
+    job->call = call;
+    job->state = ST_JOB_WAITING;
+    job->rc = -1;
+}
+
+void st_job_free(st_job *job) {
+    st_buf_free(&job->url);
+    st_reply_free(&job->reply);
+}
+
+void st_client_report_answer(st_client *c, const st_job *job, st_code code) {
+    report_exchange(c, job->call, st_buf_str(&job->url), &job->reply, code);
+}
+
+/* A send that may have reached the gateway says so: the caller must not
+ * assume it failed (and must not simply send again). */
+static void note_unknown_outcome(st_job *job) {
+    st_error *err = &job->err;
+    size_t len = strlen(err->message);
+    if (job->call == ST_CALL_SEND && job->reply.request_sent &&
         (err->code == ST_E_TIMEOUT || err->code == ST_E_NETWORK) &&
-        !strstr(err->message, "outcome is unknown")) {
-        size_t len = strlen(err->message);
+        !strstr(err->message, "outcome is unknown"))
         snprintf(err->message + len, sizeof err->message - len, "%s",
                  " (the request was sent: the outcome is unknown)");
+}
+
+/* The run's bookkeeping: the first job never started, and how many run. */
+typedef struct run_state {
+    size_t next_new;
+    size_t running;
+    size_t retrying; /* jobs waiting for a backoff to pass */
+    size_t done;
+} run_state;
+
+/* Whether `rate` lets a request start now; if not, when it will. */
+static int rate_allows(st_client *c, double now, double *wake) {
+    if (c->opts.rate <= 0)
+        return 1;
+    if (c->next_slot > now) {
+        if (c->next_slot < *wake)
+            *wake = c->next_slot;
+        return 0;
     }
-    st_redact(err->message, sizeof err->message, c->opts.password);
-    return -1;
+    c->next_slot = now + 1.0 / c->opts.rate;
+    return 1;
 }
 
-/* Reads one answer with its parser; every call but send goes through it. */
-typedef int (*answer_parser)(const char *body, size_t n, void *out,
-                             st_error *err);
-
-static int parse_status(const char *body, size_t n, void *out, st_error *err) {
-    return st_parse_status_answer(body, n, out, err);
-}
-
-static int parse_balance(const char *body, size_t n, void *out,
-                         st_error *err) {
-    return st_parse_balance_answer(body, n, out, err);
-}
-
-/* Requests url (already built in *url, which this frees) and parses the
- * answer into out. */
-static int read_call(st_client *c, st_call call, st_buf *url,
-                     answer_parser parse, void *out, st_error *err) {
-    st_reply reply = {ST_BUF_INIT, 0, 0, 0, 0};
-    int rc = -1;
-    if (url->failed)
-        st_fail(err, ST_E_NETWORK, "out of memory");
-    else if (exchange(c, call, url->data, &reply, err) == 0) {
-        rc = parse(st_buf_str(&reply.body), reply.body.len, out, err);
-        report_exchange(c, call, url->data, &reply,
-                        rc == 0 ? ST_OK : err->code);
+static void start_job(st_client *c, st_job *job, run_state *rs) {
+    st_buf_truncate(&job->reply.body, 0);
+    if (job->url.failed) {
+        st_fail(&job->err, ST_E_NETWORK, "out of memory");
+    } else if (st_transport_start(c->transport, job->url.data,
+                                  job->call == ST_CALL_SEND, &job->reply, job,
+                                  &job->err) == 0) {
+        job->state = ST_JOB_RUNNING;
+        rs->running++;
+        return;
     }
-    st_buf_free(url);
-    st_reply_free(&reply);
-    if (rc != 0)
-        st_redact(err->message, sizeof err->message, c->opts.password);
-    return rc;
+    job->state = ST_JOB_DONE;
+    job->rc = -1;
+    rs->done++;
 }
 
-int st_client_status(st_client *c, const char *id, st_status *out,
-                     st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_buf url = ST_BUF_INIT;
-    if (st_id_check(id, strlen(id), err) != 0)
-        return -1;
-    st_build_status_url(&url, &cred, id);
-    return read_call(c, ST_CALL_STATUS, &url, parse_status, out, err);
+/* Can another job start now? Also lowers *wake to when one could. */
+static int may_start(st_client *c, const run_state *rs, double now,
+                     double *wake) {
+    return rs->running < (size_t)c->opts.concurrency &&
+           rate_allows(c, now, wake);
 }
 
-int st_client_balance(st_client *c, st_balance *out, st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_buf url = ST_BUF_INIT;
-    st_build_balance_url(&url, &cred);
-    return read_call(c, ST_CALL_BALANCE, &url, parse_balance, out, err);
-}
-
-void st_send_result_free(st_send_result *res) {
-    free(res->records);
-    free(res->errors);
-    res->records = NULL;
-    res->errors = NULL;
-    res->count = res->nerrors = 0;
-}
-
-static int check_send(const st_recipients *r, const st_send_params *p,
-                      st_error *err) {
-    if (r->count == 0)
-        return st_fail(err, ST_E_INVALID, "invalid recipients: none given");
-    if (st_text_check(p->text, p->text_len, err) != 0)
-        return -1;
-    if (p->sender && st_sender_check(p->sender, strlen(p->sender), err) != 0)
-        return -1;
-    return 0;
-}
-
-/* Sends one planned request and fills its recipients' records. */
-static void send_chunk(st_client *c, const st_recipients *r,
-                       const st_send_params *p, const st_chunk *chunk,
-                       st_send_result *res, size_t index) {
-    st_credentials cred = st_client_credentials(c);
-    st_error *err = &res->errors[index];
-    st_buf url = ST_BUF_INIT;
-    st_reply reply = {ST_BUF_INIT, 0, 0, 0, 0};
-    char(*ids)[ST_ID_MAX + 1] = calloc(chunk->count, sizeof *ids);
+static void start_ready_jobs(st_client *c, st_job *jobs, size_t n,
+                             run_state *rs, double *wake) {
+    double now = st_now();
     size_t i;
-    err->code = ST_OK;
-    err->message[0] = '\0';
-    if (!ids || st_build_send_url(&url, &cred, p, r, chunk->first,
-                                  chunk->count) != 0)
-        st_fail(err, ST_E_NETWORK, "out of memory");
-    else if (exchange(c, ST_CALL_SEND, url.data, &reply, err) == 0) {
-        int rc = st_parse_send_answer(st_buf_str(&reply.body), reply.body.len,
-                                      chunk->count, ids, err);
-        report_exchange(c, ST_CALL_SEND, url.data, &reply,
-                        rc == 0 ? ST_OK : err->code);
-        for (i = 0; rc == 0 && i < chunk->count; i++)
-            memcpy(res->records[chunk->first + i].id, ids[i], sizeof *ids);
+    for (i = 0; rs->retrying > 0 && i < rs->next_new; i++) {
+        st_job *job = &jobs[i];
+        if (job->state != ST_JOB_WAITING)
+            continue;
+        if (job->not_before > now) {
+            if (job->not_before < *wake)
+                *wake = job->not_before;
+        } else if (may_start(c, rs, now, wake)) {
+            rs->retrying--;
+            start_job(c, job, rs);
+        }
     }
-    st_redact(err->message, sizeof err->message, c->opts.password);
-    for (i = 0; i < chunk->count; i++)
-        res->records[chunk->first + i].chunk = index;
-    free(ids);
-    st_buf_free(&url);
-    st_reply_free(&reply);
+    while (rs->next_new < n && may_start(c, rs, now, wake))
+        start_job(c, &jobs[rs->next_new++], rs);
 }
 
-static int any_accepted(const st_send_result *res) {
-    size_t i;
-    for (i = 0; i < res->count; i++)
-        if (res->records[i].id[0])
-            return 1;
-    return 0;
+/* What happens to a job whose attempt just ended. */
+static void finish_attempt(st_client *c, st_job *job, int rc, run_state *rs) {
+    job->attempts++;
+    if (rc == 0 && (job->reply.http_status < 200 ||
+                    job->reply.http_status > 299))
+        rc = http_failed(&job->reply, &job->err);
+    job->rc = rc;
+    if (rc == 0) {
+        job->state = ST_JOB_DONE; /* reported once its answer is read */
+        rs->done++;
+        return;
+    }
+    st_client_report_answer(c, job, job->err.code);
+    if (job->attempts <= c->opts.retries &&
+        may_retry(job->call, &job->reply, job->err.code)) {
+        c->stats.retries++;
+        job->state = ST_JOB_WAITING;
+        job->not_before = st_now() + retry_backoff(job->attempts - 1);
+        rs->retrying++;
+        return;
+    }
+    note_unknown_outcome(job);
+    st_client_redact_error(c, &job->err);
+    job->state = ST_JOB_DONE;
+    rs->done++;
 }
 
-int st_client_send(st_client *c, const st_recipients *r,
-                   const st_send_params *p, st_send_result *res,
-                   st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_chunk *chunks = NULL;
-    size_t nchunks = 0, i;
-    memset(res, 0, sizeof *res);
-    if (check_send(r, p, err) != 0 ||
-        st_plan_send(&cred, p, r, ST_MAX_URL, &chunks, &nchunks, err) != 0)
-        return -1;
-    res->records = calloc(r->count, sizeof *res->records);
-    res->errors = calloc(nchunks, sizeof *res->errors);
-    if (!res->records || !res->errors) {
-        free(chunks);
-        st_send_result_free(res);
-        return st_fail(err, ST_E_INVALID, "out of memory");
+static void collect_finished(st_client *c, run_state *rs) {
+    void *cookie;
+    int rc;
+    st_error err;
+    while (st_transport_next_done(c->transport, &cookie, &rc, &err)) {
+        st_job *job = cookie;
+        rs->running--;
+        if (rc != 0)
+            job->err = err;
+        finish_attempt(c, job, rc, rs);
     }
-    res->count = r->count;
-    res->nerrors = nchunks;
-    for (i = 0; i < r->count; i++)
-        memcpy(res->records[i].to, r->items[i].digits, sizeof res->records[i].to);
-    for (i = 0; i < nchunks; i++)
-        send_chunk(c, r, p, &chunks[i], res, i);
-    free(chunks);
-    if (!any_accepted(res)) {
-        *err = res->errors[res->records[0].chunk];
-        st_send_result_free(res);
-        return -1;
-    }
-    return 0;
 }
 
-int st_client_send_url(const st_client *c, const st_recipients *r,
-                       const st_send_params *p, st_buf *url, st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_chunk *chunks = NULL;
-    size_t nchunks = 0;
-    int rc = 0;
-    if (check_send(r, p, err) != 0 ||
-        st_plan_send(&cred, p, r, ST_MAX_URL, &chunks, &nchunks, err) != 0)
-        return -1;
-    if (nchunks != 1)
-        rc = st_fail(err, ST_E_INVALID,
-                     "invalid recipients: %zu of them need %zu requests; "
-                     "url() builds one",
-                     r->count, nchunks);
-    else if (st_build_send_url(url, &cred, p, r, 0, r->count) != 0)
-        rc = st_fail(err, ST_E_INVALID, "out of memory");
-    free(chunks);
-    return rc;
+void st_client_run_jobs(st_client *c, st_job *jobs, size_t n) {
+    run_state rs = {0, 0, 0, 0};
+    while (rs.done < n) {
+        double wake = st_now() + 1.0;
+        start_ready_jobs(c, jobs, n, &rs, &wake);
+        if (rs.done == n)
+            break;
+        st_transport_poll(c->transport, wake - st_now());
+        collect_finished(c, &rs);
+    }
 }

@@ -253,17 +253,36 @@ typedef struct st_send_result {
     size_t count;
     st_error *errors; /* one per request; code ST_OK where it was accepted */
     size_t nerrors;
+    size_t accepted;  /* recipients with an id */
+    st_error failure; /* when none was accepted: the first recipient's error */
 } st_send_result;
 
 void st_send_result_free(st_send_result *res);
 
-/* The send as one call: -1 only for an error before anything was sent;
+/* The send as one call: -1 for an error before anything was sent, or when
+ * no recipient was accepted (err is then the first recipient's error);
  * otherwise 0 with per-recipient outcomes in res. */
 int st_client_send(st_client *c, const st_recipients *r,
                    const st_send_params *p, st_send_result *res,
                    st_error *err);
+
+typedef struct st_send_item {
+    const st_recipients *recipients;
+    st_send_params params;
+} st_send_item;
+
+/* Many sends at once, at most `concurrency` requests in flight. -1 only
+ * for a bad item (err names its 1-based index; nothing was sent); else 0
+ * and results[i] (n of them, to free each) as send gives, with
+ * results[i].accepted == 0 and .failure where that send failed. */
+int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
+                        st_send_result *results, st_error *err);
 int st_client_status(st_client *c, const char *id, st_status *out,
                      st_error *err);
+/* Statuses of n ids at once: out[i] where errs[i].code is ST_OK. -1 only
+ * for a bad id (err names its index; nothing was sent). */
+int st_client_status_many(st_client *c, const char *const *ids, size_t n,
+                          st_status *out, st_error *errs, st_error *err);
 int st_client_balance(st_client *c, st_balance *out, st_error *err);
 /* The credentials a client builds URLs with (for client:url()). */
 st_credentials st_client_credentials(const st_client *c);

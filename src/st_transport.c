@@ -8,15 +8,26 @@
 #include <string.h>
 #include <time.h>
 
-struct st_transport {
+/* One transfer slot: an easy handle and the state its callbacks write to.
+ * Slots are kept for reuse; the connections live in the multi handle. */
+typedef struct st_xfer {
     CURL *easy;
-    long max_response;
-    /* Per-exchange state the callbacks write to. */
+    struct st_transport *t;
     st_reply *reply;
+    void *cookie;
     int once;
     int resend_refused;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
+} st_xfer;
+
+struct st_transport {
+    CURLM *multi;
+    CURLSH *share; /* TLS sessions, shared by every slot */
+    st_options opts; /* strings borrowed from the client, which outlives us */
+    st_xfer **idle;
+    size_t nidle, cap_idle;
+    size_t running;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -44,13 +55,13 @@ void st_sleep(double seconds) {
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
-    st_transport *t = ud;
+    st_xfer *x = ud;
     size_t n = size * nmemb;
-    if (t->reply->body.len + n > (size_t)t->max_response) {
-        t->too_large = 1;
+    if (x->reply->body.len + n > (size_t)x->t->opts.max_response) {
+        x->too_large = 1;
         return 0; /* makes libcurl stop with CURLE_WRITE_ERROR */
     }
-    if (st_buf_append(&t->reply->body, data, n) != 0)
+    if (st_buf_append(&x->reply->body, data, n) != 0)
         return 0;
     return n;
 }
@@ -60,20 +71,20 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 /* Runs right before the request goes out on a connection. */
 static int on_request_ready(void *ud, char *ip, char *local_ip, int port,
                             int local_port) {
-    st_transport *t = ud;
+    st_xfer *x = ud;
     (void)ip, (void)local_ip, (void)port, (void)local_port;
-    if (t->reply->request_sent && t->once) {
-        t->resend_refused = 1;
+    if (x->reply->request_sent && x->once) {
+        x->resend_refused = 1;
         return CURL_PREREQFUNC_ABORT;
     }
-    t->reply->request_sent = 1;
+    x->reply->request_sent = 1;
     return CURL_PREREQFUNC_OK;
 }
 #endif
 
 #define SET(opt, val)                                                         \
     do {                                                                      \
-        if (curl_easy_setopt(t->easy, opt, val) != CURLE_OK)                  \
+        if (curl_easy_setopt(x->easy, opt, val) != CURLE_OK)                  \
             goto failed;                                                      \
     } while (0)
 
@@ -81,13 +92,13 @@ static long to_ms(double seconds) {
     return seconds > 0 ? (long)(seconds * 1000 + 0.5) : 0;
 }
 
-static int configure(st_transport *t, const st_options *o) {
+static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
     char agent[128];
-    if (!o->user_agent) {
+    if (!o->user_agent)
         snprintf(agent, sizeof agent, "streamtelecom/%s libcurl/%s",
                  ST_VERSION, curl_version_info(CURLVERSION_NOW)->version);
-        agent[sizeof agent - 1] = '\0';
-    }
+    SET(CURLOPT_PRIVATE, x);
+    SET(CURLOPT_SHARE, share);
     SET(CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM: thread-safe */
     SET(CURLOPT_FOLLOWLOCATION, 0L); /* the password is in the query string */
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -109,19 +120,79 @@ static int configure(st_transport *t, const st_options *o) {
         SET(CURLOPT_PROXY, o->proxy);
     SET(CURLOPT_USERAGENT, o->user_agent ? o->user_agent : agent);
     SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, t);
-    SET(CURLOPT_ERRORBUFFER, t->errbuf);
+    SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_ERRORBUFFER, x->errbuf);
 #ifdef ST_HAVE_PREREQ
     SET(CURLOPT_PREREQFUNCTION, on_request_ready);
-    SET(CURLOPT_PREREQDATA, t);
+    SET(CURLOPT_PREREQDATA, x);
 #endif
     return 0;
 failed:
     return -1;
 }
 
+static void xfer_free(st_xfer *x) {
+    if (!x)
+        return;
+    curl_easy_cleanup(x->easy);
+    free(x);
+}
+
+static st_xfer *xfer_new(st_transport *t, st_error *err) {
+    st_xfer *x = calloc(1, sizeof *x);
+    if (!x || !(x->easy = curl_easy_init())) {
+        free(x);
+        st_fail(err, ST_E_NETWORK, "out of memory");
+        return NULL;
+    }
+    x->t = t;
+    if (configure(x, &t->opts, t->share) != 0) {
+        xfer_free(x);
+        st_fail(err, ST_E_INVALID,
+                "libcurl rejected an option (is this libcurl too old?)");
+        return NULL;
+    }
+    return x;
+}
+
+/* An idle slot, or a new one. */
+static st_xfer *xfer_take(st_transport *t, st_error *err) {
+    if (t->nidle > 0)
+        return t->idle[--t->nidle];
+    return xfer_new(t, err);
+}
+
+static void xfer_give_back(st_transport *t, st_xfer *x) {
+    if (t->nidle == t->cap_idle) {
+        size_t cap = t->cap_idle ? t->cap_idle * 2 : 4;
+        st_xfer **p = realloc(t->idle, cap * sizeof *p);
+        if (!p) {
+            xfer_free(x);
+            return;
+        }
+        t->idle = p;
+        t->cap_idle = cap;
+    }
+    t->idle[t->nidle++] = x;
+}
+
+static int setup_multi(st_transport *t) {
+    t->multi = curl_multi_init();
+    t->share = curl_share_init();
+    if (!t->multi || !t->share)
+        return -1;
+    /* Keep as many idle connections as requests may run at once. */
+    if (curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS,
+                          (long)t->opts.concurrency) != CURLM_OK ||
+        curl_share_setopt(t->share, CURLSHOPT_SHARE,
+                          CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+        return -1;
+    return 0;
+}
+
 st_transport *st_transport_new(const st_options *o, st_error *err) {
     st_transport *t;
+    st_xfer *first;
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK) {
         st_fail(err, ST_E_NETWORK, "libcurl failed to initialise: %s",
@@ -129,25 +200,37 @@ st_transport *st_transport_new(const st_options *o, st_error *err) {
         return NULL;
     }
     t = calloc(1, sizeof *t);
-    if (!t || !(t->easy = curl_easy_init())) {
-        free(t);
+    if (!t) {
         st_fail(err, ST_E_NETWORK, "out of memory");
         return NULL;
     }
-    t->max_response = o->max_response;
-    if (configure(t, o) != 0) {
-        st_fail(err, ST_E_INVALID,
-                "libcurl rejected an option (is this libcurl too old?)");
+    t->opts = *o;
+    if (setup_multi(t) != 0) {
+        st_fail(err, ST_E_NETWORK, "out of memory");
         st_transport_free(t);
         return NULL;
     }
+    /* One slot now, so a bad option shows in st.new, not in the first call. */
+    first = xfer_new(t, err);
+    if (!first) {
+        st_transport_free(t);
+        return NULL;
+    }
+    xfer_give_back(t, first);
     return t;
 }
 
 void st_transport_free(st_transport *t) {
+    size_t i;
     if (!t)
         return;
-    curl_easy_cleanup(t->easy);
+    /* Transfers still running belong to no one any more: the client is
+     * only freed between calls, so there are none; idle slots go here. */
+    for (i = 0; i < t->nidle; i++)
+        xfer_free(t->idle[i]);
+    free(t->idle);
+    curl_multi_cleanup(t->multi);
+    curl_share_cleanup(t->share);
     free(t);
 }
 
@@ -181,13 +264,13 @@ static st_code classify(CURLcode rc) {
     }
 }
 
-static int transfer_failed(st_transport *t, CURLcode rc, st_error *err) {
-    const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc);
-    if (t->too_large)
+static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
+    const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+    if (x->too_large)
         return st_fail(err, ST_E_TOO_LARGE,
                        "gateway answer is larger than max_response (%ld bytes)",
-                       t->max_response);
-    if (t->resend_refused)
+                       x->t->opts.max_response);
+    if (x->resend_refused)
         return st_fail(err, ST_E_NETWORK,
                        "connection lost after the request was sent; not sent "
                        "again, so the outcome is unknown");
@@ -203,39 +286,74 @@ static int transfer_failed(st_transport *t, CURLcode rc, st_error *err) {
     }
 }
 
-static void read_transfer_info(st_transport *t, st_reply *reply) {
+static void read_transfer_info(st_xfer *x, st_reply *reply) {
     long connects = 0;
     curl_off_t micros = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &reply->http_status);
-    curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
-    curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &micros);
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &reply->http_status);
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+    curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &micros);
     reply->new_connection = connects > 0;
     reply->seconds = (double)micros / 1e6;
 }
 
-int st_transport_get(st_transport *t, const char *url, int once,
-                     st_reply *reply, st_error *err) {
-    CURLcode rc;
-    t->reply = reply;
-    t->once = once;
-    t->resend_refused = 0;
-    t->too_large = 0;
-    t->errbuf[0] = '\0';
+int st_transport_start(st_transport *t, const char *url, int once,
+                       st_reply *reply, void *cookie, st_error *err) {
+    st_xfer *x = xfer_take(t, err);
+    if (!x)
+        return -1;
+    x->reply = reply;
+    x->cookie = cookie;
+    x->once = once;
+    x->resend_refused = 0;
+    x->too_large = 0;
+    x->errbuf[0] = '\0';
     reply->http_status = 0;
     reply->request_sent = 0;
     reply->new_connection = 0;
     reply->seconds = 0;
-    rc = curl_easy_setopt(t->easy, CURLOPT_URL, url);
-    if (rc == CURLE_OK)
-        rc = curl_easy_perform(t->easy);
-    read_transfer_info(t, reply);
+    if (curl_easy_setopt(x->easy, CURLOPT_URL, url) != CURLE_OK ||
+        curl_multi_add_handle(t->multi, x->easy) != CURLM_OK) {
+        xfer_give_back(t, x);
+        return st_fail(err, ST_E_NETWORK, "out of memory");
+    }
+    t->running++;
+    return 0;
+}
+
+void st_transport_poll(st_transport *t, double max_wait) {
+    int still_running = 0;
+    int ms = max_wait > 0 ? (int)(max_wait * 1000 + 0.5) : 0;
+    curl_multi_perform(t->multi, &still_running);
+    if (still_running < (int)t->running)
+        return; /* something finished: no need to wait */
+    curl_multi_poll(t->multi, NULL, 0, ms, NULL);
+    curl_multi_perform(t->multi, &still_running);
+}
+
+int st_transport_next_done(st_transport *t, void **cookie, int *rc,
+                           st_error *err) {
+    int left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
+        st_xfer *x = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        read_transfer_info(x, x->reply);
 #ifndef ST_HAVE_PREREQ
-    reply->request_sent = 1; /* cannot tell: assume the worst for a send */
+        x->reply->request_sent = 1; /* cannot tell: assume the worst */
 #endif
-    t->reply = NULL;
-    if (rc != CURLE_OK) {
-        reply->http_status = 0;
-        return transfer_failed(t, rc, err);
+        *rc = 0;
+        if (msg->data.result != CURLE_OK) {
+            x->reply->http_status = 0;
+            *rc = transfer_failed(x, msg->data.result, err);
+        }
+        *cookie = x->cookie;
+        curl_multi_remove_handle(t->multi, x->easy);
+        t->running--;
+        x->reply = NULL;
+        xfer_give_back(t, x);
+        return 1;
     }
     return 0;
 }

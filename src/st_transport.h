@@ -1,5 +1,6 @@
-/* The HTTP transport: one libcurl easy handle per client, so every call
- * reuses the same keep-alive connection and TLS session. */
+/* The HTTP transport: one libcurl multi handle per client. All transfers,
+ * single calls and parallel ones alike, run through it, so they share one
+ * connection cache (keep-alive) and one TLS session cache. */
 #ifndef ST_TRANSPORT_H
 #define ST_TRANSPORT_H
 
@@ -9,8 +10,8 @@ typedef struct st_transport st_transport;
 
 typedef struct st_reply {
     st_buf body;
-    long http_status;  /* 0 when no HTTP answer came */
-    int request_sent;  /* the request went out on a connection at least once */
+    long http_status;   /* 0 when no HTTP answer came */
+    int request_sent;   /* the request went out on a connection at least once */
     int new_connection; /* this exchange opened a connection */
     double seconds;
 } st_reply;
@@ -18,14 +19,22 @@ typedef struct st_reply {
 st_transport *st_transport_new(const st_options *o, st_error *err);
 void st_transport_free(st_transport *t);
 
-/* One GET. With `once`, libcurl may not send the request a second time on
- * a fresh connection when a reused one dies (what it does by default):
- * for a send, that would text the recipient twice.
- * Returns 0 when an HTTP answer came (any status), else -1 with err set. */
-int st_transport_get(st_transport *t, const char *url, int once,
-                     st_reply *reply, st_error *err);
+/* Starts one GET of url; the answer goes to reply, which must stay valid
+ * until the transfer comes back from st_transport_next_done with cookie.
+ * With `once`, libcurl may not send the request a second time on a fresh
+ * connection when a reused one dies (what it does by default): for a send,
+ * that would text the recipient twice. */
+int st_transport_start(st_transport *t, const char *url, int once,
+                       st_reply *reply, void *cookie, st_error *err);
+
+/* Drives the transfers, waiting at most max_wait seconds for progress. */
+void st_transport_poll(st_transport *t, double max_wait);
+
+/* Hands back one finished transfer: 1 with *cookie and *rc (0 when an HTTP
+ * answer came, any status; -1 with err set), or 0 when none is finished. */
+int st_transport_next_done(st_transport *t, void **cookie, int *rc,
+                           st_error *err);
 
 void st_reply_free(st_reply *reply);
-
 
 #endif

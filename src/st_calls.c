@@ -1,0 +1,290 @@
+/* The gateway calls, each a list of jobs for the engine: validation first
+ * (nothing is sent for a bad argument), then requests, then answers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_engine.h"
+
+/* ---- send ----------------------------------------------------------------- */
+
+void st_send_result_free(st_send_result *res) {
+    free(res->records);
+    free(res->errors);
+    res->records = NULL;
+    res->errors = NULL;
+    res->count = res->nerrors = res->accepted = 0;
+}
+
+static int check_send(const st_recipients *r, const st_send_params *p,
+                      st_error *err) {
+    if (r->count == 0)
+        return st_fail(err, ST_E_INVALID, "invalid recipients: none given");
+    if (st_text_check(p->text, p->text_len, err) != 0)
+        return -1;
+    if (p->sender && st_sender_check(p->sender, strlen(p->sender), err) != 0)
+        return -1;
+    return 0;
+}
+
+/* Prefixes a validation error with the 1-based index of its item. */
+static int fail_item(st_error *err, const char *what, size_t index) {
+    char message[ST_ERR_MAX];
+    snprintf(message, sizeof message, "%s", err->message);
+    return st_fail(err, err->code, "%s %zu: %s", what, index + 1, message);
+}
+
+/* One request of one send: which item, and which run of its recipients. */
+typedef struct send_job {
+    size_t item;
+    st_chunk chunk;
+    size_t chunk_index; /* within the item */
+} send_job;
+
+typedef struct send_plan {
+    send_job *parts;
+    size_t nparts;
+    size_t *chunks_per_item;
+} send_plan;
+
+static void send_plan_free(send_plan *plan) {
+    free(plan->parts);
+    free(plan->chunks_per_item);
+}
+
+static int plan_item(const st_client *c, const st_send_item *item,
+                     size_t index, send_plan *plan, size_t *cap,
+                     st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_chunk *chunks;
+    size_t n, i;
+    if (check_send(item->recipients, &item->params, err) != 0 ||
+        st_plan_send(&cred, &item->params, item->recipients, ST_MAX_URL,
+                     &chunks, &n, err) != 0)
+        return -1;
+    if (plan->nparts + n > *cap) {
+        size_t ncap = (plan->nparts + n) * 2;
+        send_job *p = realloc(plan->parts, ncap * sizeof *p);
+        if (!p) {
+            free(chunks);
+            return st_fail(err, ST_E_INVALID, "out of memory");
+        }
+        plan->parts = p;
+        *cap = ncap;
+    }
+    for (i = 0; i < n; i++) {
+        send_job *part = &plan->parts[plan->nparts++];
+        part->item = index;
+        part->chunk = chunks[i];
+        part->chunk_index = i;
+    }
+    plan->chunks_per_item[index] = n;
+    free(chunks);
+    return 0;
+}
+
+/* Validates every item and splits each into requests; -1 names the item. */
+static int plan_sends(const st_client *c, const st_send_item *items, size_t n,
+                      send_plan *plan, st_error *err) {
+    size_t i, cap = 0;
+    memset(plan, 0, sizeof *plan);
+    plan->chunks_per_item = calloc(n ? n : 1, sizeof *plan->chunks_per_item);
+    if (!plan->chunks_per_item)
+        return st_fail(err, ST_E_INVALID, "out of memory");
+    for (i = 0; i < n; i++)
+        if (plan_item(c, &items[i], i, plan, &cap, err) != 0) {
+            send_plan_free(plan);
+            return n > 1 ? fail_item(err, "item", i) : -1;
+        }
+    return 0;
+}
+
+static int alloc_results(const st_send_item *items, size_t n,
+                         const send_plan *plan, st_send_result *results) {
+    size_t i, j;
+    for (i = 0; i < n; i++) {
+        st_send_result *res = &results[i];
+        const st_recipients *r = items[i].recipients;
+        memset(res, 0, sizeof *res);
+        res->records = calloc(r->count, sizeof *res->records);
+        res->errors = calloc(plan->chunks_per_item[i], sizeof *res->errors);
+        if (!res->records || !res->errors)
+            return -1;
+        res->count = r->count;
+        res->nerrors = plan->chunks_per_item[i];
+        for (j = 0; j < r->count; j++)
+            memcpy(res->records[j].to, r->items[j].digits,
+                   sizeof res->records[j].to);
+    }
+    return 0;
+}
+
+/* Reads one request's answer into its recipients' records. */
+static void read_send_answer(st_client *c, st_job *job, const send_job *part,
+                             st_send_result *res) {
+    st_error *err = &res->errors[part->chunk_index];
+    size_t i, count = part->chunk.count, first = part->chunk.first;
+    char(*ids)[ST_ID_MAX + 1] = calloc(count, sizeof *ids);
+    *err = job->err;
+    if (job->rc == 0) {
+        int rc = ids ? st_parse_send_answer(st_buf_str(&job->reply.body),
+                                            job->reply.body.len, count, ids,
+                                            err)
+                     : st_fail(err, ST_E_NETWORK, "out of memory");
+        st_client_report_answer(c, job, rc == 0 ? ST_OK : err->code);
+        if (rc == 0)
+            err->code = ST_OK, err->message[0] = '\0';
+        for (i = 0; rc == 0 && i < count; i++)
+            memcpy(res->records[first + i].id, ids[i], sizeof *ids);
+        res->accepted += rc == 0 ? count : 0;
+    }
+    st_client_redact_error(c, err);
+    for (i = 0; i < count; i++)
+        res->records[first + i].chunk = part->chunk_index;
+    free(ids);
+}
+
+static void build_send_jobs(const st_client *c, const st_send_item *items,
+                            const send_plan *plan, st_job *jobs) {
+    st_credentials cred = st_client_credentials(c);
+    size_t i;
+    for (i = 0; i < plan->nparts; i++) {
+        const send_job *part = &plan->parts[i];
+        const st_send_item *item = &items[part->item];
+        st_job_init(&jobs[i], ST_CALL_SEND);
+        st_build_send_url(&jobs[i].url, &cred, &item->params, item->recipients,
+                          part->chunk.first, part->chunk.count);
+    }
+}
+
+static void settle_failures(st_send_result *results, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (results[i].accepted == 0 && results[i].count > 0)
+            results[i].failure = results[i].errors[results[i].records[0].chunk];
+}
+
+int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
+                        st_send_result *results, st_error *err) {
+    send_plan plan;
+    st_job *jobs;
+    size_t i;
+    if (plan_sends(c, items, n, &plan, err) != 0)
+        return -1;
+    memset(results, 0, n * sizeof *results);
+    jobs = calloc(plan.nparts ? plan.nparts : 1, sizeof *jobs);
+    if (!jobs || alloc_results(items, n, &plan, results) != 0) {
+        for (i = 0; i < n; i++)
+            st_send_result_free(&results[i]);
+        free(jobs);
+        send_plan_free(&plan);
+        return st_fail(err, ST_E_INVALID, "out of memory");
+    }
+    build_send_jobs(c, items, &plan, jobs);
+    st_client_run_jobs(c, jobs, plan.nparts);
+    for (i = 0; i < plan.nparts; i++) {
+        read_send_answer(c, &jobs[i], &plan.parts[i],
+                         &results[plan.parts[i].item]);
+        st_job_free(&jobs[i]);
+    }
+    settle_failures(results, n);
+    free(jobs);
+    send_plan_free(&plan);
+    return 0;
+}
+
+int st_client_send(st_client *c, const st_recipients *r,
+                   const st_send_params *p, st_send_result *res,
+                   st_error *err) {
+    st_send_item item;
+    item.recipients = r;
+    item.params = *p;
+    if (st_client_send_many(c, &item, 1, res, err) != 0)
+        return -1;
+    if (res->accepted == 0) {
+        *err = res->failure;
+        st_send_result_free(res);
+        return -1;
+    }
+    return 0;
+}
+
+int st_client_send_url(const st_client *c, const st_recipients *r,
+                       const st_send_params *p, st_buf *url, st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_chunk *chunks = NULL;
+    size_t nchunks = 0;
+    int rc = 0;
+    if (check_send(r, p, err) != 0 ||
+        st_plan_send(&cred, p, r, ST_MAX_URL, &chunks, &nchunks, err) != 0)
+        return -1;
+    if (nchunks != 1)
+        rc = st_fail(err, ST_E_INVALID,
+                     "invalid recipients: %zu of them need %zu requests; "
+                     "url() builds one",
+                     r->count, nchunks);
+    else if (st_build_send_url(url, &cred, p, r, 0, r->count) != 0)
+        rc = st_fail(err, ST_E_INVALID, "out of memory");
+    free(chunks);
+    return rc;
+}
+
+/* ---- status and balance ----------------------------------------------------- */
+
+int st_client_status_many(st_client *c, const char *const *ids, size_t n,
+                          st_status *out, st_error *errs, st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_job *jobs;
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (st_id_check(ids[i], strlen(ids[i]), err) != 0)
+            return n > 1 ? fail_item(err, "id", i) : -1;
+    jobs = calloc(n ? n : 1, sizeof *jobs);
+    if (!jobs)
+        return st_fail(err, ST_E_INVALID, "out of memory");
+    for (i = 0; i < n; i++) {
+        st_job_init(&jobs[i], ST_CALL_STATUS);
+        st_build_status_url(&jobs[i].url, &cred, ids[i]);
+    }
+    st_client_run_jobs(c, jobs, n);
+    for (i = 0; i < n; i++) {
+        errs[i] = jobs[i].err;
+        if (jobs[i].rc == 0) {
+            int rc = st_parse_status_answer(st_buf_str(&jobs[i].reply.body),
+                                            jobs[i].reply.body.len, &out[i],
+                                            &errs[i]);
+            st_client_report_answer(c, &jobs[i], rc == 0 ? ST_OK : errs[i].code);
+            if (rc == 0)
+                errs[i].code = ST_OK;
+        }
+        st_client_redact_error(c, &errs[i]);
+        st_job_free(&jobs[i]);
+    }
+    free(jobs);
+    return 0;
+}
+
+int st_client_status(st_client *c, const char *id, st_status *out,
+                     st_error *err) {
+    if (st_client_status_many(c, &id, 1, out, err, err) != 0)
+        return -1;
+    return err->code == ST_OK ? 0 : -1;
+}
+
+int st_client_balance(st_client *c, st_balance *out, st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_job job;
+    int rc = -1;
+    st_job_init(&job, ST_CALL_BALANCE);
+    st_build_balance_url(&job.url, &cred);
+    st_client_run_jobs(c, &job, 1);
+    *err = job.err;
+    if (job.rc == 0) {
+        rc = st_parse_balance_answer(st_buf_str(&job.reply.body),
+                                     job.reply.body.len, out, err);
+        st_client_report_answer(c, &job, rc == 0 ? ST_OK : err->code);
+    }
+    st_client_redact_error(c, err);
+    st_job_free(&job);
+    return rc;
+}
