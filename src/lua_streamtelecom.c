@@ -514,46 +514,105 @@ static void check_id_list(lua_State *L, int arg) {
     }
 }
 
-/* Asks for the status of every id of the list at arg whose record in the
- * map at map_idx is not final yet; returns how many are still not final. */
-static size_t poll_pending(lua_State *L, lst_client *u, int arg, int map_idx) {
-    size_t i, n = lua_rawlen(L, arg), pending = 0;
+static void push_error_record(lua_State *L, const st_error *err) {
+    lua_createtable(L, 0, 2);
+    set_string(L, "err", err->message);
+    set_string(L, "code", st_code_name(err->code));
+}
+
+/* The distinct ids of the list at arg (strings already checked) that the
+ * map at map_idx does not hold as settled, i.e. final or permanently failed;
+ * map_idx 0 means none is settled. ids must hold lua_rawlen(arg) slots. */
+static size_t pending_ids(lua_State *L, int arg, int map_idx,
+                          const char **ids) {
+    size_t i, n = lua_rawlen(L, arg), count = 0;
+    lua_newtable(L); /* seen */
     for (i = 1; i <= n; i++) {
-        st_status s;
-        st_error err;
-        size_t len;
-        const char *id;
+        int settled = 0;
         lua_rawgeti(L, arg, (int)i);
-        id = lua_tolstring(L, -1, &len);
-        lua_getfield(L, map_idx, id);
-        if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "final");
-            if (lua_toboolean(L, -1)) {
-                lua_pop(L, 3);
-                continue;
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (!lua_isnil(L, -1)) { /* a duplicate */
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_pop(L, 1);
+        if (map_idx) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, map_idx);
+            if (lua_istable(L, -1)) {
+                lua_getfield(L, -1, "final");
+                lua_getfield(L, -2, "code");
+                settled = lua_toboolean(L, -2) ||
+                          (lua_isstring(L, -1) &&
+                           (strcmp(lua_tostring(L, -1), "not_found") == 0 ||
+                            strcmp(lua_tostring(L, -1), "invalid") == 0));
+                lua_pop(L, 2);
             }
             lua_pop(L, 1);
         }
-        lua_pop(L, 1);
-        if (st_id_check(id, len, &err) == 0 &&
-            st_client_status(u->core, id, &s, &err) == 0) {
-            push_status(L, id, &s);
-            pending += !s.final;
-        } else {
-            lua_createtable(L, 0, 2);
-            set_string(L, "err", err.message);
-            set_string(L, "code", st_code_name(err.code));
-            pending += err.code != ST_E_INVALID && err.code != ST_E_NOT_FOUND;
-        }
-        lua_setfield(L, map_idx, id);
-        lua_pop(L, 1);
+        if (!settled)
+            ids[count++] = lua_tostring(L, -1); /* anchored by the list */
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
     }
+    lua_pop(L, 1);
+    return count;
+}
+
+/* Asks for ids[0..n) at once and stores each result in the map at map_idx;
+ * returns how many are still not final. -1 with err for a bad id. */
+static long status_into_map(lua_State *L, lst_client *u, const char **ids,
+                            size_t n, int map_idx, st_error *err) {
+    st_status *out = calloc(n ? n : 1, sizeof *out);
+    st_error *errs = calloc(n ? n : 1, sizeof *errs);
+    size_t i;
+    long pending = 0;
+    if (!out || !errs) {
+        free(out), free(errs);
+        return st_fail(err, ST_E_INVALID, "out of memory");
+    }
+    if (st_client_status_many(u->core, ids, n, out, errs, err) != 0) {
+        free(out), free(errs);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (errs[i].code == ST_OK)
+            push_status(L, ids[i], &out[i]);
+        else
+            push_error_record(L, &errs[i]);
+        pending += errs[i].code == ST_OK ? !out[i].final
+                                         : errs[i].code != ST_E_NOT_FOUND;
+        lua_setfield(L, map_idx, ids[i]);
+    }
+    free(out), free(errs);
     return pending;
+}
+
+static int l_status_many(lua_State *L) {
+    lst_client *u = check_client(L);
+    const char **ids;
+    st_error err;
+    hook_ctx ctx;
+    size_t n;
+    long rc;
+    check_id_list(L, 2);
+    if (!u->core)
+        return push_closed(L);
+    lua_settop(L, 2);
+    ids = lua_newuserdata(L, (lua_rawlen(L, 2) + 1) * sizeof *ids);
+    n = pending_ids(L, 2, 0, ids);
+    lua_newtable(L); /* the map, at 4 */
+    arm_hook(L, u, &ctx);
+    rc = status_into_map(L, u, ids, n, 4, &err);
+    return rc < 0 ? push_failure(L, &err) : 1;
 }
 
 static int l_wait(lua_State *L) {
     lst_client *u = check_client(L);
     double timeout, interval, deadline;
+    const char **ids;
+    st_error err;
     hook_ctx ctx;
     check_id_list(L, 2);
     timeout = wait_option(L, 3, "timeout", 60);
@@ -562,10 +621,168 @@ static int l_wait(lua_State *L) {
         return push_closed(L);
     deadline = st_now() + timeout;
     lua_settop(L, 3);
-    lua_newtable(L); /* the map, at index 4 */
+    ids = lua_newuserdata(L, (lua_rawlen(L, 2) + 1) * sizeof *ids); /* 4 */
+    lua_newtable(L); /* the map, at 5 */
     arm_hook(L, u, &ctx);
-    while (poll_pending(L, u, 2, 4) > 0 && st_now() + interval <= deadline)
+    for (;;) {
+        size_t n = pending_ids(L, 2, 5, ids);
+        long pending = n ? status_into_map(L, u, ids, n, 5, &err) : 0;
+        if (pending < 0)
+            return push_failure(L, &err);
+        if (pending == 0 || st_now() + interval > deadline)
+            break;
         st_sleep(interval);
+    }
+    lua_settop(L, 5);
+    return 1;
+}
+
+/* ---- send_many -------------------------------------------------------------- */
+
+/* A send_many item's string field: NULL when absent; sets *why when the
+ * field has the wrong type or an empty or NUL-holding value. */
+static const char *item_string(lua_State *L, int item, const char *key,
+                               const char **why) {
+    const char *s;
+    size_t len;
+    lua_getfield(L, item, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    s = lua_tolstring(L, -1, &len);
+    if (lua_type(L, -1) != LUA_TSTRING || strlen(s) != len ||
+        (len == 0 && strcmp(key, "text") != 0))
+        *why = key;
+    lua_pop(L, 1); /* still referenced by the item */
+    return *why ? NULL : s;
+}
+
+/* The recipients of item.to (a string or a list of strings). */
+static int item_recipients(lua_State *L, int item, st_recipients *r,
+                           st_error *err) {
+    int rc;
+    lua_getfield(L, item, "to");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t i, n = lua_rawlen(L, -1);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, (int)i);
+            rc = lua_type(L, -1) == LUA_TSTRING;
+            lua_pop(L, 1);
+            if (!rc)
+                break;
+        }
+        if (i <= n || n == 0) {
+            lua_pop(L, 1);
+            return st_fail(err, ST_E_INVALID,
+                           "'to' must be a string or a non-empty list of "
+                           "strings");
+        }
+    } else if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return st_fail(err, ST_E_INVALID,
+                       "'to' must be a string or a list of strings");
+    }
+    rc = read_recipients(L, lua_gettop(L), r, err);
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int read_item(lua_State *L, int item, st_client *c, st_send_item *out,
+                     st_recipients *r, st_error *err) {
+    const char *why = NULL, *sender;
+    size_t len = 0;
+    if (!lua_istable(L, item))
+        return st_fail(err, ST_E_INVALID, "want a table with to and text");
+    if (item_recipients(L, item, r, err) != 0)
+        return -1;
+    out->recipients = r;
+    out->params.text = item_string(L, item, "text", &why);
+    sender = item_string(L, item, "sender", &why);
+    out->params.sender = sender ? sender : st_client_sender(c);
+    out->params.callback_url = item_string(L, item, "callback_url", &why);
+    out->params.name = item_string(L, item, "name", &why);
+    if (!why && !out->params.text)
+        why = "text";
+    if (why)
+        return st_fail(err, ST_E_INVALID,
+                       "'%s' must be a non-empty string without NUL bytes",
+                       why);
+    lua_getfield(L, item, "text");
+    lua_tolstring(L, -1, &len);
+    lua_pop(L, 1);
+    out->params.text_len = len;
+    return 0;
+}
+
+typedef struct many_items {
+    st_send_item *items;
+    st_recipients *recipients;
+    st_send_result *results;
+    size_t n;
+} many_items;
+
+static void many_items_free(many_items *m) {
+    size_t i;
+    for (i = 0; i < m->n; i++) {
+        st_recipients_free(&m->recipients[i]);
+        if (m->results)
+            st_send_result_free(&m->results[i]);
+    }
+    free(m->items), free(m->recipients), free(m->results);
+}
+
+/* Reads every item of the list at arg; -1 with err naming the bad one. */
+static int read_items(lua_State *L, int arg, st_client *c, many_items *m,
+                      st_error *err) {
+    size_t i, n = lua_rawlen(L, arg);
+    m->n = n;
+    m->items = calloc(n ? n : 1, sizeof *m->items);
+    m->recipients = calloc(n ? n : 1, sizeof *m->recipients);
+    m->results = calloc(n ? n : 1, sizeof *m->results);
+    if (!m->items || !m->recipients || !m->results)
+        return st_fail(err, ST_E_INVALID, "out of memory");
+    for (i = 0; i < n; i++) {
+        int rc;
+        lua_rawgeti(L, arg, (int)i + 1);
+        rc = read_item(L, lua_gettop(L), c, &m->items[i], &m->recipients[i],
+                       err);
+        lua_pop(L, 1);
+        if (rc != 0) {
+            char message[ST_ERR_MAX];
+            snprintf(message, sizeof message, "%s", err->message);
+            return st_fail(err, ST_E_INVALID, "invalid item %zu: %s", i + 1,
+                           message);
+        }
+    }
+    return 0;
+}
+
+static int l_send_many(lua_State *L) {
+    lst_client *u = check_client(L);
+    many_items m = {NULL, NULL, NULL, 0};
+    st_error err;
+    hook_ctx ctx;
+    size_t i;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!u->core)
+        return push_closed(L);
+    lua_settop(L, 2);
+    if (read_items(L, 2, u->core, &m, &err) != 0 ||
+        (arm_hook(L, u, &ctx),
+         st_client_send_many(u->core, m.items, m.n, m.results, &err) != 0)) {
+        many_items_free(&m);
+        return push_failure(L, &err);
+    }
+    lua_createtable(L, (int)m.n, 0);
+    for (i = 0; i < m.n; i++) {
+        if (m.results[i].accepted)
+            push_send_result(L, &m.results[i]);
+        else
+            push_error_record(L, &m.results[i].failure);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    many_items_free(&m);
     return 1;
 }
 
@@ -721,7 +938,8 @@ static int l_stats(lua_State *L) {
 static const luaL_Reg client_methods[] = {
     {"send", l_send},       {"status", l_status}, {"balance", l_balance},
     {"stats", l_stats},     {"close", l_close},   {"wait", l_wait},
-    {"url", l_url},         {NULL, NULL},
+    {"url", l_url},         {"send_many", l_send_many},
+    {"status_many", l_status_many}, {NULL, NULL},
 };
 
 static const luaL_Reg client_meta[] = {

@@ -85,7 +85,7 @@ static int plan_item(const st_client *c, const st_send_item *item,
 
 /* Validates every item and splits each into requests; -1 names the item. */
 static int plan_sends(const st_client *c, const st_send_item *items, size_t n,
-                      send_plan *plan, st_error *err) {
+                      int name_items, send_plan *plan, st_error *err) {
     size_t i, cap = 0;
     memset(plan, 0, sizeof *plan);
     plan->chunks_per_item = calloc(n ? n : 1, sizeof *plan->chunks_per_item);
@@ -94,7 +94,7 @@ static int plan_sends(const st_client *c, const st_send_item *items, size_t n,
     for (i = 0; i < n; i++)
         if (plan_item(c, &items[i], i, plan, &cap, err) != 0) {
             send_plan_free(plan);
-            return n > 1 ? fail_item(err, "item", i) : -1;
+            return name_items ? fail_item(err, "invalid item", i) : -1;
         }
     return 0;
 }
@@ -164,12 +164,12 @@ static void settle_failures(st_send_result *results, size_t n) {
             results[i].failure = results[i].errors[results[i].records[0].chunk];
 }
 
-int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
-                        st_send_result *results, st_error *err) {
+static int send_items(st_client *c, const st_send_item *items, size_t n,
+                      int name_items, st_send_result *results, st_error *err) {
     send_plan plan;
     st_job *jobs;
     size_t i;
-    if (plan_sends(c, items, n, &plan, err) != 0)
+    if (plan_sends(c, items, n, name_items, &plan, err) != 0)
         return -1;
     memset(results, 0, n * sizeof *results);
     jobs = calloc(plan.nparts ? plan.nparts : 1, sizeof *jobs);
@@ -193,13 +193,18 @@ int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
     return 0;
 }
 
+int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
+                        st_send_result *results, st_error *err) {
+    return send_items(c, items, n, 1, results, err);
+}
+
 int st_client_send(st_client *c, const st_recipients *r,
                    const st_send_params *p, st_send_result *res,
                    st_error *err) {
     st_send_item item;
     item.recipients = r;
     item.params = *p;
-    if (st_client_send_many(c, &item, 1, res, err) != 0)
+    if (send_items(c, &item, 1, 0, res, err) != 0)
         return -1;
     if (res->accepted == 0) {
         *err = res->failure;
@@ -231,14 +236,15 @@ int st_client_send_url(const st_client *c, const st_recipients *r,
 
 /* ---- status and balance ----------------------------------------------------- */
 
-int st_client_status_many(st_client *c, const char *const *ids, size_t n,
-                          st_status *out, st_error *errs, st_error *err) {
+static int status_ids(st_client *c, const char *const *ids, size_t n,
+                      int name_items, st_status *out, st_error *errs,
+                      st_error *err) {
     st_credentials cred = st_client_credentials(c);
     st_job *jobs;
     size_t i;
     for (i = 0; i < n; i++)
         if (st_id_check(ids[i], strlen(ids[i]), err) != 0)
-            return n > 1 ? fail_item(err, "id", i) : -1;
+            return name_items ? fail_item(err, "invalid id", i) : -1;
     jobs = calloc(n ? n : 1, sizeof *jobs);
     if (!jobs)
         return st_fail(err, ST_E_INVALID, "out of memory");
@@ -264,9 +270,14 @@ int st_client_status_many(st_client *c, const char *const *ids, size_t n,
     return 0;
 }
 
+int st_client_status_many(st_client *c, const char *const *ids, size_t n,
+                          st_status *out, st_error *errs, st_error *err) {
+    return status_ids(c, ids, n, 1, out, errs, err);
+}
+
 int st_client_status(st_client *c, const char *id, st_status *out,
                      st_error *err) {
-    if (st_client_status_many(c, &id, 1, out, err, err) != 0)
+    if (status_ids(c, &id, 1, 0, out, err, err) != 0)
         return -1;
     return err->code == ST_OK ? 0 : -1;
 }
