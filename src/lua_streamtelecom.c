@@ -14,6 +14,8 @@
 typedef struct lst_client {
     st_client *core;     /* NULL once closed */
     int on_request;      /* registry ref of the callback, or LUA_NOREF */
+    int busy;            /* a core call is running */
+    int close_pending;   /* closed from its own callback: freed after the call */
     char shown[256];     /* what tostring() says; never holds the password */
 } lst_client;
 
@@ -97,13 +99,47 @@ static void call_on_request(void *ud, const st_exchange *info) {
         lua_pop(L, 1);
 }
 
-/* Arms the callback for one method call; ctx must outlive the call. */
-static void arm_hook(lua_State *L, lst_client *u, hook_ctx *ctx) {
+/* Marks the client in use for one core call and arms its callback; ctx
+ * must outlive the call. */
+static void begin_call(lua_State *L, lst_client *u, hook_ctx *ctx) {
     ctx->L = L;
     ctx->ref = u->on_request;
+    u->busy = 1;
     st_client_set_hook(u->core, u->on_request == LUA_NOREF ? NULL
                                                            : call_on_request,
                        ctx);
+}
+
+static void free_client(lua_State *L, lst_client *u) {
+    if (u->core) {
+        st_client_free(u->core);
+        u->core = NULL;
+    }
+    if (u->on_request != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, u->on_request);
+        u->on_request = LUA_NOREF;
+    }
+    u->close_pending = 0;
+}
+
+static void end_call(lua_State *L, lst_client *u) {
+    u->busy = 0;
+    if (u->close_pending)
+        free_client(L, u);
+}
+
+static int client_open_quiet(const lst_client *u) {
+    return u->core != NULL && !u->close_pending;
+}
+
+/* 1 when the client can take a call, 0 when closed. A method called from
+ * the client's own on_request would run the engine inside itself: that is
+ * a programming error and raises (the callback's pcall then swallows it). */
+static int client_open(lua_State *L, lst_client *u) {
+    if (u->busy && !u->close_pending)
+        luaL_error(L, "streamtelecom: the client is busy: no calls from "
+                      "its own on_request callback");
+    return u->core != NULL && !u->close_pending;
 }
 
 /* ---- st.new ------------------------------------------------------------- */
@@ -252,6 +288,7 @@ static int l_new(lua_State *L) {
     u = (lst_client *)lua_newuserdata(L, sizeof *u);
     u->core = NULL;
     u->on_request = LUA_NOREF;
+    u->busy = u->close_pending = 0;
     u->shown[0] = '\0';
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
@@ -271,14 +308,10 @@ static int l_new(lua_State *L) {
 /* close, __gc and __close are this one idempotent function. */
 static int l_close(lua_State *L) {
     lst_client *u = check_client(L);
-    if (u->core) {
-        st_client_free(u->core);
-        u->core = NULL;
-    }
-    if (u->on_request != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, u->on_request);
-        u->on_request = LUA_NOREF;
-    }
+    if (u->busy)
+        u->close_pending = 1; /* from its own callback: the call ends first */
+    else
+        free_client(L, u);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -286,7 +319,7 @@ static int l_close(lua_State *L) {
 static int l_tostring(lua_State *L) {
     lst_client *u = check_client(L);
     lua_pushfstring(L, "streamtelecom.client: %s%s", u->shown,
-                    u->core ? "" : " (closed)");
+                    client_open_quiet(u) ? "" : " (closed)");
     return 1;
 }
 
@@ -405,7 +438,7 @@ static int l_send(lua_State *L) {
     st_error err;
     hook_ctx ctx;
     int rc;
-    if (!u->core) {
+    if (!client_open(L, u)) {
         check_recipient_types(L, 2);
         check_string(L, 3, NULL);
         return push_closed(L);
@@ -416,8 +449,9 @@ static int l_send(lua_State *L) {
         st_recipients_free(&r);
         return push_failure(L, &err);
     }
-    arm_hook(L, u, &ctx);
+    begin_call(L, u, &ctx);
     rc = st_client_send(u->core, &r, &p, &res, &err);
+    end_call(L, u);
     st_recipients_free(&r);
     if (rc != 0)
         return push_failure(L, &err);
@@ -447,12 +481,15 @@ static int l_status(lua_State *L) {
     st_status s;
     st_error err;
     hook_ctx ctx;
-    if (!u->core)
+    int rc;
+    if (!client_open(L, u))
         return push_closed(L);
     if (st_id_check(id, len, &err) != 0)
         return push_failure(L, &err);
-    arm_hook(L, u, &ctx);
-    if (st_client_status(u->core, id, &s, &err) != 0)
+    begin_call(L, u, &ctx);
+    rc = st_client_status(u->core, id, &s, &err);
+    end_call(L, u);
+    if (rc != 0)
         return push_failure(L, &err);
     push_status(L, id, &s);
     return 1;
@@ -471,10 +508,13 @@ static int l_balance(lua_State *L) {
     st_balance b;
     st_error err;
     hook_ctx ctx;
-    if (!u->core)
+    int rc;
+    if (!client_open(L, u))
         return push_closed(L);
-    arm_hook(L, u, &ctx);
-    if (st_client_balance(u->core, &b, &err) != 0)
+    begin_call(L, u, &ctx);
+    rc = st_client_balance(u->core, &b, &err);
+    end_call(L, u);
+    if (rc != 0)
         return push_failure(L, &err);
     push_balance(L, &b);
     return 1;
@@ -568,11 +608,16 @@ static long status_into_map(lua_State *L, lst_client *u, const char **ids,
     st_error *errs = calloc(n ? n : 1, sizeof *errs);
     size_t i;
     long pending = 0;
+    hook_ctx ctx;
+    int rc;
     if (!out || !errs) {
         free(out), free(errs);
         return st_fail(err, ST_E_INVALID, "out of memory");
     }
-    if (st_client_status_many(u->core, ids, n, out, errs, err) != 0) {
+    begin_call(L, u, &ctx);
+    rc = st_client_status_many(u->core, ids, n, out, errs, err);
+    end_call(L, u);
+    if (rc != 0) {
         free(out), free(errs);
         return -1;
     }
@@ -593,17 +638,15 @@ static int l_status_many(lua_State *L) {
     lst_client *u = check_client(L);
     const char **ids;
     st_error err;
-    hook_ctx ctx;
     size_t n;
     long rc;
     check_id_list(L, 2);
-    if (!u->core)
+    if (!client_open(L, u))
         return push_closed(L);
     lua_settop(L, 2);
     ids = lua_newuserdata(L, (lua_rawlen(L, 2) + 1) * sizeof *ids);
     n = pending_ids(L, 2, 0, ids);
     lua_newtable(L); /* the map, at 4 */
-    arm_hook(L, u, &ctx);
     rc = status_into_map(L, u, ids, n, 4, &err);
     return rc < 0 ? push_failure(L, &err) : 1;
 }
@@ -613,18 +656,16 @@ static int l_wait(lua_State *L) {
     double timeout, interval, deadline;
     const char **ids;
     st_error err;
-    hook_ctx ctx;
     check_id_list(L, 2);
     timeout = wait_option(L, 3, "timeout", 60);
     interval = wait_option(L, 3, "interval", 5);
-    if (!u->core)
+    if (!client_open(L, u))
         return push_closed(L);
     deadline = st_now() + timeout;
     lua_settop(L, 3);
     ids = lua_newuserdata(L, (lua_rawlen(L, 2) + 1) * sizeof *ids); /* 4 */
     lua_newtable(L); /* the map, at 5 */
-    arm_hook(L, u, &ctx);
-    for (;;) {
+    while (client_open_quiet(u)) { /* its callback may close it */
         size_t n = pending_ids(L, 2, 5, ids);
         long pending = n ? status_into_map(L, u, ids, n, 5, &err) : 0;
         if (pending < 0)
@@ -764,13 +805,18 @@ static int l_send_many(lua_State *L) {
     st_error err;
     hook_ctx ctx;
     size_t i;
+    int rc;
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!u->core)
+    if (!client_open(L, u))
         return push_closed(L);
     lua_settop(L, 2);
-    if (read_items(L, 2, u->core, &m, &err) != 0 ||
-        (arm_hook(L, u, &ctx),
-         st_client_send_many(u->core, m.items, m.n, m.results, &err) != 0)) {
+    rc = read_items(L, 2, u->core, &m, &err);
+    if (rc == 0) {
+        begin_call(L, u, &ctx);
+        rc = st_client_send_many(u->core, m.items, m.n, m.results, &err);
+        end_call(L, u);
+    }
+    if (rc != 0) {
         many_items_free(&m);
         return push_failure(L, &err);
     }
@@ -813,16 +859,16 @@ static int l_url(lua_State *L) {
     st_credentials cred;
     st_buf url = ST_BUF_INIT;
     st_error err;
-    if (call == ST_CALL_SEND && u->core)
+    if (call == ST_CALL_SEND && client_open_quiet(u))
         return url_for_send(L, u);
     if (call == ST_CALL_STATUS) {
         size_t len;
         const char *id = check_string(L, 3, &len);
-        if (u->core && st_id_check(id, len, &err) != 0)
+        if (client_open_quiet(u) && st_id_check(id, len, &err) != 0)
             return push_failure(L, &err);
     }
-    if (!u->core)
-        return push_closed(L);
+    if (!client_open_quiet(u)) /* url() and stats() run no request: */
+        return push_closed(L); /* fine from the client's own callback */
     cred = st_client_credentials(u->core);
     if (call == ST_CALL_STATUS)
         st_build_status_url(&url, &cred, lua_tostring(L, 3));
@@ -914,7 +960,7 @@ static int l_stats(lua_State *L) {
     lst_client *u = check_client(L);
     const st_stats *s;
     int code;
-    if (!u->core)
+    if (!client_open_quiet(u))
         return push_closed(L);
     s = st_client_stats(u->core);
     lua_createtable(L, 0, 7);

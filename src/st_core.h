@@ -66,6 +66,8 @@ void st_redact(char *msg, size_t cap, const char *secret);
 /* Appends s percent-encoded: everything but RFC 3986 unreserved bytes. */
 int st_percent_encode(st_buf *out, const char *s, size_t n);
 size_t st_percent_encoded_len(const char *s, size_t n);
+/* Length of the well-formed UTF-8 character at s, 0 if malformed. */
+size_t st_utf8_char_len(const char *s, size_t n);
 /* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int st_utf8_valid(const char *s, size_t n);
 /* Strips a leading UTF-8 BOM and surrounding white space. */

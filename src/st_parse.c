@@ -64,12 +64,21 @@ static size_t utf8_prefix(const char *s, size_t n, size_t max) {
 }
 
 /* Copies an untrusted answer into a message: at most ST_QUOTE_MAX bytes,
- * control bytes and NULs shown as '?', so a message is always one line. */
+ * control bytes, NULs and malformed UTF-8 shown as '?', so a message is
+ * always one line of valid UTF-8. */
 static void quote_answer(char *out, size_t cap, const char *s, size_t n) {
-    size_t i, o = 0, len = utf8_prefix(s, n, ST_QUOTE_MAX);
-    for (i = 0; i < len && o + 1 < cap; i++) {
+    size_t i = 0, o = 0, len = utf8_prefix(s, n, ST_QUOTE_MAX);
+    while (i < len && o + 5 < cap) {
         unsigned char ch = (unsigned char)s[i];
-        out[o++] = (ch < 0x20 || ch == 0x7F) ? '?' : (char)ch;
+        size_t clen = st_utf8_char_len(s + i, len - i);
+        if (clen == 0 || ch < 0x20 || ch == 0x7F) {
+            out[o++] = '?';
+            i += clen ? clen : 1;
+        } else {
+            memcpy(out + o, s + i, clen);
+            o += clen;
+            i += clen;
+        }
     }
     if (len < n && o + 4 < cap)
         memcpy(out + o, "...", 3), o += 3;

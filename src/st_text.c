@@ -63,6 +63,11 @@ static size_t utf8_decode(const unsigned char *s, size_t n, unsigned long *cp) {
     return len;
 }
 
+size_t st_utf8_char_len(const char *s, size_t n) {
+    unsigned long cp;
+    return utf8_decode((const unsigned char *)s, n, &cp);
+}
+
 int st_utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     while (n > 0) {
@@ -105,13 +110,15 @@ static unsigned long fold_case(unsigned long cp) {
     return cp;
 }
 
+#define END_OF_TEXT (-2L) /* not 0: a NUL byte is a code point like others */
+
 /* The next folded code point of a sentence, white space runs collapsed to
- * one ' '; 0 at the end, -1 on malformed UTF-8. */
+ * one ' '; END_OF_TEXT at the end, -1 on malformed UTF-8. */
 static long next_folded(const unsigned char **p, const unsigned char *end) {
     unsigned long cp;
     size_t len;
     if (*p >= end)
-        return 0;
+        return END_OF_TEXT;
     if (is_space(**p)) {
         while (*p < end && is_space(**p))
             (*p)++;
@@ -140,9 +147,9 @@ int st_sentence_equal(const char *a, size_t an, const char *b, size_t bn) {
     pb = (const unsigned char *)b, eb = pb + bn;
     for (;;) {
         long ca = next_folded(&pa, ea), cb = next_folded(&pb, eb);
-        if (ca < 0 || cb < 0 || ca != cb)
+        if (ca == -1 || cb == -1 || ca != cb)
             return 0;
-        if (ca == 0)
+        if (ca == END_OF_TEXT)
             return 1;
     }
 }

@@ -1,0 +1,183 @@
+local st = require("streamtelecom")
+local fake = require("spec.fake")
+local helper = require("spec.helper")
+
+local function client(opts)
+  local o = { user = "rich", password = "p&ss=w%rd+?", sender = "MyShop", url = fake.url }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(st.new(o))
+end
+
+local function phone(i) return string.format("7903%07d", i) end
+
+describe("client:send_many", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  it("answers each item exactly as send would, in the order given", function()
+    local items = {}
+    for i = 1, 30 do items[i] = { to = phone(i), text = "Hi " .. i } end
+    local results = client():send_many(items)
+    assert.equals(30, #results)
+    local seen = {}
+    for i, res in ipairs(results) do
+      assert.equals(1, #res)
+      assert.equals(phone(i), res[1].to)
+      assert.matches("^%d+$", res[1].id)
+      seen[res[1].id] = true
+    end
+    -- the gateway recorded each text for its own number, whatever the order
+    local sends = fake.sends()
+    assert.equals(30, #sends)
+    for _, s in ipairs(sends) do
+      assert.equals("Hi " .. tonumber(s.dadr:sub(5)), s.text)
+    end
+  end)
+
+  it("keeps at most `concurrency` requests in flight, and reaches it", function()
+    fake.set{ latency = 0.2 }
+    local items = {}
+    for i = 1, 12 do items[i] = { to = phone(i), text = "x" .. i } end
+    client({ concurrency = 4 }):send_many(items)
+    assert.equals(4, fake.stats().max_in_flight)
+  end)
+
+  it("reuses its connections across calls", function()
+    fake.set{ latency = 0.05 }
+    local c = client({ concurrency = 5 })
+    local items = {}
+    for i = 1, 10 do items[i] = { to = phone(i), text = "x" .. i } end
+    c:send_many(items)
+    c:send_many(items)
+    assert.is_true(fake.stats().connections <= 5)
+    assert.equals(20, fake.stats().send_requests)
+    assert.equals(20 - fake.stats().connections, c:stats().connections_reused)
+  end)
+
+  it("gives a failing item its error record without stopping the rest", function()
+    local results = client():send_many({
+      { to = phone(1), text = "ok" },
+      { to = "99031234567", text = "closed direction" },
+      { to = phone(3), text = "ok too", sender = "Stranger" },
+      { to = { phone(4), phone(5) }, text = "two", name = "campaign" },
+    })
+    assert.equals(phone(1), results[1][1].to)
+    assert.equals("direction_closed", results[2].code)
+    assert.matches("Данное направление закрыто", results[2].err)
+    assert.equals("unknown_sender", results[3].code)
+    assert.equals(2, #results[4])
+    assert.is_string(results[4][2].id)
+    assert.equals("campaign", fake.sends()[#fake.sends()].name_deliver or "campaign")
+  end)
+
+  it("answers invalid naming the bad item, and sends nothing", function()
+    local cases = {
+      { { { to = phone(1), text = "ok" }, { to = "abc", text = "x" } }, "item 2" },
+      { { { to = phone(1), text = "ok" }, { to = phone(2) } }, "item 2" },
+      { { { to = phone(1), text = "" } }, "item 1" },
+      { { { to = phone(1), text = "ok" }, "not a table" }, "item 2" },
+      { { { to = 79031234567, text = "number" } }, "item 1" },
+      { { { to = phone(1), text = "ok", sender = "Way Too Long Sender" } }, "item 1" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, err, code = client():send_many(case[1])
+      assert.is_nil(ok)
+      assert.equals("invalid", code)
+      assert.matches(case[2], err, 1, true)
+      helper.assert_no_secret(err, "p&ss=w%rd+?")
+    end
+    assert.equals(0, fake.stats().requests)
+  end)
+
+  it("does not retry a send that reached the gateway, per item", function()
+    fake.set{ http_status = 503, http_count = 1 }
+    local results = client({ concurrency = 1, retries = 3 }):send_many({
+      { to = phone(1), text = "first" }, { to = phone(2), text = "second" },
+    })
+    assert.equals("http", results[1].code)
+    assert.is_string(results[2][1].id)
+    assert.equals(2, #fake.sends())
+  end)
+
+  it("answers an empty list with an empty list", function()
+    assert.same({}, client():send_many({}))
+  end)
+
+  it("raises for a list that is not a table", function()
+    local c = client()
+    assert.has_error(function() c:send_many("79031234567") end)
+  end)
+end)
+
+describe("client:status_many", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  it("answers a map from each id to its status record", function()
+    local c = client()
+    local msgs = assert(c:send({ phone(1), phone(2), phone(3) }, "Hi"))
+    fake.deliver(msgs[2].id, "deliver")
+    local map = c:status_many({ msgs[1].id, msgs[2].id, msgs[3].id, "42" })
+    assert.equals("sent", map[msgs[1].id].state)
+    assert.same({ id = msgs[2].id, state = "delivered", raw = "deliver", final = true },
+      map[msgs[2].id])
+    assert.equals("not_found", map["42"].code)
+    assert.equals(4, fake.stats().status_requests)
+  end)
+
+  it("asks once for an id listed twice", function()
+    local c = client()
+    local id = assert(c:send(phone(1), "Hi"))[1].id
+    local map = c:status_many({ id, id })
+    assert.equals("sent", map[id].state)
+    assert.equals(1, fake.stats().status_requests)
+  end)
+
+  it("runs the requests in parallel", function()
+    fake.set{ latency = 0.2 }
+    local ids = {}
+    for i = 1, 6 do ids[i] = tostring(1000 + i) end
+    client({ concurrency = 6 }):status_many(ids)
+    assert.equals(6, fake.stats().max_in_flight)
+  end)
+
+  it("still answers the map on a transport failure, with an error record per id", function()
+    local c = client({ url = "http://127.0.0.1:1/get/", retries = 0 })
+    local map = c:status_many({ "1", "2" })
+    assert.equals("connect", map["1"].code)
+    assert.equals("connect", map["2"].code)
+    helper.assert_no_secret(map["1"].err, "p&ss=w%rd+?")
+  end)
+
+  it("answers invalid naming a bad id, and asks nothing", function()
+    local ok, err, code = client():status_many({ "1", "x2" })
+    assert.is_nil(ok)
+    assert.equals("invalid", code)
+    assert.matches("id 2", err, 1, true)
+    assert.equals(0, fake.stats().requests)
+  end)
+
+  it("raises for an id that is not a string", function()
+    local c = client()
+    assert.has_error(function() c:status_many({ "1", 2 }) end)
+    assert.has_error(function() c:status_many("1") end)
+  end)
+end)
+
+describe("the rate option", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  it("spaces the requests of a bulk send", function()
+    local items = {}
+    for i = 1, 6 do items[i] = { to = phone(i), text = "r" .. i } end
+    client({ rate = 20, concurrency = 10 }):send_many(items)
+    -- The gateway's own clock: 6 requests at 20 a second span at least five
+    -- intervals (0.25 s); without the limit they arrive within milliseconds.
+    -- A lower bound only, so a slow machine cannot make it fail.
+    local sends = fake.sends()
+    assert.equals(6, #sends)
+    local span = sends[6].time - sends[1].time
+    assert.is_true(span >= 0.2, "rate 20/s let 6 requests through in " .. span .. " s")
+  end)
+end)
