@@ -89,7 +89,7 @@ local function fd_count()
     end
   end
   p:close()
-  if os.getenv("FAULTS_VERBOSE") then io.stderr:write("  [", table.concat(seen, " "), "]\n") end
+  if os.getenv("FAULTS_VERBOSE") == "fds" then io.stderr:write("  [", table.concat(seen, " "), "]\n") end
   return n
 end
 
