@@ -55,7 +55,7 @@ BUSTED := /usr/bin/busted
 SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
 
 .PHONY: all test test-all demo asan valgrind install clean deps check-deps \
-        fakegw rock
+        fakegw rock bench
 
 all: $(SO)
 
@@ -105,6 +105,12 @@ demo: check-deps $(SO)
 
 fakegw:
 	fakegw/fakegw run
+
+# Performance figures as ratios measured in one run; writes bench/results.md.
+bench: check-deps $(SO)
+	@scripts/deps --check lua-sec
+	@mkdir -p build/bench
+	$(SPEC_ENV) $(LUA) bench/run.lua
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined

@@ -166,7 +166,8 @@ st_credentials st_client_credentials(const st_client *c) {
 }
 
 void st_client_redact_error(const st_client *c, st_error *err) {
-    st_redact(err->message, sizeof err->message, c->opts.password);
+    if (err->code != ST_OK)
+        st_redact(err->message, sizeof err->message, c->opts.password);
 }
 
 const char *st_call_name(st_call call) {

@@ -96,11 +96,15 @@ static int unexpected(st_error *err, const char *what, const char *s,
                    what, quoted);
 }
 
-/* Trims the answer and reports a refusal sentence; 1 when one was found. */
+/* Trims the answer and reports a refusal sentence; 1 when one was found.
+ * No sentence starts with a digit or '-', which is how every good send and
+ * balance answer starts: those skip the comparisons. */
 static int take_refusal(const char **s, size_t *n, st_error *err) {
     char quoted[ST_QUOTE_MAX + 8];
     st_code code;
     st_trim(s, n);
+    if (*n > 0 && (((*s)[0] >= '0' && (*s)[0] <= '9') || (*s)[0] == '-'))
+        return 0;
     code = st_match_refusal(*s, *n);
     if (code == ST_OK)
         return 0;
