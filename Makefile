@@ -55,7 +55,7 @@ BUSTED := /usr/bin/busted
 SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
 
 .PHONY: all test test-all demo asan valgrind install clean deps check-deps \
-        fakegw rock bench
+        fakegw rock bench bench-openresty
 
 all: $(SO)
 
@@ -68,7 +68,7 @@ $(SO): $(OBJ)
 
 # Debian packages the build, the demo and the specs need.
 DEB_PACKAGES := gcc make pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev \
-                lua-busted lua-socket lua-cjson nginx libnginx-mod-http-lua \
+                libluajit2-5.1-dev lua-busted lua-socket lua-cjson nginx libnginx-mod-http-lua \
                 openssl curl valgrind
 
 deps:
@@ -105,6 +105,11 @@ demo: check-deps $(SO)
 
 fakegw:
 	fakegw/fakegw run
+
+# Requests per second a single nginx worker serves while sends are in flight,
+# blocking vs worker threads vs cosockets (examples/openresty/README.md).
+bench-openresty: check-deps
+	$(LUA) bench/openresty_modes.lua --latency 0.3
 
 # Performance figures as ratios measured in one run; writes bench/results.md.
 bench: check-deps $(SO)

@@ -2,6 +2,7 @@
 -- same. Each variant is served by the fake over real HTTP.
 local st = require("streamtelecom")
 local fake = require("spec.fake")
+local helper = require("spec.helper")
 
 local function client(user)
   return assert(st.new{ user = user or "test", password = "secret", sender = "MyShop",
@@ -144,5 +145,33 @@ describe("client:url", function()
     assert.equals("invalid", code)
     _, _, code = c:url("status", "x")
     assert.equals("invalid", code)
+  end)
+end)
+
+describe("an answer that echoes the password", function()
+  local secret = "p&ss=w%rd+?"
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  local function rich()
+    return assert(st.new{ user = "rich", password = secret, sender = "MyShop", url = fake.url })
+  end
+
+  it("never shows it, even where the 200-byte quote would cut it in two", function()
+    for cut = 190, 200 do
+      fake.set{ body = string.rep("x", cut) .. secret .. string.rep("y", 20) }
+      local _, err, code = rich():balance()
+      assert.equals("gateway", code)
+      helper.assert_no_secret(err, secret)
+      assert.is_nil(err:find("p&ss", 1, true), err)
+    end
+  end)
+
+  it("does not take the text after a status word for a time", function()
+    fake.set{ body = "bad request from rich with pwd=" .. secret }
+    local ok, err, code = rich():status("1")
+    assert.is_nil(ok)
+    assert.equals("gateway", code)
+    helper.assert_no_secret(err, secret)
   end)
 end)

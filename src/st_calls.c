@@ -6,6 +6,62 @@
 
 #include "st_engine.h"
 
+/* ---- answers that could not be read ------------------------------------- */
+
+/* An unreadable answer is quoted in the error message, cut at 200 bytes.
+ * Redacting the message afterwards would miss a password cut in two at
+ * that point, so the quote is made again from a copy of the answer with
+ * the password already taken out. The code stays the first reading's. */
+typedef int (*answer_reader)(const char *body, size_t n, void *ctx,
+                             st_error *err);
+
+static void requote_without_password(const st_client *c, const st_buf *body,
+                                     answer_reader read, void *ctx,
+                                     st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_buf clean = ST_BUF_INIT;
+    st_error again;
+    if (err->code == ST_OK ||
+        st_redact_bytes(st_buf_str(body), body->len, cred.password,
+                        &clean) != 0) {
+        st_buf_free(&clean);
+        return;
+    }
+    if (read(st_buf_str(&clean), clean.len, ctx, &again) != 0)
+        memcpy(err->message, again.message, sizeof err->message);
+    st_buf_free(&clean);
+}
+
+typedef struct send_answer_ctx {
+    size_t count;
+    char (*ids)[ST_ID_MAX + 1];
+} send_answer_ctx;
+
+static int read_send_ids(const char *body, size_t n, void *ctx,
+                         st_error *err) {
+    send_answer_ctx *a = ctx;
+    return st_parse_send_answer(body, n, a->count, a->ids, err);
+}
+
+static int read_status(const char *body, size_t n, void *out, st_error *err) {
+    return st_parse_status_answer(body, n, out, err);
+}
+
+static int read_balance(const char *body, size_t n, void *out,
+                        st_error *err) {
+    return st_parse_balance_answer(body, n, out, err);
+}
+
+/* Reads a job's answer; on failure the message quotes no password. */
+static int read_answer(const st_client *c, const st_job *job,
+                       answer_reader read, void *ctx, st_error *err) {
+    const st_buf *body = &job->reply.body;
+    int rc = read(st_buf_str(body), body->len, ctx, err);
+    if (rc != 0)
+        requote_without_password(c, body, read, ctx, err);
+    return rc;
+}
+
 /* ---- send ----------------------------------------------------------------- */
 
 void st_send_result_free(st_send_result *res) {
@@ -127,10 +183,12 @@ static void read_send_answer(st_client *c, st_job *job, const send_job *part,
     char(*ids)[ST_ID_MAX + 1] = calloc(count, sizeof *ids);
     *err = job->err;
     if (job->rc == 0) {
-        int rc = ids ? st_parse_send_answer(st_buf_str(&job->reply.body),
-                                            job->reply.body.len, count, ids,
-                                            err)
-                     : st_fail(err, ST_E_NETWORK, "out of memory");
+        send_answer_ctx ctx;
+        int rc;
+        ctx.count = count;
+        ctx.ids = ids;
+        rc = ids ? read_answer(c, job, read_send_ids, &ctx, err)
+                 : st_fail(err, ST_E_NETWORK, "out of memory");
         st_client_report_answer(c, job, rc == 0 ? ST_OK : err->code);
         if (rc == 0)
             err->code = ST_OK, err->message[0] = '\0';
@@ -256,9 +314,7 @@ static int status_ids(st_client *c, const char *const *ids, size_t n,
     for (i = 0; i < n; i++) {
         errs[i] = jobs[i].err;
         if (jobs[i].rc == 0) {
-            int rc = st_parse_status_answer(st_buf_str(&jobs[i].reply.body),
-                                            jobs[i].reply.body.len, &out[i],
-                                            &errs[i]);
+            int rc = read_answer(c, &jobs[i], read_status, &out[i], &errs[i]);
             st_client_report_answer(c, &jobs[i], rc == 0 ? ST_OK : errs[i].code);
             if (rc == 0)
                 errs[i].code = ST_OK;
@@ -291,8 +347,7 @@ int st_client_balance(st_client *c, st_balance *out, st_error *err) {
     st_client_run_jobs(c, &job, 1);
     *err = job.err;
     if (job.rc == 0) {
-        rc = st_parse_balance_answer(st_buf_str(&job.reply.body),
-                                     job.reply.body.len, out, err);
+        rc = read_answer(c, &job, read_balance, out, err);
         st_client_report_answer(c, &job, rc == 0 ? ST_OK : err->code);
     }
     st_client_redact_error(c, err);

@@ -60,6 +60,9 @@ int st_fail(st_error *err, st_code code, const char *fmt, ...)
 /* Replaces every occurrence of `secret` (raw and percent-encoded) in msg
  * with "***", in place, never growing past cap bytes. */
 void st_redact(char *msg, size_t cap, const char *secret);
+/* Appends s[0..n) (any bytes) to out with the secret, raw and
+ * percent-encoded, replaced by "***". */
+int st_redact_bytes(const char *s, size_t n, const char *secret, st_buf *out);
 
 /* ---- text helpers (st_text.c) ----------------------------------------- */
 

@@ -63,3 +63,32 @@ void st_redact(char *msg, size_t cap, const char *secret) {
         replace_all(msg, cap, st_buf_str(&enc));
     st_buf_free(&enc);
 }
+
+/* Appends s[0..n) to out with every occurrence of needle replaced. */
+static void replace_bytes(const char *s, size_t n, const char *needle,
+                          st_buf *out) {
+    size_t k = strlen(needle), i = 0, from = 0;
+    while (k > 0 && i + k <= n) {
+        if (memcmp(s + i, needle, k) == 0) {
+            st_buf_append(out, s + from, i - from);
+            st_buf_append_str(out, "***");
+            i += k;
+            from = i;
+        } else {
+            i++;
+        }
+    }
+    st_buf_append(out, s + from, n - from);
+}
+
+int st_redact_bytes(const char *s, size_t n, const char *secret, st_buf *out) {
+    st_buf raw = ST_BUF_INIT, enc = ST_BUF_INIT;
+    int rc;
+    replace_bytes(s, n, secret, &raw);
+    st_percent_encode(&enc, secret, strlen(secret));
+    replace_bytes(st_buf_str(&raw), raw.len, st_buf_str(&enc), out);
+    rc = raw.failed || enc.failed || out->failed ? -1 : 0;
+    st_buf_free(&raw);
+    st_buf_free(&enc);
+    return rc;
+}

@@ -194,6 +194,16 @@ static void classify_state(st_status *out) {
         }
 }
 
+/* A time as gateways write one: digits and the separators of dates and
+ * clock times. Anything else after the word is not an update time. */
+static int looks_like_time(const char *s) {
+    size_t i;
+    for (i = 0; s[i]; i++)
+        if (!strchr("0123456789-:./ +TZ", s[i]))
+            return 0;
+    return 1;
+}
+
 int st_parse_status_answer(const char *body, size_t n, st_status *out,
                            st_error *err) {
     const char *s = body;
@@ -206,7 +216,8 @@ int st_parse_status_answer(const char *body, size_t n, st_status *out,
     if (word == 0 || word >= sizeof out->raw ||
         (word < line && s[word] != ' ' && s[word] != '\t') ||
         copy_trimmed(out->updated, sizeof out->updated, s + word,
-                     line - word) != 0)
+                     line - word) != 0 ||
+        !looks_like_time(out->updated))
         return unexpected(err, "status", s, len);
     memcpy(out->raw, s, word);
     out->raw[word] = '\0';
