@@ -45,4 +45,9 @@ build = {
       libraries = { "curl", "pthread" },
     },
   },
+  install = {
+    bin = {
+      streamtelecom = "bin/streamtelecom",
+    },
+  },
 }
