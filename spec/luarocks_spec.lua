@@ -58,10 +58,19 @@ local function tree()
   os.remove(install.dir)
   assert(os.execute("mkdir -p " .. shell_quote(install.dir .. "/src")))
   if jit then
+    -- Debian's luarocks picks lua5.1 for 5.1; a config file points it at
+    -- luajit, its directory and its headers instead.
+    local bin = sh("command -v luajit"):match("^%s*(.-)/luajit%s*$")
+    local inc = sh("pkg-config --variable=includedir luajit"):match("^%s*(.-)%s*$")
+    if not bin or not exists(inc .. "/lua.h") then
+      install.why = "luarocks cannot target LuaJIT here: luajit or its headers "
+                    .. "(libluajit2-5.1-dev) not found"
+      return nil, install.why
+    end
     local f = assert(io.open(install.dir .. "/luajit-config.lua", "w"))
     f:write('lua_interpreter = "luajit"\n',
-            'variables = { LUA_DIR = "/usr", LUA_BINDIR = "/usr/bin",\n',
-            '              LUA_INCDIR = "/usr/include/luajit-2.1" }\n')
+            ("variables = { LUA_DIR = %q, LUA_BINDIR = %q, LUA_INCDIR = %q }\n")
+              :format(bin:gsub("/bin$", ""), bin, inc))
     f:close()
   end
   local interp, istatus = sh(luarocks_cmd() .. " config lua_interpreter")
