@@ -10,6 +10,7 @@ struct st_client {
     st_options opts; /* string fields point at owned copies */
     st_transport *transport;
     st_stats stats;
+    st_buf prefix; /* every URL's encoded start, built once */
     st_exchange_hook hook;
     void *hook_ctx;
     double next_slot; /* earliest start of the next request under `rate` */
@@ -110,8 +111,18 @@ static int copy_strings(st_options *dst, const st_options *src) {
     return failed ? -1 : 0;
 }
 
+static st_credentials cred_of(const st_client *c) {
+    st_credentials cred;
+    cred.base_url = c->opts.url;
+    cred.user = c->opts.user;
+    cred.password = c->opts.password;
+    cred.prefix = NULL;
+    return cred;
+}
+
 st_client *st_client_new(const st_options *o, st_error *err) {
     st_client *c;
+    st_credentials cred;
     if (st_options_check(o, err) != 0)
         return NULL;
     c = calloc(1, sizeof *c);
@@ -125,7 +136,13 @@ st_client *st_client_new(const st_options *o, st_error *err) {
         st_client_free(c);
         return NULL;
     }
+    cred = cred_of(c);
     c->transport = st_transport_new(&c->opts, err);
+    if (c->transport && st_build_prefix(&c->prefix, &cred) != 0) {
+        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_transport_free(c->transport);
+        c->transport = NULL;
+    }
     if (!c->transport) {
         st_client_free(c);
         return NULL;
@@ -139,6 +156,9 @@ void st_client_free(st_client *c) {
     st_transport_free(c->transport);
     if (c->opts.password) /* do not leave the secret in freed memory */
         memset((char *)c->opts.password, 0, strlen(c->opts.password));
+    if (c->prefix.data)
+        memset(c->prefix.data, 0, c->prefix.len);
+    st_buf_free(&c->prefix);
     free_strings(&c->opts);
     free(c);
 }
@@ -162,6 +182,7 @@ st_credentials st_client_credentials(const st_client *c) {
     cred.base_url = c->opts.url;
     cred.user = c->opts.user;
     cred.password = c->opts.password;
+    cred.prefix = c->prefix.data;
     return cred;
 }
 

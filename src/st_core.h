@@ -106,7 +106,12 @@ typedef struct st_credentials {
     const char *base_url;
     const char *user;
     const char *password;
+    /* "base?user=..&pwd=.." already encoded, or NULL to encode it now */
+    const char *prefix;
 } st_credentials;
+
+/* Appends "base?user=..&pwd=..", the start of every request URL. */
+int st_build_prefix(st_buf *url, const st_credentials *c);
 
 typedef struct st_send_params {
     const char *sender; /* NULL: no sadr (the gateway then says no_sender) */

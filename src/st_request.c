@@ -13,8 +13,7 @@ static void add_param(st_buf *url, const char *name, const char *value,
     st_percent_encode(url, value, len);
 }
 
-/* base?user=..&pwd=.. — the part every call starts with. */
-static void add_credentials(st_buf *url, const st_credentials *c) {
+int st_build_prefix(st_buf *url, const st_credentials *c) {
     const char *base = c->base_url;
     size_t blen = strlen(base);
     st_buf_append(url, base, blen);
@@ -25,6 +24,15 @@ static void add_credentials(st_buf *url, const st_credentials *c) {
     st_buf_append_str(url, "user=");
     st_percent_encode(url, c->user, strlen(c->user));
     add_param(url, "pwd", c->password, strlen(c->password));
+    return url->failed ? -1 : 0;
+}
+
+/* base?user=..&pwd=.. — the part every call starts with. */
+static void add_credentials(st_buf *url, const st_credentials *c) {
+    if (c->prefix)
+        st_buf_append_str(url, c->prefix);
+    else
+        st_build_prefix(url, c);
 }
 
 int st_build_balance_url(st_buf *url, const st_credentials *c) {
