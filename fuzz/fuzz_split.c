@@ -3,14 +3,15 @@
  *
  * The input chooses max_url (200..4000), the credentials, sender, text,
  * callback_url and name_deliver (each present or not, of any length), the
- * base URL, and a recipient list of up to 1200 numbers of 10..15 digits.
+ * base URL, and a recipient list of 10..15-digit numbers: up to 250
+ * generated ones plus any built from the input's last bytes.
  *
  * Properties:
  *  - on success the chunks cover every recipient exactly once, in order,
  *    with no empty chunk (none at all for an empty list);
  *  - every chunk's URL is at most max_url bytes, and the split is greedy:
  *    a chunk followed by another would not fit with one more recipient;
- *  - each URL is the base followed by user, pwd, [sadr], dadr, text,
+ *  - each URL (first, middle, last) is the base followed by user, pwd, [sadr], dadr, text,
  *    [callback_url], [name_deliver] whose values percent-decode to exactly
  *    what was given (dadr: the chunk's numbers joined by commas), and the
  *    query holds only unreserved bytes, %XX, '&' and '=';
@@ -157,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     max_url = 200 + fuzz_u16(&rd) % 3801;
     flags = fuzz_byte(&rd);
-    nrec = fuzz_u16(&rd) % 1201;
+    nrec = fuzz_u16(&rd) % 251;
     seed = fuzz_u16(&rd) * 2654435761ul + 1;
     user = field_str(&rd);
     pwd = field_str(&rd);
@@ -199,6 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fs.c.base_url = base;
     fs.c.user = user;
     fs.c.password = pwd;
+    fs.c.prefix = NULL; /* encode the credentials on every build */
     fs.p.sender = (flags & 8) ? sender : NULL;
     fs.p.text = text;
     fs.p.text_len = tn;
@@ -213,17 +215,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(nchunks == 0 || chunks != NULL);
         for (i = 0; i < nchunks; i++) {
             st_buf url;
+            size_t len;
+            /* the full decode and the one-more URL for the first, a middle
+             * and the last chunk; for the others the one-more length is
+             * this URL plus "%2C" and the next number (building every one
+             * would make a long split slow to check) */
+            int full = i == 0 || i == nchunks / 2 || i + 1 == nchunks;
             CHECK(chunks[i].first == next);
             CHECK(chunks[i].count > 0);
             CHECK(chunks[i].count <= r.count - next);
-            CHECK(url_len(&fs, chunks[i].first, chunks[i].count, &url) <=
-                  max_url);
-            check_url(&fs, &url, chunks[i].first, chunks[i].count);
+            len = url_len(&fs, chunks[i].first, chunks[i].count, &url);
+            CHECK(len <= max_url);
+            if (full)
+                check_url(&fs, &url, chunks[i].first, chunks[i].count);
             st_buf_free(&url);
             next += chunks[i].count;
-            if (i + 1 < nchunks)
-                CHECK(url_len(&fs, chunks[i].first, chunks[i].count + 1,
-                              NULL) > max_url);
+            if (i + 1 < nchunks) {
+                size_t more = len + 3 + strlen(r.items[next].digits);
+                if (full)
+                    CHECK(url_len(&fs, chunks[i].first, chunks[i].count + 1,
+                                  NULL) == more);
+                CHECK(more > max_url);
+            }
         }
         CHECK(next == r.count);
     } else {
