@@ -55,7 +55,7 @@ BUSTED := /usr/bin/busted
 SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
 
 .PHONY: all test test-all demo asan valgrind install clean deps check-deps \
-        fakegw rock bench bench-openresty
+        fakegw rock bench bench-openresty docs
 
 all: $(SO)
 
@@ -146,9 +146,24 @@ rock: check-deps
 	@LUA_CPATH="$(CURDIR)/$(ROCK_TREE)/lib/lua/$(LUA_ABI)/?.so;;" \
 	  STREAMTELECOM_LUA=$(LUA) scripts/demo
 
+# HTML API reference from the /*** doc comments of src/lua_streamtelecom.c.
+# Debian's lua-markdown ships markdown.lua for Lua 5.1 only, hence lua5.1.
+LDOC ?= lua5.1 /usr/bin/ldoc
+docs:
+	@scripts/deps --check lua-ldoc lua-markdown lua5.1
+	rm -rf build/docs
+	$(LDOC) --fatalwarnings .
+
+# The command gets a shebang naming the Lua it was built for: Debian's plain
+# `lua` may be another version, which would not find this module.
+BINDIR ?= $(PREFIX)/bin
 install: $(SO)
 	install -d $(DESTDIR)$(LUA_CMOD)
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_CMOD)/streamtelecom.so
+	install -d $(DESTDIR)$(BINDIR)
+	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/streamtelecom \
+	  >$(DESTDIR)$(BINDIR)/streamtelecom
+	chmod 0755 $(DESTDIR)$(BINDIR)/streamtelecom
 
 clean:
 	rm -rf build
