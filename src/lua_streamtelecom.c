@@ -1,5 +1,24 @@
 /* Lua bindings: translate Lua values to core calls and core results to Lua
  * tables. No gateway logic lives here. */
+
+/***
+Send SMS through the Stream Telecom HTTP gateway, on libcurl.
+Every runtime failure answers `nil, message, code`; the message is English,
+keeps the gateway's own words and never holds the password. A wrong argument
+type raises an error.
+
+Fields: `_VERSION` ("streamtelecom 0.x.y"), `DEFAULT_URL`
+("https://gateway.api.sc/get/"), `errors` (every error code mapped to itself:
+auth, blocked, direction\_closed, no\_sender, no\_text, unknown\_sender,
+no\_phone, flood, not\_found, gateway, invalid, timeout, connect, tls, http,
+too\_large, network, closed).
+@module streamtelecom
+*/
+
+/***
+Functions
+@section Functions
+*/
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -270,6 +289,24 @@ static void describe_client(lst_client *u) {
     st_client_redact(c, u->shown, sizeof u->shown);
 }
 
+/***
+Makes a client for one account. Every option is checked up front; the
+client keeps its connections (keep-alive, TLS sessions) for all its calls.
+@function new
+@tparam table options `user` and `password` (required), `sender`, `url`
+(default `DEFAULT_URL`; `http://` allowed), `timeout` (15 s), `connect_timeout`
+(5 s), `verify` (true), `ca_file`, `ca_path`, `proxy`, `user_agent`, `retries`
+(2), `concurrency` (8), `max_response` (65536 bytes), `rate` (requests a
+second), `on_request` (a function called after every HTTP exchange with
+`{ call, url, http_status, seconds, code }`; the url shows `pwd=***`)
+@treturn client the client
+@treturn[2] nil
+@treturn[2] string the reason, e.g. "invalid option 'timeout': want a number, got string"
+@treturn[2] string "invalid"
+@usage local st = require "streamtelecom"
+local client = assert(st.new{ user = "login", password = os.getenv("SMS_PASSWORD"),
+                              sender = "MyShop" })
+*/
 static int l_new(lua_State *L) {
     st_options o;
     st_error err;
@@ -306,6 +343,18 @@ static int l_new(lua_State *L) {
 /* ---- close, gc, tostring ------------------------------------------------ */
 
 /* close, __gc and __close are this one idempotent function. */
+/***
+A client for one account, made by `new`.
+@type client
+*/
+
+/***
+Frees the client's connections. Later calls answer `nil, "client is closed",
+"closed"`; a second close is harmless. Also runs on garbage collection and at
+the end of a Lua 5.4 `<close>` scope.
+@function client:close
+@treturn boolean true
+*/
 static int l_close(lua_State *L) {
     lst_client *u = check_client(L);
     if (u->busy)
@@ -430,6 +479,22 @@ static void push_send_result(lua_State *L, const st_send_result *res) {
     }
 }
 
+/***
+Sends one text to one or more recipients. Numbers lose spaces, `+`, `-`,
+`(` and `)` and must then have 10 to 15 digits. A long list is split over
+several requests and merged back in order. A send is never repeated once it
+may have reached the gateway.
+@function client:send
+@tparam string|table to "79031234567", "79031234567,79161234567" or a list of numbers
+@tparam string text UTF-8, not empty
+@tparam[opt] table opts `sender`, `callback_url`, `name` (other keys are ignored)
+@treturn table one record per recipient, in order: `{ to =, id = }` or
+`{ to =, err =, code = }`
+@treturn[2] nil when no recipient was accepted, or for a bad argument value
+@treturn[2] string message (the gateway's own Russian words kept)
+@treturn[2] string code, one of `errors`
+@usage local msgs, err, code = client:send("+7 903 123-45-67", "Your code is 1234")
+*/
 static int l_send(lua_State *L) {
     lst_client *u = check_client(L);
     st_recipients r = {NULL, 0, 0};
@@ -474,6 +539,17 @@ static void push_status(lua_State *L, const char *id, const st_status *s) {
         set_string(L, "updated", s->updated);
 }
 
+/***
+The delivery status of one message.
+@function client:status
+@tparam string id an id `client:send` gave
+@treturn table `{ id =, state =, raw =, final = [, updated =] }`; state is
+"delivered", "undelivered", "expired", "read" (final), "partly_delivered",
+"sent" or "unknown" (not final)
+@treturn[2] nil
+@treturn[2] string message
+@treturn[2] string code ("not_found" for an id the gateway never accepted)
+*/
 static int l_status(lua_State *L) {
     lst_client *u = check_client(L);
     size_t len;
@@ -503,6 +579,14 @@ static void push_balance(lua_State *L, const st_balance *b) {
         set_string(L, "currency", b->currency);
 }
 
+/***
+The account balance.
+@function client:balance
+@treturn table `{ balance = 123.45, raw = "123.45" [, currency = "RUR"] }`
+@treturn[2] nil
+@treturn[2] string message
+@treturn[2] string code
+*/
 static int l_balance(lua_State *L) {
     lst_client *u = check_client(L);
     st_balance b;
@@ -634,6 +718,15 @@ static long status_into_map(lua_State *L, lst_client *u, const char **ids,
     return pending;
 }
 
+/***
+The statuses of many messages, up to `concurrency` requests at once.
+@function client:status_many
+@tparam {string,...} ids message ids
+@treturn table map from id to a status record or `{ err =, code = }`
+@treturn[2] nil for a bad id (the message names its index); nothing is sent
+@treturn[2] string message
+@treturn[2] string "invalid"
+*/
 static int l_status_many(lua_State *L) {
     lst_client *u = check_client(L);
     const char **ids;
@@ -651,6 +744,13 @@ static int l_status_many(lua_State *L) {
     return rc < 0 ? push_failure(L, &err) : 1;
 }
 
+/***
+Polls `client:status_many` until every message is final or time is up.
+@function client:wait
+@tparam {string,...} ids message ids
+@tparam[opt] table opts `timeout` (60 s), `interval` (5 s)
+@treturn table map as `client:status_many` gives, with the last known states
+*/
 static int l_wait(lua_State *L) {
     lst_client *u = check_client(L);
     double timeout, interval, deadline;
@@ -799,6 +899,18 @@ static int read_items(lua_State *L, int arg, st_client *c, many_items *m,
     return 0;
 }
 
+/***
+Many sends at once over the client's kept-alive connections (libcurl
+multi), at most `concurrency` requests in flight. The whole list is checked
+before anything is sent; one failing item never stops the others.
+@function client:send_many
+@tparam {table,...} items each `{ to =, text = [, sender =, callback_url =, name =] }`
+@treturn table `results[i]` is what `client:send` would return for item i,
+or `{ err =, code = }` where that send failed
+@treturn[2] nil for a bad item (the message names its index)
+@treturn[2] string message
+@treturn[2] string "invalid"
+*/
 static int l_send_many(lua_State *L) {
     lst_client *u = check_client(L);
     many_items m = {NULL, NULL, NULL, 0};
@@ -852,6 +964,17 @@ static int url_for_send(lua_State *L, lst_client *u) {
     return rc == 0 ? 1 : push_failure(L, &err);
 }
 
+/***
+The exact request URL a call would use, with the same validation: for
+bringing your own transport (read the answer with `parse`).
+@function client:url
+@tparam string call "send", "status" or "balance"
+@param ... the call's arguments
+@treturn string the URL (it holds the password: do not log it)
+@treturn[2] nil, also where a send would need more than one request
+@treturn[2] string message
+@treturn[2] string "invalid"
+*/
 static int l_url(lua_State *L) {
     static const char *const calls[] = {"send", "status", "balance", NULL};
     lst_client *u = check_client(L);
@@ -912,6 +1035,21 @@ static int parse_send(lua_State *L, const char *body, size_t n) {
     return 1;
 }
 
+/***
+Reads a gateway answer body exactly as the real call would: for users who
+fetch `client:url` with their own transport (OpenResty cosockets).
+@function parse
+@within Functions
+@tparam string call "send", "status" or "balance"
+@tparam string body the answer body
+@param[opt] extra for "send" the recipients (string or list) to pair with the
+ids; for "status" the id to put in the record
+@treturn table what `client:send`, `client:status` or `client:balance` returns
+@treturn[2] nil
+@treturn[2] string message
+@treturn[2] string code, e.g. "flood" or "gateway"
+@usage local msgs, err, code = st.parse("send", body, "79031234567")
+*/
 static int l_parse(lua_State *L) {
     static const char *const calls[] = {"send", "status", "balance", NULL};
     int call = luaL_checkoption(L, 1, NULL, calls);
@@ -938,6 +1076,21 @@ static int l_parse(lua_State *L) {
 
 /* ---- segments ----------------------------------------------------------- */
 
+/***
+How many SMS parts a text costs and in which encoding, without the network.
+GSM 03.38: the default alphabet (extension characters count two septets),
+160 septets for one part, 153 for each of several; otherwise UCS-2: 70 UTF-16
+units for one part, 67 for each of several. A part never splits an escape
+sequence or a surrogate pair.
+@function segments
+@within Functions
+@tparam string text UTF-8
+@treturn table `{ encoding = "gsm7"|"ucs2", parts =, chars =, per_part =, remaining = }`
+@treturn[2] nil
+@treturn[2] string message
+@treturn[2] string "invalid" for text that is not UTF-8
+@usage st.segments("Привет") --> { encoding = "ucs2", parts = 1, chars = 6, per_part = 70, remaining = 64 }
+*/
 static int l_segments(lua_State *L) {
     size_t n;
     const char *text = check_string(L, 1, &n);
@@ -956,6 +1109,12 @@ static int l_segments(lua_State *L) {
 
 /* ---- stats -------------------------------------------------------------- */
 
+/***
+What the client has done so far, HTTP exchanges and retries included.
+@function client:stats
+@treturn table `{ requests =, failures = { [code] = n }, retries =,
+connections_opened =, connections_reused =, seconds_total =, seconds_max = }`
+*/
 static int l_stats(lua_State *L) {
     lst_client *u = check_client(L);
     const st_stats *s;
