@@ -55,7 +55,7 @@ BUSTED := /usr/bin/busted
 SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
 
 .PHONY: all test test-all demo asan valgrind install clean deps check-deps \
-        fakegw rock bench bench-openresty docs
+        fakegw rock bench bench-openresty docs fuzz
 
 all: $(SO)
 
@@ -145,6 +145,12 @@ rock: check-deps
 	  streamtelecom-*.rockspec >build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
 	@LUA_CPATH="$(CURDIR)/$(ROCK_TREE)/lib/lua/$(LUA_ABI)/?.so;;" \
 	  STREAMTELECOM_LUA=$(LUA) scripts/demo
+
+# libFuzzer on the core: every harness for FUZZ_RUNS executions (1,000,000)
+# bounded by FUZZ_SECONDS each; fails on any crash, leak or broken property.
+fuzz:
+	@scripts/deps --check clang libclang-rt-14-dev
+	bash fuzz/run
 
 # HTML API reference from the /*** doc comments of src/lua_streamtelecom.c.
 # Debian's lua-markdown ships markdown.lua for Lua 5.1 only, hence lua5.1.

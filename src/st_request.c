@@ -124,6 +124,7 @@ int st_plan_send(const st_credentials *c, const st_send_params *p,
         if (overhead + len > max_url) {
             free(*chunks);
             *chunks = NULL;
+            *nchunks = 0;
             return st_fail(err, ST_E_INVALID,
                            "invalid text: the request would be longer than "
                            "%zu bytes (shorten the text or the options)",

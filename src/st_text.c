@@ -131,12 +131,12 @@ static long next_folded(const unsigned char **p, const unsigned char *end) {
     return (long)fold_case(cp);
 }
 
+/* Trims like st_trim, then trailing full stops and the white space around
+ * them; only the start may carry a BOM. */
 static void trim_sentence(const char **s, size_t *n) {
     st_trim(s, n);
-    while (*n > 0 && (*s)[*n - 1] == '.') {
+    while (*n > 0 && ((*s)[*n - 1] == '.' || is_space((unsigned char)(*s)[*n - 1])))
         (*n)--;
-        st_trim(s, n);
-    }
 }
 
 int st_sentence_equal(const char *a, size_t an, const char *b, size_t bn) {
