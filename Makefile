@@ -147,7 +147,7 @@ rock: check-deps
 	  STREAMTELECOM_LUA=$(LUA) scripts/demo
 
 # libFuzzer on the core: every harness for FUZZ_RUNS executions (1,000,000)
-# bounded by FUZZ_SECONDS each; fails on any crash, leak or broken property.
+# bounded by FUZZ_TIME seconds each (120); fails on any crash, leak or broken property.
 fuzz:
 	@scripts/deps --check clang libclang-rt-14-dev
 	bash fuzz/run
