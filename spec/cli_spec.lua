@@ -7,9 +7,7 @@ local cjson = require("cjson")
 -- A password no output could hold by chance; every run checks for it.
 local USER, PASSWORD = "cliuser", "Cli-Pw&7=q%z"
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = helper.shell_quote
 
 local function tmpname()
   local name = os.tmpname()

@@ -18,9 +18,7 @@ local CODES = {
   "tls", "http", "too_large", "network", "closed",
 }
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = helper.shell_quote
 
 local function encode(s, hex)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format(hex, c:byte()) end))

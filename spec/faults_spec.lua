@@ -38,9 +38,7 @@ local function settle()
   return fake.wait_for(function(s) return s.in_flight == 0 end)
 end
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = helper.shell_quote
 
 -- Helper processes run without the sanitizer preloads of `make asan`.
 local function clean_env(cmd)

@@ -14,5 +14,10 @@ function helper.assert_no_secret(message, secret)
   assert(not message:find(encoded, 1, true), "encoded password leaked: " .. message)
 end
 
+-- A string as one word for /bin/sh.
+function helper.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
 package.loaded["spec.helper"] = helper
 return helper

@@ -11,9 +11,7 @@ local ROCKSPEC = "streamtelecom-0.1.0-1.rockspec"
 -- with luarocks told to use luajit and its headers).
 local LUA_ABI = jit and "5.1" or _VERSION:match("%d+%.%d+")
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = helper.shell_quote
 
 -- Runs a shell command; answers its output (stdout and stderr) and exit status.
 -- Without the sanitizer preloads of `make asan`: luarocks, gcc and sed are

@@ -22,9 +22,7 @@ local function repo_root()
   return "."
 end
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("spec.helper").shell_quote
 
 -- Commands run without sanitizer preloads (make asan) and without the make
 -- variables of a `make test` that started busted.
