@@ -1,7 +1,8 @@
 /* st_plan_send and st_build_send_url: splitting a recipient list into
  * requests that each stay under a URL bound.
  *
- * The input chooses max_url (200..4000), the credentials, sender, text,
+ * The input chooses max_url (200..4000), the credentials (encoded on each
+ * build, or once with st_build_prefix as a client does), sender, text,
  * callback_url and name_deliver (each present or not, of any length), the
  * base URL, and a recipient list of 10..15-digit numbers: up to 250
  * generated ones plus any built from the input's last bytes.
@@ -147,6 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *tf;
     size_t tn;
     st_recipients r = {NULL, 0, 0};
+    st_buf prefix = ST_BUF_INIT;
     st_chunk *chunks = (st_chunk *)&r; /* must be replaced */
     st_error err;
     fuzz_send fs;
@@ -200,7 +202,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fs.c.base_url = base;
     fs.c.user = user;
     fs.c.password = pwd;
-    fs.c.prefix = NULL; /* encode the credentials on every build */
+    /* flag 64: the credentials part encoded once (st_build_prefix), as a
+     * client does; otherwise encoded on every build */
+    fs.c.prefix = NULL;
+    if (flags & 64) {
+        CHECK(st_build_prefix(&prefix, &fs.c) == 0);
+        CHECK(strlen(st_buf_str(&prefix)) == prefix.len);
+        fs.c.prefix = st_buf_str(&prefix);
+    }
     fs.p.sender = (flags & 8) ? sender : NULL;
     fs.p.text = text;
     fs.p.text_len = tn;
@@ -253,6 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(url_len(&fs, longest, 1, NULL) > max_url);
     }
     free(chunks);
+    st_buf_free(&prefix);
     st_recipients_free(&r);
     free(base);
     free(base_tail);
