@@ -271,6 +271,7 @@ int st_parse_balance_answer(const char *body, size_t n, st_balance *out,
             return unexpected(err, "balance", s, len);
     if (copy_trimmed(out->currency, sizeof out->currency, p + used,
                      rest) != 0 ||
+        !st_utf8_valid(out->currency, strlen(out->currency)) ||
         copy_trimmed(out->raw, sizeof out->raw, s, len) != 0)
         return unexpected(err, "balance", s, len);
     if (negative)
