@@ -396,47 +396,86 @@ static int read_recipients(lua_State *L, int arg, st_recipients *r,
     return 0;
 }
 
+/* Why the value at idx is not a recipient list (a string or a list of
+ * strings): a message left on the stack, or NULL with nothing pushed. */
+static const char *recipients_type_problem(lua_State *L, int idx) {
+    size_t i, n;
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return NULL;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return lua_pushfstring(L, "string or table expected, got %s",
+                               luaL_typename(L, idx));
+    n = lua_rawlen(L, idx);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            const char *why = lua_pushfstring(L, "recipient %d is a %s, want "
+                                                 "a string",
+                                              (int)i, luaL_typename(L, -1));
+            lua_remove(L, -2);
+            return why;
+        }
+        lua_pop(L, 1);
+    }
+    return NULL;
+}
+
 /* Raises for a recipient list of the wrong Lua types, before any C memory
  * is taken, so the raise cannot leak. */
 static void check_recipient_types(lua_State *L, int arg) {
-    size_t i, n;
-    if (lua_type(L, arg) == LUA_TSTRING)
-        return;
-    if (lua_type(L, arg) != LUA_TTABLE)
-        type_error(L, arg, "string or table");
-    n = lua_rawlen(L, arg);
-    for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, arg, (int)i);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, arg,
-                          lua_pushfstring(L, "recipient %d is a %s, want a "
-                                             "string",
-                                          (int)i, luaL_typename(L, -1)));
-        lua_pop(L, 1);
-    }
+    const char *why = recipients_type_problem(L, arg);
+    if (why)
+        luaL_argerror(L, arg, why);
 }
 
-/* An optional string field of the opts table at arg; NULL when absent.
- * Sets *bad_value for a string with a NUL byte or no byte at all. */
-static const char *opt_field(lua_State *L, int arg, const char *key,
-                             int *bad_value) {
+typedef enum field_state { FIELD_OK, FIELD_WRONG_TYPE, FIELD_BAD_VALUE } field_state;
+
+/* An optional string field of the table at tbl (NULL when absent or when
+ * tbl is nil). *state says whether it is not a string, or a string with a
+ * NUL byte or (unless may_be_empty) no byte at all; it is left alone when
+ * the field is fine, so one state can gather several fields. */
+static const char *string_field(lua_State *L, int tbl, const char *key,
+                                int may_be_empty, size_t *len,
+                                field_state *state) {
     const char *s;
-    size_t len;
-    if (lua_isnoneornil(L, arg))
+    size_t n;
+    if (lua_isnoneornil(L, tbl))
         return NULL;
-    lua_getfield(L, arg, key);
+    lua_getfield(L, tbl, key);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         return NULL;
     }
-    if (lua_type(L, -1) != LUA_TSTRING)
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        *state = FIELD_WRONG_TYPE;
+        return NULL;
+    }
+    s = lua_tolstring(L, -1, &n);
+    lua_pop(L, 1); /* still referenced by the table */
+    if ((n == 0 && !may_be_empty) || strlen(s) != n) {
+        if (*state == FIELD_OK)
+            *state = FIELD_BAD_VALUE;
+        return NULL;
+    }
+    if (len)
+        *len = n;
+    return s;
+}
+
+/* A field of send's opts: raises for a wrong type, gathers bad values. */
+static const char *opt_field(lua_State *L, int arg, const char *key,
+                             field_state *bad_value) {
+    field_state state = FIELD_OK;
+    const char *s = string_field(L, arg, key, 0, NULL, &state);
+    if (state == FIELD_WRONG_TYPE) {
+        lua_getfield(L, arg, key);
         luaL_argerror(L, arg,
                       lua_pushfstring(L, "'%s' must be a string, got %s", key,
                                       luaL_typename(L, -1)));
-    s = lua_tolstring(L, -1, &len);
-    lua_pop(L, 1); /* still referenced by the opts table */
-    if (len == 0 || strlen(s) != len)
-        *bad_value = 1;
+    }
+    if (state == FIELD_BAD_VALUE)
+        *bad_value = FIELD_BAD_VALUE;
     return s;
 }
 
@@ -445,7 +484,7 @@ static const char *opt_field(lua_State *L, int arg, const char *key,
 static int read_send_args(lua_State *L, int arg, st_client *c,
                           st_send_params *p, st_error *err) {
     const char *sender;
-    int bad_value = 0;
+    field_state bad_value = FIELD_OK;
     check_recipient_types(L, arg);
     p->text = check_string(L, arg + 1, &p->text_len);
     if (!lua_isnoneornil(L, arg + 2) && lua_type(L, arg + 2) != LUA_TTABLE)
@@ -454,7 +493,7 @@ static int read_send_args(lua_State *L, int arg, st_client *c,
     p->sender = sender ? sender : st_client_sender(c);
     p->callback_url = opt_field(L, arg + 2, "callback_url", &bad_value);
     p->name = opt_field(L, arg + 2, "name", &bad_value);
-    if (bad_value)
+    if (bad_value != FIELD_OK)
         return st_fail(err, ST_E_INVALID,
                        "invalid send option: sender, callback_url and name "
                        "must be non-empty strings without NUL bytes");
@@ -780,79 +819,45 @@ static int l_wait(lua_State *L) {
 
 /* ---- send_many -------------------------------------------------------------- */
 
-/* A send_many item's string field: NULL when absent; sets *why when the
- * field has the wrong type or an empty or NUL-holding value. */
-static const char *item_string(lua_State *L, int item, const char *key,
-                               const char **why) {
-    const char *s;
-    size_t len;
-    lua_getfield(L, item, key);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    s = lua_tolstring(L, -1, &len);
-    if (lua_type(L, -1) != LUA_TSTRING || strlen(s) != len ||
-        (len == 0 && strcmp(key, "text") != 0))
-        *why = key;
-    lua_pop(L, 1); /* still referenced by the item */
-    return *why ? NULL : s;
-}
-
 /* The recipients of item.to (a string or a list of strings). */
 static int item_recipients(lua_State *L, int item, st_recipients *r,
                            st_error *err) {
+    const char *why;
     int rc;
     lua_getfield(L, item, "to");
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        size_t i, n = lua_rawlen(L, -1);
-        for (i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, (int)i);
-            rc = lua_type(L, -1) == LUA_TSTRING;
-            lua_pop(L, 1);
-            if (!rc)
-                break;
-        }
-        if (i <= n || n == 0) {
-            lua_pop(L, 1);
-            return st_fail(err, ST_E_INVALID,
-                           "'to' must be a string or a non-empty list of "
-                           "strings");
-        }
-    } else if (lua_type(L, -1) != LUA_TSTRING) {
-        lua_pop(L, 1);
-        return st_fail(err, ST_E_INVALID,
-                       "'to' must be a string or a list of strings");
+    why = recipients_type_problem(L, lua_gettop(L));
+    if (why) {
+        st_fail(err, ST_E_INVALID, "'to': %s", why);
+        lua_pop(L, 2);
+        return -1;
     }
     rc = read_recipients(L, lua_gettop(L), r, err);
     lua_pop(L, 1);
     return rc;
 }
 
+/* A send_many item: every problem, type or value, is a bad item. */
 static int read_item(lua_State *L, int item, st_client *c, st_send_item *out,
                      st_recipients *r, st_error *err) {
-    const char *why = NULL, *sender;
-    size_t len = 0;
+    field_state state = FIELD_OK;
+    const char *sender;
     if (!lua_istable(L, item))
         return st_fail(err, ST_E_INVALID, "want a table with to and text");
     if (item_recipients(L, item, r, err) != 0)
         return -1;
     out->recipients = r;
-    out->params.text = item_string(L, item, "text", &why);
-    sender = item_string(L, item, "sender", &why);
+    out->params.text_len = 0;
+    out->params.text = string_field(L, item, "text", 1, &out->params.text_len,
+                                    &state);
+    sender = string_field(L, item, "sender", 0, NULL, &state);
     out->params.sender = sender ? sender : st_client_sender(c);
-    out->params.callback_url = item_string(L, item, "callback_url", &why);
-    out->params.name = item_string(L, item, "name", &why);
-    if (!why && !out->params.text)
-        why = "text";
-    if (why)
+    out->params.callback_url =
+        string_field(L, item, "callback_url", 0, NULL, &state);
+    out->params.name = string_field(L, item, "name", 0, NULL, &state);
+    if (state != FIELD_OK || !out->params.text)
         return st_fail(err, ST_E_INVALID,
-                       "'%s' must be a non-empty string without NUL bytes",
-                       why);
-    lua_getfield(L, item, "text");
-    lua_tolstring(L, -1, &len);
-    lua_pop(L, 1);
-    out->params.text_len = len;
+                       "'text' must be a string and 'sender', 'callback_url' "
+                       "and 'name' non-empty strings, none with NUL bytes");
     return 0;
 }
 

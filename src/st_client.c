@@ -1,5 +1,5 @@
-/* The client: options, the retry rules, statistics, and the three calls put
- * together from request building, transport and parsing. */
+/* The client: options, statistics, and the job engine every call runs on
+ * (concurrency, rate limit, retry rules). The calls are in st_calls.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,15 +111,6 @@ static int copy_strings(st_options *dst, const st_options *src) {
     return failed ? -1 : 0;
 }
 
-static st_credentials cred_of(const st_client *c) {
-    st_credentials cred;
-    cred.base_url = c->opts.url;
-    cred.user = c->opts.user;
-    cred.password = c->opts.password;
-    cred.prefix = NULL;
-    return cred;
-}
-
 st_client *st_client_new(const st_options *o, st_error *err) {
     st_client *c;
     st_credentials cred;
@@ -136,7 +127,7 @@ st_client *st_client_new(const st_options *o, st_error *err) {
         st_client_free(c);
         return NULL;
     }
-    cred = cred_of(c);
+    cred = st_client_credentials(c); /* no prefix yet: it encodes one */
     c->transport = st_transport_new(&c->opts, err);
     if (c->transport && st_build_prefix(&c->prefix, &cred) != 0) {
         st_fail(err, ST_E_NETWORK, "out of memory");
@@ -284,8 +275,7 @@ static void note_unknown_outcome(st_job *job) {
     st_error *err = &job->err;
     size_t len = strlen(err->message);
     if (job->call == ST_CALL_SEND && job->reply.request_sent &&
-        (err->code == ST_E_TIMEOUT || err->code == ST_E_NETWORK) &&
-        !strstr(err->message, "outcome is unknown"))
+        (err->code == ST_E_TIMEOUT || err->code == ST_E_NETWORK))
         snprintf(err->message + len, sizeof err->message - len, "%s",
                  " (the request was sent: the outcome is unknown)");
 }

@@ -272,8 +272,8 @@ static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
                        x->t->opts.max_response);
     if (x->resend_refused)
         return st_fail(err, ST_E_NETWORK,
-                       "connection lost after the request was sent; not sent "
-                       "again, so the outcome is unknown");
+                       "connection lost after the request was sent; not "
+                       "sent again");
     switch (classify(rc)) {
     case ST_E_TIMEOUT:
         return st_fail(err, ST_E_TIMEOUT, "timeout: %s", detail);
