@@ -12,9 +12,11 @@
 -- the modes within one run on one machine, nothing more.
 -- Needs LuaSocket and lua-cjson; builds the LuaJIT module (make LUA_VERSION=jit).
 
+package.path = "./?.lua;" .. package.path
 local socket = require("socket")
 local http = require("socket.http")
 local cjson = require("cjson")
+local helper = require("spec.helper")
 
 local opts = { latency = 0.3, inflight = 8, seconds = 5, fast = 4,
                modes = "idle,blocking,thread,cosocket" }
@@ -32,17 +34,7 @@ do
   end
 end
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function sh(cmd)
-  return "exec env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS"
-         .. " -u MAKEFLAGS -u MFLAGS -u MAKELEVEL " .. cmd
-end
-local function capture(cmd)
-  local p = assert(io.popen(sh(cmd) .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local shell_quote, sh, capture = helper.shell_quote, helper.unsanitized, helper.capture
 
 local ROOT
 do

@@ -12,6 +12,7 @@ local http = require("socket.http")
 local socket = require("socket")
 local ltn12 = require("ltn12")
 local cjson = require("cjson")
+local helper = require("spec.helper")
 
 local fake = {}
 
@@ -44,33 +45,9 @@ end
 
 local FAKEGW = repo_root() .. "/fakegw/fakegw"
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = helper.shell_quote
 
--- Shell commands run without sanitizer preloads (make asan): exec, so that the
--- shell itself never reaches LeakSanitizer's at-exit check.
-local function sh(cmd)
-  return "exec env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS " .. cmd
-end
-
--- A private random stream, so that busted's own math.random seed is untouched.
-local rand_state
-local function rand(lo, hi)
-  if not rand_state then
-    local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
-    rand_state = (os.time() + math.floor(os.clock() * 1e6) + addr) % 2147483647
-    if rand_state == 0 then rand_state = 1 end
-  end
-  rand_state = (rand_state * 16807) % 2147483647
-  return lo + rand_state % (hi - lo + 1)
-end
-
-local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c)
-    return string.format("%%%02X", string.byte(c))
-  end))
-end
+local sh, rand, urlencode = helper.unsanitized, helper.rand, helper.urlencode
 
 local function query(params)
   local keys = {}

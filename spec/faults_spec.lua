@@ -15,18 +15,11 @@ local PHONE = "79031234567"
 local MIB = 1024 * 1024
 
 local function client(opts)
-  local o = { user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(st.new(o))
+  return helper.client({ user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url },
+                       opts)
 end
 
-local function assert_fails(code, word, ok, err, got)
-  assert.is_nil(ok, "expected a failure")
-  assert.equals(code, got, err)
-  assert.is_string(err)
-  assert.matches(word, err)
-  helper.assert_no_secret(err, PASSWORD)
-end
+local function assert_fails(...) return helper.assert_fails(PASSWORD, ...) end
 
 local function recorder()
   local calls = {}

@@ -1,5 +1,7 @@
 -- Loaded by busted before any spec (see .busted): shared test utilities.
 local helper = {}
+-- luassert, as the specs see it: this file runs before busted gives them one.
+local expect = require("luassert")
 
 helper.LUA = os.getenv("STREAMTELECOM_LUA") or "lua5.4"
 
@@ -17,6 +19,59 @@ end
 -- A string as one word for /bin/sh.
 function helper.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- A shell command run without the sanitizer preloads of `make asan` (nginx,
+-- luarocks, gcc and sed are not ours to check, and LeakSanitizer would fail
+-- them at exit) and without the variables of the `make` that started busted.
+-- exec: the shell itself never reaches LeakSanitizer's at-exit check.
+function helper.unsanitized(cmd)
+  return "exec env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS"
+         .. " -u MAKEFLAGS -u MFLAGS -u MAKELEVEL " .. cmd
+end
+
+-- Runs such a command; answers its output, stderr included.
+function helper.capture(cmd)
+  local p = assert(io.popen(helper.unsanitized(cmd) .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+-- A private random stream, so that busted's own math.random seed is untouched.
+local rand_state
+function helper.rand(lo, hi)
+  if not rand_state then
+    local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
+    rand_state = (os.time() + math.floor(os.clock() * 1e6) + addr) % 2147483647
+    if rand_state == 0 then rand_state = 1 end
+  end
+  rand_state = (rand_state * 16807) % 2147483647
+  return lo + rand_state % (hi - lo + 1)
+end
+
+function helper.urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", string.byte(c))
+  end))
+end
+
+-- A client made from defaults with some options changed.
+function helper.client(defaults, opts)
+  local o = {}
+  for k, v in pairs(defaults) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(require("streamtelecom").new(o))
+end
+
+-- A failed call: nil, a helpful English sentence (`word` in it) that keeps
+-- `secret` to itself, and the expected code.
+function helper.assert_fails(secret, code, word, ok, err, got)
+  expect.is_nil(ok, "expected a failure")
+  expect.equals(code, got, err)
+  expect.is_string(err)
+  expect.matches(word, err)
+  helper.assert_no_secret(err, secret)
 end
 
 package.loaded["spec.helper"] = helper

@@ -13,14 +13,10 @@ local LUA_ABI = jit and "5.1" or _VERSION:match("%d+%.%d+")
 
 local shell_quote = helper.shell_quote
 
--- Runs a shell command; answers its output (stdout and stderr) and exit status.
--- Without the sanitizer preloads of `make asan`: luarocks, gcc and sed are
--- not ours to check, and LeakSanitizer would fail them at exit.
+-- Runs a shell command (see helper.unsanitized); answers its output, stderr
+-- included, and its exit status.
 local function sh(cmd)
-  local p = assert(io.popen("exec env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS "
-    .. "-u UBSAN_OPTIONS sh -c " .. shell_quote("(" .. cmd .. ") 2>&1; echo \"exit=$?\"")))
-  local out = p:read("*a")
-  p:close()
+  local out = helper.capture("sh -c " .. shell_quote("(" .. cmd .. ") 2>&1; echo \"exit=$?\""))
   local text, status = out:match("^(.-)exit=(%d+)\n?$")
   return text or out, tonumber(status) or -1
 end

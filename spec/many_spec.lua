@@ -3,9 +3,8 @@ local fake = require("spec.fake")
 local helper = require("spec.helper")
 
 local function client(opts)
-  local o = { user = "rich", password = "p&ss=w%rd+?", sender = "MyShop", url = fake.url }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(st.new(o))
+  return helper.client({ user = "rich", password = "p&ss=w%rd+?", sender = "MyShop", url = fake.url },
+                       opts)
 end
 
 local function phone(i) return string.format("7903%07d", i) end

@@ -22,21 +22,9 @@ local function repo_root()
   return "."
 end
 
-local shell_quote = require("spec.helper").shell_quote
-
--- Commands run without sanitizer preloads (make asan) and without the make
--- variables of a `make test` that started busted.
-local function sh(cmd)
-  return "exec env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS -u UBSAN_OPTIONS"
-         .. " -u MAKEFLAGS -u MFLAGS -u MAKELEVEL " .. cmd
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(sh(cmd) .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local helper = require("spec.helper")
+local shell_quote, sh, capture = helper.shell_quote, helper.unsanitized, helper.capture
+local rand, urlencode = helper.rand, helper.urlencode
 
 local function abs_root()
   local p = assert(io.popen("cd " .. shell_quote(repo_root()) .. " && pwd -P"))
@@ -45,23 +33,6 @@ local function abs_root()
   return dir
 end
 
--- A private random stream, so that busted's math.random seed is untouched.
-local rand_state
-local function rand(lo, hi)
-  if not rand_state then
-    local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
-    rand_state = (os.time() + math.floor(os.clock() * 1e6) + addr) % 2147483647
-    if rand_state == 0 then rand_state = 1 end
-  end
-  rand_state = (rand_state * 16807) % 2147483647
-  return lo + rand_state % (hi - lo + 1)
-end
-
-local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c)
-    return string.format("%%%02X", string.byte(c))
-  end))
-end
 
 -- The nginx under test.
 local ng = { port = nil, dir = nil, run = nil }

@@ -3,18 +3,12 @@ local fake = require("spec.fake")
 local helper = require("spec.helper")
 
 local function client(opts)
-  local o = { user = "test", password = "secret", sender = "MyShop", url = fake.url }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(st.new(o))
+  return helper.client({ user = "test", password = "secret", sender = "MyShop", url = fake.url },
+                       opts)
 end
 
 -- A failing call: nil, an English sentence, the code; and nothing leaked.
-local function assert_failure(code, pattern, ok, err, got_code)
-  assert.is_nil(ok)
-  assert.equals(code, got_code)
-  assert.matches(pattern, err)
-  helper.assert_no_secret(err, "secret")
-end
+local function assert_failure(...) return helper.assert_fails("secret", ...) end
 
 describe("client:send", function()
   lazy_setup(function() fake.start() end)

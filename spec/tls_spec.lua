@@ -11,18 +11,11 @@ local PASSWORD = "p&ss=w%rd+?"
 local PHONE = "79031234567"
 
 local function client(opts)
-  local o = { user = "rich", password = PASSWORD, sender = "MyShop", url = fake.tls_url }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(st.new(o))
+  return helper.client({ user = "rich", password = PASSWORD, sender = "MyShop", url = fake.tls_url },
+                       opts)
 end
 
-local function assert_fails(code, word, ok, err, got)
-  assert.is_nil(ok)
-  assert.equals(code, got)
-  assert.is_string(err)
-  assert.matches(word, err)
-  helper.assert_no_secret(err, PASSWORD)
-end
+local function assert_fails(...) return helper.assert_fails(PASSWORD, ...) end
 
 describe("HTTPS", function()
   lazy_setup(function() fake.start() end)

@@ -13,20 +13,13 @@ local PHONE = "79031234567"
 
 -- A client for the rich account on the fake, with some options changed.
 local function client(opts)
-  local o = { user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(st.new(o))
+  return helper.client({ user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url },
+                       opts)
 end
 
 -- A failed call: nil, a helpful English sentence (with `word` in it) that
 -- keeps the password to itself, and the expected code.
-local function assert_fails(code, word, ok, err, got)
-  assert.is_nil(ok)
-  assert.equals(code, got)
-  assert.is_string(err)
-  assert.matches(word, err)
-  helper.assert_no_secret(err, PASSWORD)
-end
+local function assert_fails(...) return helper.assert_fails(PASSWORD, ...) end
 
 -- Waits until the fake has finished every gateway request (a request the
 -- client gave up on may still be sleeping in the fake's latency).
