@@ -1,5 +1,6 @@
 /* The client: options, statistics, and the job engine every call runs on
  * (concurrency, rate limit, retry rules). The calls are in st_calls.c. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,36 @@ static int has_http_scheme(const char *url) {
     return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
 }
 
+/* A control byte in a value that reaches a request line or header would
+ * let it add headers of its own (CR LF) or cut the request short. */
+static int has_control_byte(const char *s) {
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7F)
+            return 1;
+    return 0;
+}
+
+static int check_header_safe(const st_options *o, st_error *err) {
+    static const struct {
+        const char *name;
+        size_t offset;
+    } fields[] = {
+        {"url", offsetof(st_options, url)},
+        {"proxy", offsetof(st_options, proxy)},
+        {"user_agent", offsetof(st_options, user_agent)},
+    };
+    size_t i;
+    for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const char *value;
+        memcpy(&value, (const char *)o + fields[i].offset, sizeof value);
+        if (has_control_byte(value))
+            return st_fail(err, ST_E_INVALID,
+                           "invalid option '%s': it holds a control character",
+                           fields[i].name);
+    }
+    return 0;
+}
+
 int st_options_check(const st_options *o, st_error *err) {
     if (!o->user || !*o->user)
         return st_fail(err, ST_E_INVALID, "invalid option 'user': it is empty");
@@ -49,6 +80,8 @@ int st_options_check(const st_options *o, st_error *err) {
         return st_fail(err, ST_E_INVALID,
                        "invalid option 'sender': want up to 11 Latin letters, "
                        "digits, space, '-', '.' or '_', or up to 15 digits");
+    if (check_header_safe(o, err) != 0)
+        return -1;
     if (!o->url || !has_http_scheme(o->url) || !o->url[o->url[4] == 's' ? 8 : 7])
         return st_fail(err, ST_E_INVALID,
                        "invalid option 'url': want an http:// or https:// URL");
@@ -164,8 +197,12 @@ const char *st_client_user(const st_client *c) { return c->opts.user; }
 const char *st_client_url(const st_client *c) { return c->opts.url; }
 const char *st_client_sender(const st_client *c) { return c->opts.sender; }
 
+/* A URL may carry credentials in its user part ("https://u:secret@host")
+ * or in a pwd= parameter: both are shown as ***. */
 void st_client_redact(const st_client *c, char *msg, size_t cap) {
-    st_redact(msg, cap, c->opts.password);
+    (void)c;
+    st_redact_message(msg, cap);
+    st_redact_userinfo(msg, cap);
 }
 
 st_credentials st_client_credentials(const st_client *c) {
@@ -178,32 +215,14 @@ st_credentials st_client_credentials(const st_client *c) {
 }
 
 void st_client_redact_error(const st_client *c, st_error *err) {
+    (void)c;
     if (err->code != ST_OK)
-        st_redact(err->message, sizeof err->message, c->opts.password);
+        st_redact_message(err->message, sizeof err->message);
 }
 
 const char *st_call_name(st_call call) {
     static const char *const names[] = {"send", "status", "balance"};
     return names[call];
-}
-
-/* The URL with the value of every pwd= parameter replaced by ***. */
-static void redact_url(const char *url, st_buf *out) {
-    const char *p = url;
-    for (;;) {
-        const char *hit = strstr(p, "pwd=");
-        if (!hit) {
-            st_buf_append_str(out, p);
-            return;
-        }
-        hit += 4;
-        st_buf_append(out, p, (size_t)(hit - p));
-        if (hit - url > 4 && (hit[-5] == '&' || hit[-5] == '?')) {
-            st_buf_append_str(out, "***");
-            hit += strcspn(hit, "&#");
-        }
-        p = hit;
-    }
 }
 
 static void report_exchange(st_client *c, st_call call, const char *url,
@@ -222,7 +241,7 @@ static void report_exchange(st_client *c, st_call call, const char *url,
         c->stats.seconds_max = reply->seconds;
     if (!c->hook)
         return;
-    redact_url(url, &shown);
+    st_redact_query(url, &shown);
     info.call = call;
     info.url = st_buf_str(&shown);
     info.http_status = reply->http_status;

@@ -57,12 +57,22 @@ int st_fail(st_error *err, st_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Replaces every occurrence of `secret` (raw and percent-encoded) in msg
- * with "***", in place, never growing past cap bytes. */
+/* Replaces every spelling of `secret` in msg (raw, percent-encoded with
+ * hex digits of either case, '+' for a space) with "***", in place, never
+ * growing past cap bytes. For text a server sent, which may echo it. */
 void st_redact(char *msg, size_t cap, const char *secret);
-/* Appends s[0..n) (any bytes) to out with the secret, raw and
- * percent-encoded, replaced by "***". */
+/* Appends s[0..n) (any bytes) to out with every spelling of the secret
+ * replaced by "***". */
 int st_redact_bytes(const char *s, size_t n, const char *secret, st_buf *out);
+/* Appends s with the value of every pwd= query parameter replaced by
+ * "***": where the password stands in a URL we built. */
+void st_redact_query(const char *s, st_buf *out);
+/* st_redact_query in place on a message of cap bytes. Unlike st_redact it
+ * never rewrites other words, so a short or word-like password ("connect")
+ * cannot mangle a message or be guessed from the stars. */
+void st_redact_message(char *msg, size_t cap);
+/* "scheme://user:secret@host" becomes "scheme://user:***@host". */
+void st_redact_userinfo(char *msg, size_t cap);
 
 /* ---- text helpers (st_text.c) ----------------------------------------- */
 
@@ -177,7 +187,9 @@ int st_parse_status_answer(const char *body, size_t n, st_status *out,
 int st_parse_balance_answer(const char *body, size_t n, st_balance *out,
                             st_error *err);
 
-/* Seconds on a monotonic clock, and a sleep that finishes its time. */
+/* Seconds on a monotonic clock, and a sleep that finishes its time (at
+ * most ST_SLEEP_MAX seconds; NaN or less than 0 sleeps not at all). */
+#define ST_SLEEP_MAX 1e6
 double st_now(void);
 void st_sleep(double seconds);
 

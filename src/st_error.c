@@ -29,66 +29,147 @@ int st_fail(st_error *err, st_code code, const char *fmt, ...) {
     return -1;
 }
 
-/* Writes msg with each occurrence of needle replaced by "***" back into
- * msg; a result longer than cap is cut, which can only drop text. */
-static void replace_all(char *msg, size_t cap, const char *needle) {
-    st_buf out = ST_BUF_INIT;
-    size_t nlen = strlen(needle);
-    const char *p = msg, *hit;
-    if (nlen == 0 || !strstr(msg, needle))
-        return;
-    while ((hit = strstr(p, needle)) != NULL) {
-        st_buf_append(&out, p, (size_t)(hit - p));
-        st_buf_append_str(&out, "***");
-        p = hit + nlen;
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* The byte a "%XX" at s[0..n) stands for (hex digits of either case), or
+ * -1 when s does not start with one. */
+static int escaped_byte(const char *s, size_t n) {
+    int hi, lo;
+    if (n < 3 || s[0] != '%')
+        return -1;
+    hi = hex_value(s[1]);
+    lo = hex_value(s[2]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+/* Length of the text at s[0..n) that spells secret[0..k) (k > 0) with
+ * each byte raw, percent-encoded with hex digits of either case, or, for a
+ * space, as '+': every spelling the library produces or a server could
+ * echo. 0 when it does not start there. */
+static size_t spelled_at(const char *s, size_t n, const char *secret,
+                         size_t k) {
+    size_t i = 0, j;
+    for (j = 0; j < k; j++) {
+        int want = (unsigned char)secret[j];
+        int esc = escaped_byte(s + i, n - i);
+        if (esc == want && want == '%') {
+            /* "%25" spells '%' encoded, but could also be a raw '%' that
+             * the next secret bytes "25" follow: try both. */
+            size_t rest = j + 1 == k ? 0
+                                     : spelled_at(s + i + 3, n - i - 3,
+                                                  secret + j + 1, k - j - 1);
+            if (rest || j + 1 == k)
+                return i + 3 + rest;
+            i++;
+        } else if (esc == want) {
+            i += 3;
+        } else if (i < n && ((unsigned char)s[i] == want ||
+                             (want == ' ' && s[i] == '+'))) {
+            i++;
+        } else {
+            return 0;
+        }
     }
-    st_buf_append_str(&out, p);
-    if (out.failed) { /* no memory: better no message than a leaked one */
+    return i;
+}
+
+/* Appends s[0..n) to out with every spelling of secret replaced by "***";
+ * returns how many were replaced. */
+static size_t redact_into(const char *s, size_t n, const char *secret,
+                          st_buf *out) {
+    size_t k = strlen(secret), i = 0, from = 0, hits = 0;
+    while (k > 0 && i < n) {
+        size_t m = spelled_at(s + i, n - i, secret, k);
+        if (m == 0) {
+            i++;
+            continue;
+        }
+        st_buf_append(out, s + from, i - from);
+        st_buf_append_str(out, "***");
+        i += m;
+        from = i;
+        hits++;
+    }
+    st_buf_append(out, s + from, n - from);
+    return hits;
+}
+
+/* Puts out's text back into msg (cap bytes); a longer text is cut, which
+ * can only drop text, and a failed one withholds the whole message. */
+static void copy_back(char *msg, size_t cap, const st_buf *out) {
+    if (out->failed) { /* no memory: better no message than a leaked one */
         snprintf(msg, cap, "%s", "(message withheld: it held the password)");
     } else {
-        size_t n = out.len < cap - 1 ? out.len : cap - 1;
-        memcpy(msg, out.data, n);
+        size_t n = out->len < cap - 1 ? out->len : cap - 1;
+        memcpy(msg, st_buf_str(out), n);
         msg[n] = '\0';
     }
-    st_buf_free(&out);
 }
 
 void st_redact(char *msg, size_t cap, const char *secret) {
-    st_buf enc = ST_BUF_INIT;
+    st_buf out = ST_BUF_INIT;
     if (!msg || cap < 8 || !secret || !*secret)
         return;
-    replace_all(msg, cap, secret);
-    if (st_percent_encode(&enc, secret, strlen(secret)) == 0 &&
-        strcmp(st_buf_str(&enc), secret) != 0)
-        replace_all(msg, cap, st_buf_str(&enc));
-    st_buf_free(&enc);
-}
-
-/* Appends s[0..n) to out with every occurrence of needle replaced. */
-static void replace_bytes(const char *s, size_t n, const char *needle,
-                          st_buf *out) {
-    size_t k = strlen(needle), i = 0, from = 0;
-    while (k > 0 && i + k <= n) {
-        if (memcmp(s + i, needle, k) == 0) {
-            st_buf_append(out, s + from, i - from);
-            st_buf_append_str(out, "***");
-            i += k;
-            from = i;
-        } else {
-            i++;
-        }
-    }
-    st_buf_append(out, s + from, n - from);
+    if (redact_into(msg, strlen(msg), secret, &out) > 0)
+        copy_back(msg, cap, &out);
+    st_buf_free(&out);
 }
 
 int st_redact_bytes(const char *s, size_t n, const char *secret, st_buf *out) {
-    st_buf raw = ST_BUF_INIT, enc = ST_BUF_INIT;
-    int rc;
-    replace_bytes(s, n, secret, &raw);
-    st_percent_encode(&enc, secret, strlen(secret));
-    replace_bytes(st_buf_str(&raw), raw.len, st_buf_str(&enc), out);
-    rc = raw.failed || enc.failed || out->failed ? -1 : 0;
-    st_buf_free(&raw);
-    st_buf_free(&enc);
-    return rc;
+    redact_into(s, n, secret, out);
+    return out->failed ? -1 : 0;
+}
+
+/* Where the value of a pwd= query parameter starts in s, or NULL. */
+static const char *find_pwd_value(const char *s) {
+    const char *hit;
+    for (hit = strstr(s, "pwd="); hit; hit = strstr(hit + 1, "pwd="))
+        if (hit > s && (hit[-1] == '?' || hit[-1] == '&'))
+            return hit + 4;
+    return NULL;
+}
+
+void st_redact_query(const char *s, st_buf *out) {
+    const char *value;
+    while ((value = find_pwd_value(s)) != NULL) {
+        st_buf_append(out, s, (size_t)(value - s));
+        st_buf_append_str(out, "***");
+        s = value + strcspn(value, "&# \t\r\n'\"");
+    }
+    st_buf_append_str(out, s);
+}
+
+void st_redact_message(char *msg, size_t cap) {
+    st_buf out = ST_BUF_INIT;
+    if (!msg || cap < 8 || !find_pwd_value(msg))
+        return;
+    st_redact_query(msg, &out);
+    copy_back(msg, cap, &out);
+    st_buf_free(&out);
+}
+
+void st_redact_userinfo(char *msg, size_t cap) {
+    char *scheme = msg ? strstr(msg, "://") : NULL;
+    char *host, *colon, *at;
+    st_buf out = ST_BUF_INIT;
+    if (!scheme || cap < 8)
+        return;
+    host = scheme + 3;
+    at = host + strcspn(host, "@/?# ");
+    colon = memchr(host, ':', (size_t)(at - host));
+    if (*at != '@' || !colon)
+        return;
+    st_buf_append(&out, msg, (size_t)(colon + 1 - msg));
+    st_buf_append_str(&out, "***");
+    st_buf_append_str(&out, at);
+    copy_back(msg, cap, &out);
+    st_buf_free(&out);
 }

@@ -195,29 +195,37 @@ static void classify_state(st_status *out) {
 }
 
 /* A time as gateways write one: digits and the separators of dates and
- * clock times. Anything else after the word is not an update time. */
-static int looks_like_time(const char *s) {
+ * clock times, nothing else (no NUL, no second line). */
+static int looks_like_time(const char *s, size_t n) {
+    static const char allowed[] = "0123456789-:./ +TZ";
     size_t i;
-    for (i = 0; s[i]; i++)
-        if (!strchr("0123456789-:./ +TZ", s[i]))
+    for (i = 0; i < n; i++)
+        if (!memchr(allowed, s[i], sizeof allowed - 1))
             return 0;
     return 1;
 }
 
+static int is_state_char(char ch) {
+    return (ch >= 'a' && ch <= 'z') || ch == '_';
+}
+
+/* A status answer is one word of [a-z_], optionally followed by white
+ * space and a time, and nothing else: anything more (a second line, a NUL,
+ * an HTML page after the word) is not a state the gateway reported. */
 int st_parse_status_answer(const char *body, size_t n, st_status *out,
                            st_error *err) {
-    const char *s = body;
-    size_t len = n, word = 0, line;
+    const char *s = body, *when;
+    size_t len = n, word = 0, when_len;
     if (take_refusal(&s, &len, err))
         return -1;
-    line = first_line_len(s, len);
-    while (word < line && ((s[word] >= 'a' && s[word] <= 'z') || s[word] == '_'))
+    while (word < len && is_state_char(s[word]))
         word++;
+    when = s + word;
+    when_len = len - word;
     if (word == 0 || word >= sizeof out->raw ||
-        (word < line && s[word] != ' ' && s[word] != '\t') ||
-        copy_trimmed(out->updated, sizeof out->updated, s + word,
-                     line - word) != 0 ||
-        !looks_like_time(out->updated))
+        (when_len > 0 && when[0] != ' ' && when[0] != '\t') ||
+        !looks_like_time(when, when_len) ||
+        copy_trimmed(out->updated, sizeof out->updated, when, when_len) != 0)
         return unexpected(err, "status", s, len);
     memcpy(out->raw, s, word);
     out->raw[word] = '\0';
@@ -258,6 +266,8 @@ int st_parse_balance_answer(const char *body, size_t n, st_balance *out,
     if (take_refusal(&s, &len, err))
         return -1;
     line = first_line_len(s, len);
+    if (line != len || !st_utf8_valid(s, len)) /* one line of text only */
+        return unexpected(err, "balance", s, len);
     negative = line > 0 && s[0] == '-';
     p = s + negative;
     used = read_decimal(p, line - negative, &out->balance);

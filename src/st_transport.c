@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +47,10 @@ double st_now(void) {
 
 void st_sleep(double seconds) {
     struct timespec ts;
-    if (seconds <= 0)
+    if (!(seconds > 0))
         return;
+    if (seconds > ST_SLEEP_MAX) /* time_t must not overflow */
+        seconds = ST_SLEEP_MAX;
     ts.tv_sec = (time_t)seconds;
     ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -88,8 +91,10 @@ static int on_request_ready(void *ud, char *ip, char *local_ip, int port,
             goto failed;                                                      \
     } while (0)
 
+/* libcurl reads 0 ms as "no limit": a positive time below 1 ms must not
+ * round down to it, so milliseconds are rounded up. */
 static long to_ms(double seconds) {
-    return seconds > 0 ? (long)(seconds * 1000 + 0.5) : 0;
+    return seconds > 0 ? (long)ceil(seconds * 1000) : 0;
 }
 
 static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
