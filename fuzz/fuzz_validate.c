@@ -23,6 +23,8 @@
  *    occurs raw or percent-encoded; a message without the secret is left as
  *    it was.
  */
+#include <ctype.h>
+
 #include "fuzz_common.h"
 
 static int all_digits(const char *s, size_t n) {
