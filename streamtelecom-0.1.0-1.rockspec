@@ -27,6 +27,8 @@ build = {
   modules = {
     streamtelecom = {
       sources = {
+        "src/lua_args.c",
+        "src/lua_client.c",
         "src/lua_streamtelecom.c",
         "src/st_buf.c",
         "src/st_calls.c",

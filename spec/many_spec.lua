@@ -75,7 +75,8 @@ describe("client:send_many", function()
       { { { to = phone(1), text = "ok" }, { to = phone(2) } }, "item 2" },
       { { { to = phone(1), text = "" } }, "item 1" },
       { { { to = phone(1), text = "ok" }, "not a table" }, "item 2" },
-      { { { to = 79031234567, text = "number" } }, "item 1" },
+      { { { to = 7903123456.5, text = "fraction" } }, "item 1" },
+      { { { to = phone(1), text = "ok", sendr = "Other" } }, "item 1" },
       { { { to = phone(1), text = "ok", sender = "Way Too Long Sender" } }, "item 1" },
     }
     for _, case in ipairs(cases) do

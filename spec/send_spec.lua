@@ -51,7 +51,7 @@ describe("client:send", function()
 
   it("passes callback_url and name as callback_url and name_deliver", function()
     assert(client():send("79031234567", "Hi",
-      { callback_url = "https://example.org/dlr?a=1&b=2", name = "Black Friday", other = true }))
+      { callback_url = "https://example.org/dlr?a=1&b=2", name = "Black Friday" }))
     local sent = fake.sends()[1]
     assert.equals("https://example.org/dlr?a=1&b=2", sent.callback_url)
     assert.equals("Black Friday", sent.name_deliver)
@@ -145,6 +145,16 @@ describe("client:send", function()
     end)
   end)
 
+  describe("with a phone number given as a Lua number", function()
+    it("sends to its decimal digits, alone or in a list", function()
+      local msgs = assert(client():send(79031234567, "Hi"))
+      assert.equals("79031234567", msgs[1].to)
+      msgs = assert(client():send({ 79161234567, "+7 903 123-45-67" }, "Hi"))
+      assert.same({ "79161234567", "79031234567" }, { msgs[1].to, msgs[2].to })
+      assert.equals("79161234567,79031234567", fake.sends()[2].dadr)
+    end)
+  end)
+
   describe("with a bad argument value", function()
     local cases = {
       { "a phone of letters", { "abc", "Hi" }, "phone" },
@@ -161,6 +171,10 @@ describe("client:send", function()
       { "a sender of 16 digits", { "79031234567", "Hi", { sender = "1234567890123456" } }, "sender" },
       { "an empty sender", { "79031234567", "Hi", { sender = "" } }, "sender" },
       { "a text too long for one request", { "79031234567", string.rep("Я", 400) }, "longer" },
+      { "a misspelt option (sendr)", { "79031234567", "Hi", { sendr = "Other" } }, "sendr" },
+      { "an option key that is not a string", { "79031234567", "Hi", { "Other" } }, "key" },
+      { "a phone given as a number of 9 digits", { 903123456, "Hi" }, "phone" },
+      { "a phone given as a negative number", { -79031234567, "Hi" }, "phone" },
     }
     for _, case in ipairs(cases) do
       it("answers invalid for " .. case[1] .. " and sends nothing", function()
@@ -183,11 +197,14 @@ describe("client:send", function()
     it("raises for a nil recipient", function()
       assert.has_error(function() c:send(nil, "Hi") end)
     end)
-    it("raises for a number as recipient", function()
-      assert.has_error(function() c:send(79031234567, "Hi") end)
+    it("raises for a number with a fraction as recipient, naming the method", function()
+      local ok, err = pcall(c.send, c, 7903123456.5, "Hi")
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'send'", err, 1, true)
+      assert.matches("whole number", err, 1, true)
     end)
-    it("raises for a number inside the recipient list", function()
-      assert.has_error(function() c:send({ "79031234567", 79161234567 }, "Hi") end)
+    it("raises for a number with a fraction inside the recipient list", function()
+      assert.has_error(function() c:send({ "79031234567", 0.5 }, "Hi") end)
     end)
     it("raises for a text that is not a string", function()
       assert.has_error(function() c:send("79031234567", 42) end)

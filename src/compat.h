@@ -22,6 +22,22 @@ static void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
 }
 #define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs(L, (l), 0))
 #endif
+
+#endif
+
+/* Calls f(L) with ud as its one argument, in protected mode, leaving
+ * nothing on the stack on success and the error object on failure. Lua
+ * 5.1 (LuaJIT too) has lua_cpcall, which makes f's closure inside the
+ * protection; from 5.2 on a light C function allocates nothing. The caller
+ * must have room for two values on the stack. */
+#if LUA_VERSION_NUM < 502
+#define st_lua_protected(L, f, ud) lua_cpcall((L), (f), (ud))
+#else
+static inline int st_lua_protected(lua_State *L, lua_CFunction f, void *ud) {
+    lua_pushcfunction(L, f);
+    lua_pushlightuserdata(L, ud);
+    return lua_pcall(L, 1, 0, 0);
+}
 #endif
 
 #endif

@@ -1,5 +1,6 @@
 /* The gateway calls, each a list of jobs for the engine: validation first
  * (nothing is sent for a bad argument), then requests, then answers. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,33 +295,41 @@ int st_client_send_url(const st_client *c, const st_recipients *r,
 
 /* ---- status and balance ----------------------------------------------------- */
 
-static int status_ids(st_client *c, const char *const *ids, size_t n,
-                      int name_items, st_status *out, st_error *errs,
-                      st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_job *jobs;
+static int check_ids(const char *const *ids, size_t n, int name_items,
+                     st_error *err) {
     size_t i;
     for (i = 0; i < n; i++)
         if (st_id_check(ids[i], strlen(ids[i]), err) != 0)
             return name_items ? fail_item(err, "invalid id", i) : -1;
-    jobs = calloc(n ? n : 1, sizeof *jobs);
+    return 0;
+}
+
+/* Asks for the statuses of ids[which[k]], k < m (all n when which is
+ * NULL): out[i] where errs[i].code is ST_OK, for each i asked. */
+static int status_round(st_client *c, const char *const *ids,
+                        const size_t *which, size_t m, st_status *out,
+                        st_error *errs, st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    st_job *jobs = calloc(m ? m : 1, sizeof *jobs);
+    size_t k;
     if (!jobs)
-        return st_fail(err, ST_E_INVALID, "out of memory");
-    for (i = 0; i < n; i++) {
-        st_job_init(&jobs[i], ST_CALL_STATUS);
-        st_build_status_url(&jobs[i].url, &cred, ids[i]);
+        return st_fail(err, ST_E_NETWORK, "out of memory");
+    for (k = 0; k < m; k++) {
+        st_job_init(&jobs[k], ST_CALL_STATUS);
+        st_build_status_url(&jobs[k].url, &cred, ids[which ? which[k] : k]);
     }
-    st_client_run_jobs(c, jobs, n);
-    for (i = 0; i < n; i++) {
-        errs[i] = jobs[i].err;
-        if (jobs[i].rc == 0) {
-            int rc = read_answer(c, &jobs[i], read_status, &out[i], &errs[i]);
-            st_client_report_answer(c, &jobs[i], rc == 0 ? ST_OK : errs[i].code);
+    st_client_run_jobs(c, jobs, m);
+    for (k = 0; k < m; k++) {
+        size_t i = which ? which[k] : k;
+        errs[i] = jobs[k].err;
+        if (jobs[k].rc == 0) {
+            int rc = read_answer(c, &jobs[k], read_status, &out[i], &errs[i]);
+            st_client_report_answer(c, &jobs[k], rc == 0 ? ST_OK : errs[i].code);
             if (rc == 0)
-                errs[i].code = ST_OK;
+                errs[i].code = ST_OK, errs[i].message[0] = '\0';
         }
         st_client_redact_error(c, &errs[i]);
-        st_job_free(&jobs[i]);
+        st_job_free(&jobs[k]);
     }
     free(jobs);
     return 0;
@@ -328,14 +337,92 @@ static int status_ids(st_client *c, const char *const *ids, size_t n,
 
 int st_client_status_many(st_client *c, const char *const *ids, size_t n,
                           st_status *out, st_error *errs, st_error *err) {
-    return status_ids(c, ids, n, 1, out, errs, err);
+    if (check_ids(ids, n, 1, err) != 0)
+        return -1;
+    return status_round(c, ids, NULL, n, out, errs, err);
 }
 
 int st_client_status(st_client *c, const char *id, st_status *out,
                      st_error *err) {
-    if (status_ids(c, &id, 1, 0, out, err, err) != 0)
+    if (check_ids(&id, 1, 0, err) != 0 ||
+        status_round(c, &id, NULL, 1, out, err, err) != 0)
         return -1;
     return err->code == ST_OK ? 0 : -1;
+}
+
+/* ---- wait --------------------------------------------------------------- */
+
+int st_wait_check(double timeout, double interval, st_error *err) {
+    if (!isfinite(timeout) || timeout < 0)
+        return st_fail(err, ST_E_INVALID,
+                       "invalid wait option 'timeout': want a finite number "
+                       "of seconds, 0 or more");
+    if (!isfinite(interval) || interval < 0)
+        return st_fail(err, ST_E_INVALID,
+                       "invalid wait option 'interval': want a finite number "
+                       "of seconds, 0 or more");
+    return 0;
+}
+
+/* Nothing will change any more: a final state, or an id the gateway never
+ * accepted. Other failures (timeouts, refusals) are asked again. */
+static int status_settled(const st_status *s, const st_error *e) {
+    return e->code == ST_OK ? s->final : e->code == ST_E_NOT_FOUND;
+}
+
+/* The indexes of the ids not settled yet (all before the first round). */
+static size_t unsettled(const st_status *out, const st_error *errs,
+                        size_t n, int first_round, size_t *which) {
+    size_t i, m = 0;
+    for (i = 0; i < n; i++)
+        if (first_round || !status_settled(&out[i], &errs[i]))
+            which[m++] = i;
+    return m;
+}
+
+int st_client_wait(st_client *c, const char *const *ids, size_t n,
+                   double timeout, double interval, st_status *out,
+                   st_error *errs, st_error *err) {
+    double deadline = st_now() + timeout;
+    size_t *which, m;
+    int round;
+    if (st_wait_check(timeout, interval, err) != 0 ||
+        check_ids(ids, n, 1, err) != 0)
+        return -1;
+    if (interval < ST_WAIT_MIN_INTERVAL)
+        interval = ST_WAIT_MIN_INTERVAL;
+    which = malloc((n ? n : 1) * sizeof *which);
+    if (!which)
+        return st_fail(err, ST_E_NETWORK, "out of memory");
+    for (round = 0;; round++) {
+        m = unsettled(out, errs, n, round == 0, which);
+        if (m == 0 || (round > 0 && st_client_stopped(c)))
+            break;
+        if (round > 0) {
+            if (st_now() + interval > deadline)
+                break;
+            st_sleep(interval);
+        }
+        if (status_round(c, ids, which, m, out, errs, err) != 0)
+            break;
+        if (st_client_stopped(c))
+            break;
+    }
+    free(which);
+    return 0;
+}
+
+int st_client_build_url(const st_client *c, st_call call, const char *id,
+                        st_buf *url, st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    if (call == ST_CALL_STATUS) {
+        if (st_id_check(id, strlen(id), err) != 0)
+            return -1;
+        st_build_status_url(url, &cred, id);
+    } else {
+        st_build_balance_url(url, &cred);
+    }
+    return url->failed ? st_fail(err, ST_E_NETWORK, "out of memory") : 0;
 }
 
 int st_client_balance(st_client *c, st_balance *out, st_error *err) {

@@ -15,6 +15,7 @@ struct st_client {
     st_exchange_hook hook;
     void *hook_ctx;
     double next_slot; /* earliest start of the next request under `rate` */
+    int stopped;      /* st_client_stop: no new polling rounds */
 };
 
 /* Backoff before retry n (0-based): 50 ms, 100 ms, 200 ms ... at most 1 s. */
@@ -191,6 +192,9 @@ void st_client_set_hook(st_client *c, st_exchange_hook hook, void *ctx) {
     c->hook = hook;
     c->hook_ctx = ctx;
 }
+
+void st_client_stop(st_client *c) { c->stopped = 1; }
+int st_client_stopped(const st_client *c) { return c->stopped; }
 
 const st_stats *st_client_stats(const st_client *c) { return &c->stats; }
 const char *st_client_user(const st_client *c) { return c->opts.user; }

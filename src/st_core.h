@@ -306,8 +306,29 @@ int st_client_status(st_client *c, const char *id, st_status *out,
 int st_client_status_many(st_client *c, const char *const *ids, size_t n,
                           st_status *out, st_error *errs, st_error *err);
 int st_client_balance(st_client *c, st_balance *out, st_error *err);
+
+/* wait never polls more often than this, whatever interval it is given:
+ * a tight loop of status requests would flood the gateway. */
+#define ST_WAIT_MIN_INTERVAL 1.0
+/* -1 and ST_E_INVALID for a negative, NaN or infinite timeout or interval. */
+int st_wait_check(double timeout, double interval, st_error *err);
+/* Polls the statuses of n distinct ids until each is settled (final, or
+ * never accepted by the gateway), the timeout passes or the client is
+ * stopped; out/errs as st_client_status_many gives, the last answer for
+ * each. -1 only for a bad id or option (nothing was sent). */
+int st_client_wait(st_client *c, const char *const *ids, size_t n,
+                   double timeout, double interval, st_status *out,
+                   st_error *errs, st_error *err);
+/* Asks the call in progress to end early (its callback closed the client):
+ * wait polls no more. Nothing already started is abandoned. */
+void st_client_stop(st_client *c);
+int st_client_stopped(const st_client *c);
 /* The credentials a client builds URLs with (for client:url()). */
 st_credentials st_client_credentials(const st_client *c);
+/* The URL a status (of id) or balance call requests; -1 and ST_E_INVALID
+ * for a bad id. */
+int st_client_build_url(const st_client *c, st_call call, const char *id,
+                        st_buf *url, st_error *err);
 /* The one URL a send would request, with the send's validation; -1 and
  * ST_E_INVALID where the send would need more than one request. */
 int st_client_send_url(const st_client *c, const st_recipients *r,

@@ -1,0 +1,107 @@
+/* What the binding files share: the client userdata, the call box that owns
+ * a call's C memory, argument readers and result pushers. Private to the
+ * bindings (lua_*.c); the core never sees a Lua header.
+ *
+ * The rule every method follows: read, then copy, then act. Arguments are
+ * read first, each value copied into C memory the call's box owns or
+ * anchored on the call's own Lua stack, so a metamethod, a callback or a
+ * finaliser that changes or drops the caller's tables cannot pull memory
+ * from under the C code. Only then is the client checked (reading may run
+ * user code that closes it) and the core called. */
+#ifndef LUA_BIND_H
+#define LUA_BIND_H
+
+#include "compat.h"
+#include "st_core.h"
+
+#define CLIENT_MT "streamtelecom.client"
+#define BOX_MT "streamtelecom.call"
+
+typedef struct lst_client {
+    st_client *core;   /* NULL once closed */
+    int on_request;    /* registry ref of the callback, or LUA_NOREF */
+    int busy;          /* a core call is running: only its own callbacks run */
+    int close_pending; /* closed from its own callback: freed after the call */
+    char shown[256];   /* what tostring() says; never holds the password */
+} lst_client;
+
+/* The C memory of one call. A userdata with __gc on the call's stack owns
+ * it, so a Lua error anywhere (a raising metamethod, out of memory while
+ * the results are pushed) leaks nothing: the collector frees what the call
+ * could not. The call frees it itself on the way out, so memory comes back
+ * at once. */
+typedef struct call_box {
+    st_recipients recipients;  /* send, url, parse */
+    st_send_result result;     /* send */
+    st_send_item *items;       /* send_many: nitems of each */
+    st_recipients *item_recipients;
+    st_send_result *results;
+    size_t nitems;
+    const char **ids;          /* status_many, wait: distinct, anchored */
+    st_status *statuses;
+    st_error *errors;
+    size_t nids;
+    char (*answer_ids)[ST_ID_MAX + 1]; /* parse("send") */
+} call_box;
+
+/* Pushes a new, empty box. */
+call_box *box_push(lua_State *L);
+/* Frees what the box holds; the box stays usable (and empty). */
+void box_release(call_box *box);
+int box_gc(lua_State *L);
+
+/* ---- errors and results ---- */
+int push_failure(lua_State *L, const st_error *err);
+int push_closed(lua_State *L);
+/* Raises "bad argument #N to 'method' (why)" for the value at stack index
+ * idx, N counted as the caller sees it: a method's client is not counted;
+ * module functions are named "st.parse" and have no client. */
+int arg_error(lua_State *L, const char *method, int idx, const char *why);
+/* A Lua string argument, with no coercion from numbers (API.md). */
+const char *check_string_arg(lua_State *L, const char *method, int arg,
+                             size_t *len);
+
+void set_string(lua_State *L, const char *key, const char *value);
+void set_integer(lua_State *L, const char *key, double value);
+void set_number(lua_State *L, const char *key, double value);
+
+void push_send_result(lua_State *L, const st_send_result *res);
+void push_status(lua_State *L, const char *id, const st_status *s);
+void push_balance(lua_State *L, const st_balance *b);
+void push_error_record(lua_State *L, const st_error *err);
+
+/* ---- argument readers ----
+ * Each raises for a value of the wrong Lua type and answers -1 with err
+ * (ST_E_INVALID) for a right-typed bad value. */
+
+/* The recipients at arg (a string, a whole number, or a list of those,
+ * read raw) copied into r. */
+int read_recipients(lua_State *L, const char *method, int arg,
+                    st_recipients *r, st_error *err);
+
+/* send(to, text, opts) at arg, arg+1, arg+2: recipients into box, the text
+ * and opts' strings left anchored on the stack. p->sender stays NULL when
+ * opts gives none (the caller puts the client's default in). */
+int read_send_args(lua_State *L, const char *method, int arg, call_box *box,
+                   st_send_params *p, st_error *err);
+
+/* Every item of the send_many list at arg into box; strings anchored in
+ * the table at anchor. An item with a problem of any kind is invalid, and
+ * err names it. */
+int read_send_items(lua_State *L, int arg, int anchor, call_box *box,
+                    st_error *err);
+
+/* The distinct ids of the list at arg into box (statuses and errors sized
+ * to match), anchored as keys of the table at anchor. */
+void read_ids(lua_State *L, const char *method, int arg, int anchor,
+              call_box *box);
+
+/* A number field of the table at arg (nil or a table), def when absent. */
+double number_field(lua_State *L, const char *method, int arg,
+                    const char *key, double def);
+
+/* The client class (lua_client.c). */
+int lst_new(lua_State *L);
+void lst_register_client(lua_State *L);
+
+#endif
