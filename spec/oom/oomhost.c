@@ -21,10 +21,17 @@
  * requires it). Lua 5.2 and later answer a failed allocation with an
  * emergency collection and then ask again for exactly the same block; that
  * repeated request fails too, so the n-th allocation point really fails
- * (Lua 5.1 raises at once). The repeat is not counted. */
+ * (Lua 5.1 raises at once). The repeat is not counted.
+ *
+ * With OOMHOST_BACKTRACE set in the environment, each failed allocation
+ * prints the C stack that asked for it (glibc's backtrace). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__) || defined(__linux__)
+#include <execinfo.h>
+#define HAVE_BACKTRACE 1
+#endif
 
 #include "lauxlib.h"
 #include "lua.h"
@@ -46,6 +53,27 @@ typedef struct oom_state {
 } oom_state;
 
 static oom_state oom;
+static int show_backtrace; /* OOMHOST_BACKTRACE set: where each failure is */
+
+static void where_it_failed(void) {
+#ifdef HAVE_BACKTRACE
+    void *frames[32];
+    int n = backtrace(frames, 32);
+    fprintf(stderr, "oomhost: allocation %lu fails here:\n", oom.count);
+    backtrace_symbols_fd(frames, n, 2);
+#endif
+}
+
+/* C modules are never unloaded: lua_close would dlclose them before
+ * LeakSanitizer or valgrind print their leak reports at exit, and a report
+ * whose frames point into an unloaded library names no function. The
+ * program's own dlclose takes the place of libc's (the program exports its
+ * symbols), for Lua and for every library it loaded. */
+int dlclose(void *handle);
+int dlclose(void *handle) {
+    (void)handle;
+    return 0;
+}
 
 static void *oom_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     (void)ud;
@@ -64,6 +92,8 @@ static void *oom_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         oom.count++;
         if (oom.count == oom.target) {
             oom.fired = 1;
+            if (show_backtrace)
+                where_it_failed();
 #if LUA_VERSION_NUM >= 502
             oom.retry_pending = 1;
             oom.retry_ptr = ptr;
@@ -181,6 +211,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s script.lua [args...]\n", argv[0]);
         return 2;
     }
+    show_backtrace = getenv("OOMHOST_BACKTRACE") != NULL;
     L = lua_newstate(oom_alloc, NULL);
     if (!L) {
         fprintf(stderr, "oomhost: cannot create a Lua state\n");
