@@ -48,6 +48,24 @@ local function run(cmd)
   return out:gsub("oom%-exit=%d+%s*$", ""), status
 end
 
+-- The lines of a sweep's output worth a failure message: the sweep's own
+-- lines, and the leak reports of ASan or valgrind down to our frames.
+local function condensed(out)
+  local keep = {}
+  for line in out:gmatch("[^\n]+") do
+    if line:find("^sweep ") or line:find("FAIL ") or line:find("^  %.%.%. and")
+       or line:find("SUMMARY") or line:find("leak of") or line:find("definitely lost")
+       or line:find("oomhost:") or line:find("ERROR")
+       or line:find("[%w_]+%.c:%d+") and (line:find("src/") or line:find("streamtelecom%.c")
+                                          or line:find("st_[%w_]+%.c")) then
+      keep[#keep + 1] = line
+    end
+  end
+  local text = table.concat(keep, "\n")
+  if #text > 8000 then text = text:sub(1, 8000) .. "\n..." end
+  return text
+end
+
 describe("out of memory (capped-allocator host)", function()
   local lua = helper.LUA
   local version = lua:match("^lua(5%.%d)$")
@@ -117,7 +135,7 @@ describe("out of memory (capped-allocator host)", function()
       local points = tonumber(out:match("sweep " .. name:gsub("%p", "%%%0")
                                   .. "%s+(%d+) allocation points"))
       assert(status == 0, "the sweep of " .. name .. " failed (exit " .. tostring(status)
-                          .. "):\n" .. out:sub(1, 6000))
+                          .. "):\n" .. condensed(out))
       assert(points and points >= min_points,
              name .. ": want at least " .. min_points .. " allocation points swept:\n" .. out)
     end)
