@@ -11,7 +11,8 @@
  * static). The exit status is the script's first return value when it is
  * a number, 0 when it returns anything else, 1 when it raises.
  *
- *   oom.arm(n)     fail the n-th allocation from now (n >= 1)
+ *   oom.arm(n)     fail the n-th allocation from now (n >= 1; math.huge
+ *                  only counts)
  *   oom.disarm()   stop counting and failing
  *   oom.failed()   true when the armed failure fired since the last arm
  *   oom.count()    allocations since the last arm (frozen by disarm)
@@ -25,6 +26,7 @@
  *
  * With OOMHOST_BACKTRACE set in the environment, each failed allocation
  * prints the C stack that asked for it (glibc's backtrace). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +111,8 @@ static void *oom_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static int l_arm(lua_State *L) {
     lua_Number n = luaL_checknumber(L, 1);
     luaL_argcheck(L, n >= 1, 1, "want a count >= 1");
-    oom.target = (unsigned long)n;
+    /* math.huge: count without ever failing */
+    oom.target = n < (lua_Number)ULONG_MAX ? (unsigned long)n : ULONG_MAX;
     oom.count = 0;
     oom.fired = 0;
     oom.retry_pending = 0;
