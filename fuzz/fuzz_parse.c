@@ -7,9 +7,14 @@
  *    succeeds and any other expected count fails (and 0 never succeeds).
  *  - status: on success raw is [a-z_]+ (shorter than its buffer, a prefix of
  *    the trimmed answer), updated is NUL-terminated, state/final agree with
- *    the word.
+ *    the word; and the whole answer, without a leading UTF-8 BOM and
+ *    surrounding white space, is a single word (+ time): [a-z_]+, then
+ *    optionally spaces/tabs and a time of only 0-9 - : . / space + T Z,
+ *    with no NUL, CR or LF anywhere (a state is never read off the first
+ *    line of a longer answer, nor off the bytes before a NUL).
  *  - balance: on success the value is finite, currency and raw are
- *    NUL-terminated, currency holds no white space.
+ *    NUL-terminated, currency holds no white space; and the whole trimmed
+ *    answer is one line of valid UTF-8 with no control bytes.
  *  - a refusal sentence (st_match_refusal of the trimmed body) makes every
  *    parser fail with exactly that code.
  *  - on failure the message is NUL-terminated, shorter than ST_ERR_MAX, has
@@ -79,6 +84,58 @@ static void check_send(const char *body, size_t n, size_t expected,
     free(ids);
 }
 
+/* The answer without a leading UTF-8 BOM and surrounding white space,
+ * written here from the property's words rather than taken from st_trim. */
+static void ref_trim(const char **s, size_t *n) {
+    const char *p = *s;
+    size_t len = *n;
+    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3, len -= 3;
+    while (len > 0 && strchr(" \t\r\n\v\f", p[0]) && p[0] != '\0')
+        p++, len--;
+    while (len > 0 && strchr(" \t\r\n\v\f", p[len - 1]) && p[len - 1] != '\0')
+        len--;
+    *s = p;
+    *n = len;
+}
+
+/* 1 when the trimmed answer is one status word, optionally followed by
+ * spaces/tabs and a time, and holds no NUL, CR or LF. */
+static int single_status_answer(const char *body, size_t n) {
+    const char *s = body;
+    size_t len = n, i = 0, sep;
+    ref_trim(&s, &len);
+    if (memchr(s, '\0', len) || memchr(s, '\r', len) || memchr(s, '\n', len))
+        return 0;
+    while (i < len && ((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+        i++;
+    if (i == 0)
+        return 0;
+    sep = i;
+    while (i < len && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    if (i < len && i == sep)
+        return 0; /* the word runs into something else */
+    for (; i < len; i++)
+        if (!is_digit(s[i]) && !strchr("-:./ +TZ", s[i]))
+            return 0;
+    return 1;
+}
+
+/* 1 when the trimmed answer is one line of valid UTF-8 without control
+ * bytes (none below 0x20, no DEL). */
+static int single_balance_answer(const char *body, size_t n) {
+    const char *s = body;
+    size_t len = n, i;
+    ref_trim(&s, &len);
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7F)
+            return 0;
+    }
+    return ref_utf8_valid((const unsigned char *)s, len);
+}
+
 static void check_status(const char *body, size_t n, st_code refusal) {
     st_status st;
     st_error err;
@@ -90,6 +147,7 @@ static void check_status(const char *body, size_t n, st_code refusal) {
         const char *s = body;
         size_t len = n, rawlen = strnlen(st.raw, sizeof st.raw), i;
         CHECK(refusal == ST_OK);
+        CHECK(single_status_answer(body, n));
         CHECK(rawlen >= 1 && rawlen < sizeof st.raw);
         for (i = 0; i < rawlen; i++)
             CHECK((st.raw[i] >= 'a' && st.raw[i] <= 'z') || st.raw[i] == '_');
@@ -129,6 +187,7 @@ static void check_balance(const char *body, size_t n, st_code refusal) {
     if (rc == 0) {
         size_t clen = strnlen(b.currency, sizeof b.currency), i;
         CHECK(refusal == ST_OK);
+        CHECK(single_balance_answer(body, n));
         CHECK(isfinite(b.balance));
         CHECK(clen < sizeof b.currency);
         CHECK(strnlen(b.raw, sizeof b.raw) < sizeof b.raw);

@@ -45,13 +45,20 @@ status = [b'deliver', b'deliver 2026-01-01 10:00:00',
           b'not_deliver 2026-01-01 10:00:00\r\n', b'expired', b'send',
           b'read 2026-01-01 10:00:00', b'partly_deliver', BOM + b'send\n',
           b'Deliver', b'queued 2026-01-01',
-          b'deliver\t2026-01-01 10:00:00\nmore', b'a' * 64, b'deliver2026']
+          b'deliver\t2026-01-01 10:00:00\nmore', b'a' * 64, b'deliver2026',
+          # a state only for a single word (+ time): none of these is one
+          b'deliver\n<html>', b'deliver \x00<html>',
+          b'deliver 2024-01-01\x00; DROP', b'deliver\x00', b'send\r\nsend',
+          b'deliver 2024-01-01T10:00:00+03:00', b'deliver 2024-01-01 <b>']
 for i, s in enumerate(status):
     w('parse', f'status{i}', s)
 balance = [b'1024.50', b'100,01', b'100,01 RUR', b'100.01 RUR\n',
            BOM + b'  1024.50  \r\n', b'-5.20 RUR', b'0', b'100.',
            b'100,01RUR', '100,01 руб.'.encode(), b'100.01 $', b'1e5', b'-',
-           b'9' * 200]
+           b'9' * 200,
+           # one line of UTF-8 without control bytes: none of these is one
+           b'100.01\n<html>', b'100.01 RUR\x00junk', b'100,01\r\nRUR',
+           b'100.01 RUR\x1b[0m', b'100.01 \xd1']
 for i, s in enumerate(balance):
     w('parse', f'balance{i}', s)
 w('parse', 'html', b'<html><body>502 Bad Gateway</body></html>')
