@@ -44,6 +44,7 @@ void box_release(call_box *box) {
     free(box->statuses);
     free(box->errors);
     free(box->answer_ids);
+    st_buf_free(&box->url);
     box->ids = NULL;
     box->statuses = NULL;
     box->errors = NULL;

@@ -42,6 +42,7 @@ typedef struct call_box {
     st_error *errors;
     size_t nids;
     char (*answer_ids)[ST_ID_MAX + 1]; /* parse("send") */
+    st_buf url;                /* url() */
 } call_box;
 
 /* Pushes a new, empty box. */

@@ -582,27 +582,27 @@ static int l_send_many(lua_State *L) {
 
 /* ---- url: bring your own transport -------------------------------------- */
 
-static int url_for_send(lua_State *L, lst_client *u) {
+/* Pushes the URL the box holds; pushing may raise, and the box frees it. */
+static int push_url(lua_State *L, call_box *box) {
+    lua_pushlstring(L, st_buf_str(&box->url), box->url.len);
+    box_release(box);
+    return 1;
+}
+
+static int url_for_send(lua_State *L, lst_client *u, call_box *box) {
     st_send_params p;
     st_error err;
-    st_buf url = ST_BUF_INIT;
-    call_box *box;
-    int rc;
-    lua_settop(L, 5);
-    box = box_push(L); /* 6 */
-    rc = read_send_args(L, "url", 3, box, &p, &err);
+    int rc = read_send_args(L, "url", 3, box, &p, &err);
     if (!client_is_open(u))
         return push_closed(L);
     if (rc != 0)
         return push_failure(L, &err);
     if (!p.sender)
         p.sender = st_client_sender(u->core);
-    rc = st_client_send_url(u->core, &box->recipients, &p, &url, &err);
-    box_release(box);
-    if (rc != 0)
+    if (st_client_send_url(u->core, &box->recipients, &p, &box->url,
+                           &err) != 0)
         return push_failure(L, &err);
-    lua_pushlstring(L, url.data, url.len); /* may raise: url is freed first */
-    return 1;
+    return push_url(L, box);
 }
 
 /***
@@ -620,22 +620,21 @@ static int l_url(lua_State *L) {
     static const char *const calls[] = {"send", "status", "balance", NULL};
     lst_client *u = check_client(L);
     int call = luaL_checkoption(L, 2, NULL, calls);
-    st_buf url = ST_BUF_INIT;
     st_error err;
+    call_box *box;
     luaL_checkstack(L, METHOD_STACK, "streamtelecom");
+    lua_settop(L, 5);
+    box = box_push(L); /* 6 */
     if (call == ST_CALL_SEND)
-        return url_for_send(L, u);
+        return url_for_send(L, u, box);
     if (call == ST_CALL_STATUS)
         check_string_arg(L, "url", 3, NULL);
     if (!client_is_open(u)) /* url() and stats() run no request: */
         return push_closed(L); /* fine from the client's own callback */
-    if (st_client_build_url(u->core, (st_call)call,
-                            call == ST_CALL_STATUS ? lua_tostring(L, 3) : NULL,
-                            &url, &err) != 0)
+    if (st_client_build_url(u->core, (st_call)call, lua_tostring(L, 3),
+                            &box->url, &err) != 0)
         return push_failure(L, &err);
-    lua_pushlstring(L, st_buf_str(&url), url.len);
-    st_buf_free(&url);
-    return 1;
+    return push_url(L, box);
 }
 
 /* ---- stats -------------------------------------------------------------- */
