@@ -130,8 +130,8 @@ static int single_balance_answer(const char *body, size_t n) {
     ref_trim(&s, &len);
     for (i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7F)
-            return 0;
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7F) /* a tab may part */
+            return 0;                               /* number and currency */
     }
     return ref_utf8_valid((const unsigned char *)s, len);
 }
