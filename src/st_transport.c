@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* One transfer slot: an easy handle and the state its callbacks write to.
  * Slots are kept for reuse; the connections live in the multi handle. */
@@ -29,6 +30,7 @@ struct st_transport {
     st_xfer **idle;
     size_t nidle, cap_idle;
     size_t running;
+    pid_t pid; /* the process whose connections these are */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -195,6 +197,50 @@ static int setup_multi(st_transport *t) {
     return 0;
 }
 
+/* After fork() the child holds copies of the parent's connections. A
+ * request on one would cross with the parent's replies, and closing one
+ * cleanly (a TLS close_notify, a last read) would break the parent's. So a
+ * child never touches them: their handles are set aside, reachable but
+ * never used or cleaned up, and the child opens connections of its own. */
+typedef struct inherited {
+    CURLM *multi;
+    CURLSH *share;
+    st_xfer **idle;
+    struct inherited *next;
+} inherited;
+
+/* Pushed without a lock: a mutex another thread held at fork() time
+ * would stay locked in the child for ever. */
+static inherited *volatile inherited_list;
+
+static int set_aside(st_transport *t) {
+    inherited *h = malloc(sizeof *h);
+    if (!h)
+        return -1;
+    h->multi = t->multi;
+    h->share = t->share;
+    h->idle = t->idle;
+    do
+        h->next = inherited_list;
+    while (!__sync_bool_compare_and_swap(&inherited_list, h->next, h));
+    t->multi = NULL;
+    t->share = NULL;
+    t->idle = NULL;
+    t->nidle = t->cap_idle = 0;
+    return 0;
+}
+
+/* Called before every request: in a forked child, starts afresh. */
+static int own_process(st_transport *t, st_error *err) {
+    if (t->pid == getpid())
+        return 0;
+    if (t->running == 0 && set_aside(t) == 0 && setup_multi(t) == 0) {
+        t->pid = getpid();
+        return 0;
+    }
+    return st_fail(err, ST_E_NETWORK, "out of memory");
+}
+
 st_transport *st_transport_new(const st_options *o, st_error *err) {
     st_transport *t;
     st_xfer *first;
@@ -210,6 +256,7 @@ st_transport *st_transport_new(const st_options *o, st_error *err) {
         return NULL;
     }
     t->opts = *o;
+    t->pid = getpid();
     if (setup_multi(t) != 0) {
         st_fail(err, ST_E_NETWORK, "out of memory");
         st_transport_free(t);
@@ -229,6 +276,8 @@ void st_transport_free(st_transport *t) {
     size_t i;
     if (!t)
         return;
+    if (t->pid != getpid() && set_aside(t) != 0)
+        return; /* a forked child frees nothing it shares with its parent */
     /* Transfers still running belong to no one any more: the client is
      * only freed between calls, so there are none; idle slots go here. */
     for (i = 0; i < t->nidle; i++)
@@ -303,7 +352,10 @@ static void read_transfer_info(st_xfer *x, st_reply *reply) {
 
 int st_transport_start(st_transport *t, const char *url, int once,
                        st_reply *reply, void *cookie, st_error *err) {
-    st_xfer *x = xfer_take(t, err);
+    st_xfer *x;
+    if (own_process(t, err) != 0)
+        return -1;
+    x = xfer_take(t, err);
     if (!x)
         return -1;
     x->reply = reply;
