@@ -33,6 +33,7 @@ build = {
         "src/st_buf.c",
         "src/st_calls.c",
         "src/st_client.c",
+        "src/st_engine.c",
         "src/st_error.c",
         "src/st_parse.c",
         "src/st_request.c",

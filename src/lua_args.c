@@ -14,6 +14,7 @@
 call_box *box_push(lua_State *L) {
     call_box *box = (call_box *)lua_newuserdata(L, sizeof *box);
     memset(box, 0, sizeof *box);
+    box->ref = LUA_NOREF;
     luaL_getmetatable(L, BOX_MT);
     lua_setmetatable(L, -2);
     return box;
@@ -24,19 +25,19 @@ static void free_items(call_box *box) {
     for (i = 0; i < box->nitems; i++) {
         if (box->item_recipients)
             st_recipients_free(&box->item_recipients[i]);
-        if (box->results)
-            st_send_result_free(&box->results[i]);
     }
     free(box->items);
     free(box->item_recipients);
-    free(box->results);
     box->items = NULL;
     box->item_recipients = NULL;
-    box->results = NULL;
     box->nitems = 0;
 }
 
-void box_release(call_box *box) {
+void box_release(lua_State *L, call_box *box) {
+    if (box->ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, box->ref);
+        box->ref = LUA_NOREF;
+    }
     st_recipients_free(&box->recipients);
     st_send_result_free(&box->result);
     free_items(box);
@@ -53,7 +54,7 @@ void box_release(call_box *box) {
 }
 
 int box_gc(lua_State *L) {
-    box_release((call_box *)luaL_checkudata(L, 1, BOX_MT));
+    box_release(L, (call_box *)luaL_checkudata(L, 1, BOX_MT));
     return 0;
 }
 
@@ -421,9 +422,8 @@ static int alloc_items(call_box *box, size_t n) {
     size_t slots = n ? n : 1;
     box->items = calloc(slots, sizeof *box->items);
     box->item_recipients = calloc(slots, sizeof *box->item_recipients);
-    box->results = calloc(slots, sizeof *box->results);
     box->nitems = n;
-    return box->items && box->item_recipients && box->results ? 0 : -1;
+    return box->items && box->item_recipients ? 0 : -1;
 }
 
 int read_send_items(lua_State *L, int arg, int anchor, call_box *box,

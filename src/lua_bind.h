@@ -35,7 +35,6 @@ typedef struct call_box {
     st_send_result result;     /* send */
     st_send_item *items;       /* send_many: nitems of each */
     st_recipients *item_recipients;
-    st_send_result *results;
     size_t nitems;
     const char **ids;          /* status_many, wait: distinct, anchored */
     st_status *statuses;
@@ -43,12 +42,13 @@ typedef struct call_box {
     size_t nids;
     char (*answer_ids)[ST_ID_MAX + 1]; /* parse("send") */
     st_buf url;                /* url() */
+    int ref;                   /* registry ref of the call's state table */
 } call_box;
 
 /* Pushes a new, empty box. */
 call_box *box_push(lua_State *L);
 /* Frees what the box holds; the box stays usable (and empty). */
-void box_release(call_box *box);
+void box_release(lua_State *L, call_box *box);
 int box_gc(lua_State *L);
 
 /* ---- errors and results ---- */

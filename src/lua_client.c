@@ -375,7 +375,7 @@ static int l_send(lua_State *L) {
     if (rc != 0)
         return push_failure(L, &err);
     push_send_result(L, &box->result);
-    box_release(box);
+    box_release(L, box);
     return 1;
 }
 
@@ -451,6 +451,168 @@ static void push_status_map(lua_State *L, const call_box *box) {
     }
 }
 
+/* ---- streamed results: on_start and on_result ---------------------------- */
+
+/* Slots of the call's state table, which the registry holds so that the
+ * protected glue (a fresh C frame) can reach it. Every slot exists from the
+ * start: storing into it later allocates nothing. */
+enum { ST_RESULTS = 1, ST_ON_START, ST_ON_RESULT, ST_ITEMS, ST_ERROR, ST_SLOTS = 5 };
+
+typedef struct stream_ctx {
+    lua_State *L;
+    st_client *core;
+    int ref;      /* the state table */
+    int failed;   /* a callback raised (or pushing ran out of memory) */
+    /* what the glue is asked to do */
+    int starting; /* on_start of item, else a result */
+    size_t item;
+    const st_send_result *res;
+    const char *id;
+    const st_status *status;
+    const st_error *error;
+    const char **ids;
+} stream_ctx;
+
+/* Builds the state table at the stack top and references it; box owns
+ * the reference, so a raise later cannot leak it. */
+static void make_stream_state(lua_State *L, call_box *box, int items,
+                              int opts, stream_ctx *sc) {
+    int i;
+    lua_createtable(L, ST_SLOTS, 0);
+    lua_newtable(L);
+    lua_rawseti(L, -2, ST_RESULTS);
+    for (i = ST_ON_START; i <= ST_ON_RESULT; i++) {
+        lua_pushvalue(L, opts + (i - ST_ON_START));
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushvalue(L, items);
+    lua_rawseti(L, -2, ST_ITEMS);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, ST_ERROR);
+    lua_pushvalue(L, -1);
+    box->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    sc->L = L;
+    sc->ref = box->ref;
+    sc->failed = 0;
+}
+
+/* Runs protected: store the result, then call the user's callback. */
+static int run_stream_glue(lua_State *L) {
+    stream_ctx *sc = (stream_ctx *)lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sc->ref); /* 2 */
+    if (sc->starting) {
+        lua_rawgeti(L, 2, ST_ON_START);
+        lua_pushinteger(L, (lua_Integer)sc->item + 1);
+        lua_rawgeti(L, 2, ST_ITEMS);
+        lua_rawgeti(L, -1, (int)sc->item + 1);
+        lua_remove(L, -2);
+        lua_call(L, 2, 0);
+        return 0;
+    }
+    lua_rawgeti(L, 2, ST_RESULTS); /* 3 */
+    if (sc->res) {
+        lua_pushinteger(L, (lua_Integer)sc->item + 1); /* 4: the key */
+        if (sc->res->accepted)
+            push_send_result(L, sc->res);
+        else
+            push_error_record(L, &sc->res->failure);
+    } else {
+        lua_pushstring(L, sc->id);
+        if (sc->error->code == ST_OK)
+            push_status(L, sc->id, sc->status);
+        else
+            push_error_record(L, sc->error);
+    }
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
+    lua_rawset(L, 3);
+    lua_rawgeti(L, 2, ST_ON_RESULT);
+    if (lua_isnil(L, -1))
+        return 0;
+    lua_insert(L, 4);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+/* Calls the glue; a raise is kept (the first one) to be raised again once
+ * the requests in flight are done, and stops new items from starting. */
+static int stream_glue(stream_ctx *sc) {
+    lua_State *L = sc->L;
+    if (st_lua_protected(L, run_stream_glue, sc) == 0)
+        return 0;
+    if (!sc->failed) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, sc->ref);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, ST_ERROR); /* an existing slot: no allocation */
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    sc->failed = 1;
+    st_client_stop(sc->core);
+    return 1;
+}
+
+static int stream_on_start(void *ud, size_t item) {
+    stream_ctx *sc = ud;
+    sc->starting = 1;
+    sc->item = item;
+    return stream_glue(sc);
+}
+
+static void stream_send_result(void *ud, size_t item, st_send_result *res) {
+    stream_ctx *sc = ud;
+    sc->starting = 0;
+    sc->item = item;
+    sc->res = res;
+    stream_glue(sc);
+}
+
+static void stream_status_result(void *ud, size_t i, const st_status *s,
+                                 const st_error *e) {
+    stream_ctx *sc = ud;
+    sc->starting = 0;
+    sc->res = NULL;
+    sc->item = i;
+    sc->id = sc->ids[i];
+    sc->status = s;
+    sc->error = e;
+    stream_glue(sc);
+}
+
+/* After the call: raises the callback's error again, or leaves the
+ * results table at the stack top. */
+static int finish_stream(lua_State *L, call_box *box, stream_ctx *sc) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sc->ref);
+    if (sc->failed) {
+        lua_rawgeti(L, -1, ST_ERROR);
+        box_release(L, box);
+        return lua_error(L);
+    }
+    lua_rawgeti(L, -1, ST_RESULTS);
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* on_start and on_result of a bulk call's opts (nil or a table) at arg,
+ * pushed (nil where absent). */
+static void read_stream_opts(lua_State *L, const char *method, int arg,
+                             int with_start) {
+    static const char *const keys[] = {"on_start", "on_result"};
+    int i;
+    if (!lua_isnoneornil(L, arg) && lua_type(L, arg) != LUA_TTABLE)
+        arg_error(L, method, arg, "table or nil expected");
+    for (i = 0; i < 2; i++) {
+        if (lua_isnoneornil(L, arg) || (i == 0 && !with_start)) {
+            lua_pushnil(L);
+            continue;
+        }
+        lua_getfield(L, arg, keys[i]);
+        if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TFUNCTION)
+            arg_error(L, method, arg,
+                      lua_pushfstring(L, "'%s' must be a function", keys[i]));
+    }
+}
+
 /***
 The statuses of many messages, up to `concurrency` requests at once.
 @function client:status_many
@@ -462,25 +624,33 @@ The statuses of many messages, up to `concurrency` requests at once.
 */
 static int l_status_many(lua_State *L) {
     lst_client *u = enter_method(L);
+    st_status_hooks hooks;
+    stream_ctx sc;
     st_error err;
     hook_ctx ctx;
     call_box *box;
     int rc;
-    lua_settop(L, 2);
-    box = box_push(L); /* 3 */
-    lua_newtable(L);   /* 4: anchors the ids */
-    read_ids(L, "status_many", 2, 4, box);
+    lua_settop(L, 3);
+    box = box_push(L); /* 4 */
+    lua_newtable(L);   /* 5: anchors the ids */
+    read_ids(L, "status_many", 2, 5, box);
+    read_stream_opts(L, "status_many", 3, 0); /* 6, 7 */
     if (!client_is_open(u))
         return push_closed(L);
+    make_stream_state(L, box, 2, 6, &sc); /* 8 */
+    sc.core = u->core;
+    sc.ids = box->ids;
+    hooks.on_result = stream_status_result;
+    hooks.ctx = &sc;
     begin_call(L, u, &ctx);
     rc = st_client_status_many(u->core, box->ids, box->nids, box->statuses,
-                               box->errors, &err);
+                               box->errors, &hooks, &err);
     end_call(L, u);
     if (rc != 0)
         return push_failure(L, &err);
-    push_status_map(L, box);
-    box_release(box);
-    return 1;
+    rc = finish_stream(L, box, &sc);
+    box_release(L, box);
+    return rc;
 }
 
 /***
@@ -514,7 +684,7 @@ static int l_wait(lua_State *L) {
     if (rc != 0)
         return push_failure(L, &err);
     push_status_map(L, box);
-    box_release(box);
+    box_release(L, box);
     return 1;
 }
 
@@ -529,15 +699,19 @@ static void default_senders(call_box *box, const char *sender) {
             box->items[i].params.sender = sender;
 }
 
-static void push_many_results(lua_State *L, const call_box *box) {
+/* Items that never started (the client was closed from a callback) get
+ * the closed error, so every index of the results has a record. */
+static void fill_unstarted(lua_State *L, size_t n) {
+    st_error err;
     size_t i;
-    lua_createtable(L, (int)box->nitems, 0);
-    for (i = 0; i < box->nitems; i++) {
-        if (box->results[i].accepted)
-            push_send_result(L, &box->results[i]);
-        else
-            push_error_record(L, &box->results[i].failure);
-        lua_rawseti(L, -2, (int)i + 1);
+    st_fail(&err, ST_E_CLOSED, "client is closed");
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, (int)i);
+        if (lua_isnil(L, -1)) {
+            push_error_record(L, &err);
+            lua_rawseti(L, -3, (int)i);
+        }
+        lua_pop(L, 1);
     }
 }
 
@@ -555,29 +729,37 @@ or `{ err =, code = }` where that send failed
 */
 static int l_send_many(lua_State *L) {
     lst_client *u = enter_method(L);
+    st_send_hooks hooks;
+    stream_ctx sc;
     st_error err;
     hook_ctx ctx;
     call_box *box;
     int rc;
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    box = box_push(L); /* 3 */
-    lua_newtable(L);   /* 4: anchors the items' strings */
-    rc = read_send_items(L, 2, 4, box, &err);
+    lua_settop(L, 3);
+    box = box_push(L); /* 4 */
+    lua_newtable(L);   /* 5: anchors the items' strings */
+    read_stream_opts(L, "send_many", 3, 1); /* 6, 7 */
+    rc = read_send_items(L, 2, 5, box, &err);
     if (!client_is_open(u))
         return push_closed(L);
     if (rc != 0)
         return push_failure(L, &err);
     default_senders(box, st_client_sender(u->core));
+    make_stream_state(L, box, 2, 6, &sc); /* 8 */
+    sc.core = u->core;
+    hooks.on_start = lua_isnil(L, 6) ? NULL : stream_on_start;
+    hooks.on_result = stream_send_result;
+    hooks.ctx = &sc;
     begin_call(L, u, &ctx);
-    rc = st_client_send_many(u->core, box->items, box->nitems, box->results,
-                             &err);
+    rc = st_client_send_many(u->core, box->items, box->nitems, &hooks, &err);
     end_call(L, u);
     if (rc != 0)
         return push_failure(L, &err);
-    push_many_results(L, box);
-    box_release(box);
-    return 1;
+    rc = finish_stream(L, box, &sc);
+    fill_unstarted(L, box->nitems);
+    box_release(L, box);
+    return rc;
 }
 
 /* ---- url: bring your own transport -------------------------------------- */
@@ -585,7 +767,7 @@ static int l_send_many(lua_State *L) {
 /* Pushes the URL the box holds; pushing may raise, and the box frees it. */
 static int push_url(lua_State *L, call_box *box) {
     lua_pushlstring(L, st_buf_str(&box->url), box->url.len);
-    box_release(box);
+    box_release(L, box);
     return 1;
 }
 

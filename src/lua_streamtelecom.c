@@ -51,7 +51,7 @@ static int parse_send(lua_State *L, const char *body, size_t n) {
         set_string(L, "id", box->answer_ids[i]);
         lua_rawseti(L, -2, (int)i + 1);
     }
-    box_release(box);
+    box_release(L, box);
     return 1;
 }
 

@@ -91,179 +91,217 @@ static int fail_item(st_error *err, const char *what, size_t index) {
     return st_fail(err, err->code, "%s %zu: %s", what, index + 1, message);
 }
 
-/* One request of one send: which item, and which run of its recipients. */
-typedef struct send_job {
-    size_t item;
-    st_chunk chunk;
-    size_t chunk_index; /* within the item */
-} send_job;
+/* ---- send: the job source ------------------------------------------------ */
 
-typedef struct send_plan {
-    send_job *parts;
-    size_t nparts;
-    size_t *chunks_per_item;
-} send_plan;
-
-static void send_plan_free(send_plan *plan) {
-    free(plan->parts);
-    free(plan->chunks_per_item);
-}
-
-static int plan_item(const st_client *c, const st_send_item *item,
-                     size_t index, send_plan *plan, size_t *cap,
-                     st_error *err) {
-    st_credentials cred = st_client_credentials(c);
+/* An item whose requests have started: its parts (runs of recipients that
+ * fit one URL) and the outcome being filled in as they end. Only the items
+ * in flight have one, so a bulk send holds no more than that. */
+typedef struct open_item {
+    size_t index;
     st_chunk *chunks;
-    size_t n, i;
-    if (check_send(item->recipients, &item->params, err) != 0 ||
-        st_plan_send(&cred, &item->params, item->recipients, ST_MAX_URL,
-                     &chunks, &n, err) != 0)
-        return -1;
-    if (plan->nparts + n > *cap) {
-        size_t ncap = (plan->nparts + n) * 2;
-        send_job *p = realloc(plan->parts, ncap * sizeof *p);
-        if (!p) {
-            free(chunks);
-            return st_fail(err, ST_E_INVALID, "out of memory");
+    size_t nchunks;
+    size_t started; /* parts handed to the engine so far */
+    size_t left;    /* parts not done yet */
+    st_send_result res;
+} open_item;
+
+typedef struct send_source {
+    st_client *c;
+    const st_send_item *items;
+    size_t n;
+    size_t next_item;
+    open_item *starting; /* the item whose parts are being started */
+    const st_send_hooks *hooks;
+} send_source;
+
+static void open_item_free(open_item *item) {
+    st_send_result_free(&item->res);
+    free(item->chunks);
+    free(item);
+}
+
+/* The item's outcome goes to the hook as soon as its last part is done. */
+static void close_item(send_source *s, open_item *item) {
+    st_send_result *res = &item->res;
+    if (res->accepted == 0 && res->count > 0)
+        res->failure = res->errors[res->records[0].chunk];
+    s->hooks->on_result(s->hooks->ctx, item->index, res);
+    open_item_free(item);
+}
+
+/* An item that could not start (no memory) fails whole, with that error. */
+static void fail_item_start(send_source *s, size_t index, const char *why) {
+    open_item item;
+    memset(&item, 0, sizeof item);
+    item.index = index;
+    st_fail(&item.res.failure, ST_E_NETWORK, "%s", why);
+    s->hooks->on_result(s->hooks->ctx, index, &item.res);
+}
+
+static open_item *open_item_new(send_source *s, size_t index) {
+    const st_send_item *it = &s->items[index];
+    st_credentials cred = st_client_credentials(s->c);
+    const st_recipients *r = it->recipients;
+    open_item *item = calloc(1, sizeof *item);
+    st_error err;
+    size_t j;
+    if (!item || st_plan_send(&cred, &it->params, r, ST_MAX_URL,
+                              &item->chunks, &item->nchunks, &err) != 0) {
+        free(item);
+        return NULL;
+    }
+    item->index = index;
+    item->left = item->nchunks;
+    item->res.records = calloc(r->count, sizeof *item->res.records);
+    item->res.errors = calloc(item->nchunks, sizeof *item->res.errors);
+    if (!item->res.records || !item->res.errors) {
+        open_item_free(item);
+        return NULL;
+    }
+    item->res.count = r->count;
+    item->res.nerrors = item->nchunks;
+    for (j = 0; j < r->count; j++)
+        memcpy(item->res.records[j].to, r->items[j].digits,
+               sizeof item->res.records[j].to);
+    return item;
+}
+
+/* The next item to start, after its on_start; NULL when there is none or
+ * the hook asked to stop. */
+static open_item *start_next_item(send_source *s) {
+    while (s->next_item < s->n) {
+        size_t index = s->next_item;
+        open_item *item;
+        if (s->hooks->on_start &&
+            s->hooks->on_start(s->hooks->ctx, index) != 0) {
+            st_client_stop(s->c);
+            return NULL;
         }
-        plan->parts = p;
-        *cap = ncap;
+        s->next_item++;
+        item = open_item_new(s, index);
+        if (item)
+            return item;
+        fail_item_start(s, index, "out of memory");
     }
-    for (i = 0; i < n; i++) {
-        send_job *part = &plan->parts[plan->nparts++];
-        part->item = index;
-        part->chunk = chunks[i];
-        part->chunk_index = i;
-    }
-    plan->chunks_per_item[index] = n;
-    free(chunks);
-    return 0;
+    return NULL;
 }
 
-/* Validates every item and splits each into requests; -1 names the item. */
-static int plan_sends(const st_client *c, const st_send_item *items, size_t n,
-                      int name_items, send_plan *plan, st_error *err) {
-    size_t i, cap = 0;
-    memset(plan, 0, sizeof *plan);
-    plan->chunks_per_item = calloc(n ? n : 1, sizeof *plan->chunks_per_item);
-    if (!plan->chunks_per_item)
-        return st_fail(err, ST_E_INVALID, "out of memory");
-    for (i = 0; i < n; i++)
-        if (plan_item(c, &items[i], i, plan, &cap, err) != 0) {
-            send_plan_free(plan);
-            return name_items ? fail_item(err, "invalid item", i) : -1;
-        }
-    return 0;
+static int send_next(void *ctx, st_job *job) {
+    send_source *s = ctx;
+    st_credentials cred = st_client_credentials(s->c);
+    open_item *item = s->starting ? s->starting : start_next_item(s);
+    const st_send_item *it;
+    st_chunk part;
+    if (!item)
+        return 0;
+    it = &s->items[item->index];
+    part = item->chunks[item->started];
+    job->call = ST_CALL_SEND;
+    job->tag = item;
+    job->part = item->started++;
+    st_build_send_url(&job->url, &cred, &it->params, it->recipients,
+                      part.first, part.count);
+    s->starting = item->started < item->nchunks ? item : NULL;
+    return 1;
 }
 
-static int alloc_results(const st_send_item *items, size_t n,
-                         const send_plan *plan, st_send_result *results) {
-    size_t i, j;
-    for (i = 0; i < n; i++) {
-        st_send_result *res = &results[i];
-        const st_recipients *r = items[i].recipients;
-        memset(res, 0, sizeof *res);
-        res->records = calloc(r->count, sizeof *res->records);
-        res->errors = calloc(plan->chunks_per_item[i], sizeof *res->errors);
-        if (!res->records || !res->errors)
-            return -1;
-        res->count = r->count;
-        res->nerrors = plan->chunks_per_item[i];
-        for (j = 0; j < r->count; j++)
-            memcpy(res->records[j].to, r->items[j].digits,
-                   sizeof res->records[j].to);
+static st_code send_read(void *ctx, st_job *job) {
+    send_source *s = ctx;
+    open_item *item = job->tag;
+    st_chunk part = item->chunks[job->part];
+    char(*ids)[ST_ID_MAX + 1] = calloc(part.count, sizeof *ids);
+    send_answer_ctx a;
+    size_t i;
+    if (!ids)
+        return st_fail(&job->err, ST_E_NETWORK, "out of memory"),
+               ST_E_NETWORK;
+    a.count = part.count;
+    a.ids = ids;
+    if (read_answer(s->c, job, read_send_ids, &a, &job->err) == 0) {
+        for (i = 0; i < part.count; i++)
+            memcpy(item->res.records[part.first + i].id, ids[i], sizeof *ids);
+        item->res.accepted += part.count;
+        job->err.code = ST_OK;
     }
-    return 0;
-}
-
-/* Reads one request's answer into its recipients' records. */
-static void read_send_answer(st_client *c, st_job *job, const send_job *part,
-                             st_send_result *res) {
-    st_error *err = &res->errors[part->chunk_index];
-    size_t i, count = part->chunk.count, first = part->chunk.first;
-    char(*ids)[ST_ID_MAX + 1] = calloc(count, sizeof *ids);
-    *err = job->err;
-    if (job->rc == 0) {
-        send_answer_ctx ctx;
-        int rc;
-        ctx.count = count;
-        ctx.ids = ids;
-        rc = ids ? read_answer(c, job, read_send_ids, &ctx, err)
-                 : st_fail(err, ST_E_NETWORK, "out of memory");
-        st_client_report_answer(c, job, rc == 0 ? ST_OK : err->code);
-        if (rc == 0)
-            err->code = ST_OK, err->message[0] = '\0';
-        for (i = 0; rc == 0 && i < count; i++)
-            memcpy(res->records[first + i].id, ids[i], sizeof *ids);
-        res->accepted += rc == 0 ? count : 0;
-    }
-    st_client_redact_error(c, err);
-    for (i = 0; i < count; i++)
-        res->records[first + i].chunk = part->chunk_index;
     free(ids);
+    return job->err.code;
 }
 
-static void build_send_jobs(const st_client *c, const st_send_item *items,
-                            const send_plan *plan, st_job *jobs) {
+static void send_done(void *ctx, st_job *job) {
+    send_source *s = ctx;
+    open_item *item = job->tag;
+    st_chunk part = item->chunks[job->part];
+    size_t i;
+    item->res.errors[job->part] = job->err;
+    for (i = 0; i < part.count; i++)
+        item->res.records[part.first + i].chunk = job->part;
+    if (--item->left == 0)
+        close_item(s, item);
+}
+
+/* Every item checked before the first byte is sent: -1 names the bad one.
+ * The parts are planned again when an item starts; nothing is kept. */
+static int check_items(const st_client *c, const st_send_item *items,
+                       size_t n, int name_items, st_error *err) {
     st_credentials cred = st_client_credentials(c);
-    size_t i;
-    for (i = 0; i < plan->nparts; i++) {
-        const send_job *part = &plan->parts[i];
-        const st_send_item *item = &items[part->item];
-        st_job_init(&jobs[i], ST_CALL_SEND);
-        st_build_send_url(&jobs[i].url, &cred, &item->params, item->recipients,
-                          part->chunk.first, part->chunk.count);
+    size_t i, nchunks;
+    for (i = 0; i < n; i++) {
+        st_chunk *chunks = NULL;
+        if (check_send(items[i].recipients, &items[i].params, err) != 0 ||
+            st_plan_send(&cred, &items[i].params, items[i].recipients,
+                         ST_MAX_URL, &chunks, &nchunks, err) != 0)
+            return name_items ? fail_item(err, "invalid item", i) : -1;
+        free(chunks);
     }
-}
-
-static void settle_failures(st_send_result *results, size_t n) {
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (results[i].accepted == 0 && results[i].count > 0)
-            results[i].failure = results[i].errors[results[i].records[0].chunk];
+    return 0;
 }
 
 static int send_items(st_client *c, const st_send_item *items, size_t n,
-                      int name_items, st_send_result *results, st_error *err) {
-    send_plan plan;
-    st_job *jobs;
-    size_t i;
-    if (plan_sends(c, items, n, name_items, &plan, err) != 0)
+                      int name_items, const st_send_hooks *hooks,
+                      st_error *err) {
+    send_source s;
+    st_job_source src;
+    if (check_items(c, items, n, name_items, err) != 0)
         return -1;
-    memset(results, 0, n * sizeof *results);
-    jobs = calloc(plan.nparts ? plan.nparts : 1, sizeof *jobs);
-    if (!jobs || alloc_results(items, n, &plan, results) != 0) {
-        for (i = 0; i < n; i++)
-            st_send_result_free(&results[i]);
-        free(jobs);
-        send_plan_free(&plan);
-        return st_fail(err, ST_E_INVALID, "out of memory");
-    }
-    build_send_jobs(c, items, &plan, jobs);
-    st_client_run_jobs(c, jobs, plan.nparts);
-    for (i = 0; i < plan.nparts; i++) {
-        read_send_answer(c, &jobs[i], &plan.parts[i],
-                         &results[plan.parts[i].item]);
-        st_job_free(&jobs[i]);
-    }
-    settle_failures(results, n);
-    free(jobs);
-    send_plan_free(&plan);
+    memset(&s, 0, sizeof s);
+    s.c = c;
+    s.items = items;
+    s.n = n;
+    s.hooks = hooks;
+    src.next = send_next;
+    src.read = send_read;
+    src.done = send_done;
+    src.ctx = &s;
+    c->stopped = 0;
+    st_engine_run(c, &src);
     return 0;
 }
 
 int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
-                        st_send_result *results, st_error *err) {
-    return send_items(c, items, n, 1, results, err);
+                        const st_send_hooks *hooks, st_error *err) {
+    return send_items(c, items, n, 1, hooks, err);
+}
+
+/* A single send keeps its one outcome. */
+static void keep_result(void *ctx, size_t item, st_send_result *res) {
+    st_send_result *out = ctx;
+    (void)item;
+    *out = *res;
+    memset(res, 0, sizeof *res);
 }
 
 int st_client_send(st_client *c, const st_recipients *r,
                    const st_send_params *p, st_send_result *res,
                    st_error *err) {
     st_send_item item;
+    st_send_hooks hooks;
     item.recipients = r;
     item.params = *p;
-    if (send_items(c, &item, 1, 0, res, err) != 0)
+    hooks.on_start = NULL;
+    hooks.on_result = keep_result;
+    hooks.ctx = res;
+    memset(res, 0, sizeof *res);
+    if (send_items(c, &item, 1, 0, &hooks, err) != 0)
         return -1;
     if (res->accepted == 0) {
         *err = res->failure;
@@ -304,49 +342,85 @@ static int check_ids(const char *const *ids, size_t n, int name_items,
     return 0;
 }
 
+/* ---- status: the job source ---------------------------------------------- */
+
+typedef struct status_source {
+    st_client *c;
+    const char *const *ids;
+    const size_t *which; /* the indexes asked this round; NULL: all */
+    size_t m, next;
+    st_status *out;
+    st_error *errs;
+    const st_status_hooks *hooks;
+} status_source;
+
+static int status_next(void *ctx, st_job *job) {
+    status_source *s = ctx;
+    st_credentials cred = st_client_credentials(s->c);
+    size_t i;
+    if (s->next == s->m)
+        return 0;
+    i = s->which ? s->which[s->next] : s->next;
+    s->next++;
+    job->call = ST_CALL_STATUS;
+    job->part = i;
+    st_build_status_url(&job->url, &cred, s->ids[i]);
+    return 1;
+}
+
+static st_code status_read(void *ctx, st_job *job) {
+    status_source *s = ctx;
+    if (read_answer(s->c, job, read_status, &s->out[job->part], &job->err) != 0)
+        return job->err.code;
+    return ST_OK;
+}
+
+static void status_done(void *ctx, st_job *job) {
+    status_source *s = ctx;
+    s->errs[job->part] = job->err;
+    if (s->hooks && s->hooks->on_result)
+        s->hooks->on_result(s->hooks->ctx, job->part, &s->out[job->part],
+                            &s->errs[job->part]);
+}
+
 /* Asks for the statuses of ids[which[k]], k < m (all n when which is
  * NULL): out[i] where errs[i].code is ST_OK, for each i asked. */
-static int status_round(st_client *c, const char *const *ids,
-                        const size_t *which, size_t m, st_status *out,
-                        st_error *errs, st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_job *jobs = calloc(m ? m : 1, sizeof *jobs);
-    size_t k;
-    if (!jobs)
-        return st_fail(err, ST_E_NETWORK, "out of memory");
-    for (k = 0; k < m; k++) {
-        st_job_init(&jobs[k], ST_CALL_STATUS);
-        st_build_status_url(&jobs[k].url, &cred, ids[which ? which[k] : k]);
-    }
-    st_client_run_jobs(c, jobs, m);
-    for (k = 0; k < m; k++) {
-        size_t i = which ? which[k] : k;
-        errs[i] = jobs[k].err;
-        if (jobs[k].rc == 0) {
-            int rc = read_answer(c, &jobs[k], read_status, &out[i], &errs[i]);
-            st_client_report_answer(c, &jobs[k], rc == 0 ? ST_OK : errs[i].code);
-            if (rc == 0)
-                errs[i].code = ST_OK, errs[i].message[0] = '\0';
-        }
-        st_client_redact_error(c, &errs[i]);
-        st_job_free(&jobs[k]);
-    }
-    free(jobs);
-    return 0;
+static void status_round(st_client *c, const char *const *ids,
+                         const size_t *which, size_t m, st_status *out,
+                         st_error *errs, const st_status_hooks *hooks) {
+    status_source s;
+    st_job_source src;
+    memset(&s, 0, sizeof s);
+    s.c = c;
+    s.ids = ids;
+    s.which = which;
+    s.m = m;
+    s.out = out;
+    s.errs = errs;
+    s.hooks = hooks;
+    src.next = status_next;
+    src.read = status_read;
+    src.done = status_done;
+    src.ctx = &s;
+    st_engine_run(c, &src);
 }
 
 int st_client_status_many(st_client *c, const char *const *ids, size_t n,
-                          st_status *out, st_error *errs, st_error *err) {
+                          st_status *out, st_error *errs,
+                          const st_status_hooks *hooks, st_error *err) {
     if (check_ids(ids, n, 1, err) != 0)
         return -1;
-    return status_round(c, ids, NULL, n, out, errs, err);
+    c->stopped = 0;
+    status_round(c, ids, NULL, n, out, errs, hooks);
+    return 0;
 }
 
 int st_client_status(st_client *c, const char *id, st_status *out,
                      st_error *err) {
-    if (check_ids(&id, 1, 0, err) != 0 ||
-        status_round(c, &id, NULL, 1, out, err, err) != 0)
+    if (check_ids(&id, 1, 0, err) != 0)
         return -1;
+    c->stopped = 0;
+    status_round(c, &id, NULL, 1, out, err, NULL);
     return err->code == ST_OK ? 0 : -1;
 }
 
@@ -394,6 +468,7 @@ int st_client_wait(st_client *c, const char *const *ids, size_t n,
     which = malloc((n ? n : 1) * sizeof *which);
     if (!which)
         return st_fail(err, ST_E_NETWORK, "out of memory");
+    c->stopped = 0;
     for (round = 0;; round++) {
         m = unsettled(out, errs, n, round == 0, which);
         if (m == 0 || (round > 0 && st_client_stopped(c)))
@@ -403,8 +478,7 @@ int st_client_wait(st_client *c, const char *const *ids, size_t n,
                 break;
             st_sleep(interval);
         }
-        if (status_round(c, ids, which, m, out, errs, err) != 0)
-            break;
+        status_round(c, ids, which, m, out, errs, NULL);
         if (st_client_stopped(c))
             break;
     }
@@ -425,19 +499,51 @@ int st_client_build_url(const st_client *c, st_call call, const char *id,
     return url->failed ? st_fail(err, ST_E_NETWORK, "out of memory") : 0;
 }
 
+/* ---- balance: a source of one job ---------------------------------------- */
+
+typedef struct balance_source {
+    st_client *c;
+    st_balance *out;
+    st_error *err;
+    int given;
+} balance_source;
+
+static int balance_next(void *ctx, st_job *job) {
+    balance_source *s = ctx;
+    st_credentials cred = st_client_credentials(s->c);
+    if (s->given)
+        return 0;
+    s->given = 1;
+    job->call = ST_CALL_BALANCE;
+    st_build_balance_url(&job->url, &cred);
+    return 1;
+}
+
+static st_code balance_read(void *ctx, st_job *job) {
+    balance_source *s = ctx;
+    if (read_answer(s->c, job, read_balance, s->out, &job->err) != 0)
+        return job->err.code;
+    return ST_OK;
+}
+
+static void balance_done(void *ctx, st_job *job) {
+    balance_source *s = ctx;
+    *s->err = job->err;
+}
+
 int st_client_balance(st_client *c, st_balance *out, st_error *err) {
-    st_credentials cred = st_client_credentials(c);
-    st_job job;
-    int rc = -1;
-    st_job_init(&job, ST_CALL_BALANCE);
-    st_build_balance_url(&job.url, &cred);
-    st_client_run_jobs(c, &job, 1);
-    *err = job.err;
-    if (job.rc == 0) {
-        rc = read_answer(c, &job, read_balance, out, err);
-        st_client_report_answer(c, &job, rc == 0 ? ST_OK : err->code);
-    }
-    st_client_redact_error(c, err);
-    st_job_free(&job);
-    return rc;
+    balance_source s;
+    st_job_source src;
+    s.c = c;
+    s.out = out;
+    s.err = err;
+    s.given = 0;
+    src.next = balance_next;
+    src.read = balance_read;
+    src.done = balance_done;
+    src.ctx = &s;
+    st_fail(err, ST_E_CLOSED, "client is closed");
+    c->stopped = 0;
+    st_engine_run(c, &src);
+    return err->code == ST_OK ? 0 : -1;
 }

@@ -293,18 +293,39 @@ typedef struct st_send_item {
     st_send_params params;
 } st_send_item;
 
-/* Many sends at once, at most `concurrency` requests in flight. -1 only
- * for a bad item (err names its 1-based index; nothing was sent); else 0
- * and results[i] (n of them, to free each) as send gives, with
- * results[i].accepted == 0 and .failure where that send failed. */
+/* What a bulk call tells its caller while it runs. */
+typedef struct st_send_hooks {
+    /* Before item i's first request can leave the machine; nonzero: start
+     * no more items (those in flight finish). NULL: none. */
+    int (*on_start)(void *ctx, size_t item);
+    /* Item i is done: *res is its outcome (res->accepted == 0: it failed,
+     * res->failure says why). Called once per started item, as soon as its
+     * last answer is read; the hook may move *res out (zeroing it). */
+    void (*on_result)(void *ctx, size_t item, st_send_result *res);
+    void *ctx;
+} st_send_hooks;
+
+/* Many sends at once, at most `concurrency` requests in flight, each
+ * item's outcome streamed to hooks->on_result. Every item is checked
+ * first: -1 only for a bad item (err names its 1-based index; nothing was
+ * sent). Each item's URLs are built when it starts, so memory follows the
+ * requests in flight, not the length of the list. */
 int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
-                        st_send_result *results, st_error *err);
+                        const st_send_hooks *hooks, st_error *err);
 int st_client_status(st_client *c, const char *id, st_status *out,
                      st_error *err);
+typedef struct st_status_hooks {
+    /* ids[i] is done: s where e->code is ST_OK. */
+    void (*on_result)(void *ctx, size_t i, const st_status *s,
+                      const st_error *e);
+    void *ctx;
+} st_status_hooks;
+
 /* Statuses of n ids at once: out[i] where errs[i].code is ST_OK. -1 only
- * for a bad id (err names its index; nothing was sent). */
+ * for a bad id (err names its index; nothing was sent). hooks may be NULL. */
 int st_client_status_many(st_client *c, const char *const *ids, size_t n,
-                          st_status *out, st_error *errs, st_error *err);
+                          st_status *out, st_error *errs,
+                          const st_status_hooks *hooks, st_error *err);
 int st_client_balance(st_client *c, st_balance *out, st_error *err);
 
 /* wait never polls more often than this, whatever interval it is given:

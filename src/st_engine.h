@@ -1,33 +1,62 @@
-/* The job engine every call runs on: a list of requests driven through the
- * client's multi handle with the client's concurrency, rate limit, retry
- * rules and statistics. Private to the core (st_client.c, st_calls.c). */
+/* The engine every call runs on, and the client it belongs to. Private to
+ * the core (st_client.c, st_engine.c, st_calls.c).
+ *
+ * One exchange, one owner: for each request the engine asks a job source
+ * for the next job (the source builds its URL when it starts, so a bulk
+ * call holds only the jobs in flight), hands it to the transport, has the
+ * source read a 2xx answer, reports the exchange once (stats, on_request),
+ * decides a retry by API.md's rules, redacts the error once, and gives the
+ * job back to the source as done. */
 #ifndef ST_ENGINE_H
 #define ST_ENGINE_H
 
 #include "st_core.h"
 #include "st_transport.h"
 
-typedef enum st_job_state { ST_JOB_WAITING, ST_JOB_RUNNING, ST_JOB_DONE } st_job_state;
+struct st_client {
+    st_options opts; /* string fields point at owned copies */
+    st_transport *transport;
+    st_stats stats;
+    st_buf prefix; /* every URL's encoded start, built once */
+    st_exchange_hook hook;
+    void *hook_ctx;
+    double next_slot; /* earliest start of the next request under `rate` */
+    int stopped;      /* st_client_stop: no new jobs start */
+};
+
+typedef enum st_job_state {
+    ST_JOB_FREE,    /* the slot holds no job */
+    ST_JOB_WAITING, /* a retry waiting for its backoff */
+    ST_JOB_RUNNING
+} st_job_state;
 
 typedef struct st_job {
     st_call call;
-    st_buf url;
+    st_buf url;     /* kept between jobs of a slot: no allocation per job */
     st_reply reply; /* the last attempt's answer */
-    st_error err;
-    int rc;         /* once done: 0 when a 2xx answer is in reply.body */
+    st_error err;   /* ST_OK once done well */
     int attempts;
     st_job_state state;
     double not_before; /* a retry waits for its backoff */
+    void *tag;         /* the source's: which item this job serves */
+    size_t part;       /* the source's: which part of it */
 } st_job;
 
-void st_job_init(st_job *job, st_call call);
-void st_job_free(st_job *job);
+typedef struct st_job_source {
+    /* Fills job (call, url, tag, part) with the next request: 1, or 0 when
+     * there is none left. */
+    int (*next)(void *ctx, st_job *job);
+    /* Reads a 2xx answer: ST_OK, or the failure's code with job->err set
+     * (its message quoting no password). */
+    st_code (*read)(void *ctx, st_job *job);
+    /* The job's last word: read well (job->err.code is ST_OK) or failed
+     * for good (job->err, redacted). */
+    void (*done)(void *ctx, st_job *job);
+    void *ctx;
+} st_job_source;
 
-/* Runs every job to its end. Jobs that fail before any answer (or with a
- * non-2xx one) are reported here; answered ones by the caller, after
- * parsing, through st_client_report_answer. */
-void st_client_run_jobs(st_client *c, st_job *jobs, size_t n);
-void st_client_report_answer(st_client *c, const st_job *job, st_code code);
-void st_client_redact_error(const st_client *c, st_error *err);
+/* Runs the source's jobs, at most `concurrency` at once, until it has no
+ * more (or the client is stopped) and every started job is done. */
+void st_engine_run(st_client *c, const st_job_source *src);
 
 #endif

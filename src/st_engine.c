@@ -1,0 +1,242 @@
+/* The engine: concurrency, rate limit, retries, reporting and redaction of
+ * every exchange, for any job source (see st_engine.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_engine.h"
+
+const char *st_call_name(st_call call) {
+    static const char *const names[] = {"send", "status", "balance"};
+    return names[call];
+}
+
+/* Backoff before retry n (0-based): 50 ms, 100 ms, 200 ms ... at most 1 s. */
+static double retry_backoff(int attempt) {
+    double s = 0.05;
+    while (attempt-- > 0 && s < 1.0)
+        s *= 2;
+    return s < 1.0 ? s : 1.0;
+}
+
+/* Stats and on_request, once per exchange, failed and retried ones too. */
+static void report_exchange(st_client *c, const st_job *job, st_code code) {
+    const st_reply *reply = &job->reply;
+    st_exchange info;
+    st_buf shown = ST_BUF_INIT;
+    c->stats.requests++;
+    if (code != ST_OK)
+        c->stats.failures[code]++;
+    if (reply->new_connection)
+        c->stats.connections_opened++;
+    else if (reply->request_sent)
+        c->stats.connections_reused++;
+    c->stats.seconds_total += reply->seconds;
+    if (reply->seconds > c->stats.seconds_max)
+        c->stats.seconds_max = reply->seconds;
+    if (!c->hook)
+        return;
+    st_redact_query(st_buf_str(&job->url), &shown);
+    info.call = job->call;
+    info.url = st_buf_str(&shown);
+    info.http_status = reply->http_status;
+    info.seconds = reply->seconds;
+    info.code = code;
+    c->hook(c->hook_ctx, &info);
+    st_buf_free(&shown);
+}
+
+static int http_failed(const st_reply *reply, st_error *err) {
+    long s = reply->http_status;
+    if (s >= 300 && s < 400)
+        return st_fail(err, ST_E_HTTP,
+                       "gateway answered HTTP %ld (a redirect: not followed, "
+                       "the password would travel with it)",
+                       s);
+    return st_fail(err, ST_E_HTTP, "gateway answered HTTP %ld", s);
+}
+
+/* API.md's retry rules. A send may be repeated only when it provably never
+ * reached the gateway; the read-only calls also on server-side trouble. */
+static int may_retry(st_call call, const st_reply *reply, st_code code) {
+    if (call == ST_CALL_SEND)
+        return !reply->request_sent &&
+               (code == ST_E_CONNECT || code == ST_E_TIMEOUT);
+    return code == ST_E_TIMEOUT || code == ST_E_CONNECT ||
+           code == ST_E_NETWORK ||
+           (code == ST_E_HTTP && reply->http_status >= 500);
+}
+
+/* A send that may have reached the gateway says so: the caller must not
+ * assume it failed (and must not simply send again). */
+static void note_unknown_outcome(st_job *job) {
+    st_error *err = &job->err;
+    size_t len = strlen(err->message);
+    if (job->call == ST_CALL_SEND && job->reply.request_sent &&
+        (err->code == ST_E_TIMEOUT || err->code == ST_E_NETWORK))
+        snprintf(err->message + len, sizeof err->message - len, "%s",
+                 " (the request was sent: the outcome is unknown)");
+}
+
+/* The run's slots (one per request that may be in flight) and counts. */
+typedef struct engine_run {
+    st_job *slots;
+    size_t nslots;
+    size_t running;
+    size_t waiting;  /* retries waiting for their backoff */
+    int exhausted;   /* the source has no more jobs */
+    const st_job_source *src;
+} engine_run;
+
+/* Whether `rate` lets a request start now; if not, lowers *wake to when. */
+static int rate_ready(const st_client *c, double now, double *wake) {
+    if (c->opts.rate <= 0 || c->next_slot <= now)
+        return 1;
+    if (c->next_slot < *wake)
+        *wake = c->next_slot;
+    return 0;
+}
+
+static void rate_take(st_client *c, double now) {
+    if (c->opts.rate > 0)
+        c->next_slot = now + 1.0 / c->opts.rate;
+}
+
+/* The job is over: the source gets it, and the slot is free again. */
+static void finish_job(engine_run *run, st_job *job) {
+    if (job->err.code != ST_OK)
+        st_redact_message(job->err.message, sizeof job->err.message);
+    run->src->done(run->src->ctx, job);
+    job->state = ST_JOB_FREE;
+}
+
+static void start_job(st_client *c, engine_run *run, st_job *job) {
+    st_buf_truncate(&job->reply.body, 0);
+    if (job->url.failed) {
+        st_fail(&job->err, ST_E_NETWORK, "out of memory");
+    } else if (st_transport_start(c->transport, job->url.data,
+                                  job->call == ST_CALL_SEND, &job->reply, job,
+                                  &job->err) == 0) {
+        job->state = ST_JOB_RUNNING;
+        run->running++;
+        return;
+    }
+    finish_job(run, job); /* never left: nothing to report */
+}
+
+/* Asks the source for a new job in a free slot; 0 when it has none. */
+static int take_new_job(engine_run *run, st_job *job) {
+    st_buf_truncate(&job->url, 0);
+    job->err.code = ST_OK;
+    job->err.message[0] = '\0';
+    job->attempts = 0;
+    job->not_before = 0;
+    job->tag = NULL;
+    job->part = 0;
+    if (run->src->next(run->src->ctx, job))
+        return 1;
+    run->exhausted = 1;
+    return 0;
+}
+
+/* Starts retries whose backoff has passed, then new jobs, as far as the
+ * concurrency and the rate allow; lowers *wake to the next chance. */
+static void start_ready_jobs(st_client *c, engine_run *run, double *wake) {
+    double now = st_now();
+    size_t i;
+    for (i = 0; i < run->nslots; i++) {
+        st_job *job = &run->slots[i];
+        if (job->state == ST_JOB_WAITING) {
+            if (job->not_before > now) {
+                if (job->not_before < *wake)
+                    *wake = job->not_before;
+            } else if (rate_ready(c, now, wake)) {
+                rate_take(c, now);
+                run->waiting--;
+                start_job(c, run, job);
+            }
+        }
+    }
+    for (i = 0; i < run->nslots; i++) {
+        st_job *job = &run->slots[i];
+        if (job->state != ST_JOB_FREE)
+            continue;
+        if (run->exhausted || c->stopped || !rate_ready(c, now, wake) ||
+            !take_new_job(run, job))
+            return;
+        rate_take(c, now);
+        start_job(c, run, job);
+        now = st_now();
+    }
+}
+
+/* What happens to a job whose attempt just ended. */
+static void finish_attempt(st_client *c, engine_run *run, st_job *job,
+                           int rc) {
+    job->attempts++;
+    if (rc == 0 && (job->reply.http_status < 200 ||
+                    job->reply.http_status > 299))
+        rc = http_failed(&job->reply, &job->err);
+    if (rc == 0) {
+        st_code code = run->src->read(run->src->ctx, job);
+        report_exchange(c, job, code);
+        if (code == ST_OK)
+            job->err.code = ST_OK, job->err.message[0] = '\0';
+        finish_job(run, job);
+        return;
+    }
+    report_exchange(c, job, job->err.code);
+    if (job->attempts <= c->opts.retries &&
+        may_retry(job->call, &job->reply, job->err.code)) {
+        c->stats.retries++;
+        job->state = ST_JOB_WAITING;
+        job->not_before = st_now() + retry_backoff(job->attempts - 1);
+        run->waiting++;
+        return;
+    }
+    note_unknown_outcome(job);
+    finish_job(run, job);
+}
+
+static void collect_finished(st_client *c, engine_run *run) {
+    void *cookie;
+    int rc;
+    st_error err;
+    while (st_transport_next_done(c->transport, &cookie, &rc, &err)) {
+        st_job *job = cookie;
+        run->running--;
+        if (rc != 0)
+            job->err = err;
+        finish_attempt(c, run, job, rc);
+    }
+}
+
+void st_engine_run(st_client *c, const st_job_source *src) {
+    st_job one;
+    engine_run run;
+    size_t i;
+    memset(&run, 0, sizeof run);
+    run.src = src;
+    run.nslots = (size_t)c->opts.concurrency;
+    run.slots = calloc(run.nslots, sizeof *run.slots);
+    if (!run.slots) { /* no memory for many: one at a time still works */
+        memset(&one, 0, sizeof one);
+        run.slots = &one;
+        run.nslots = 1;
+    }
+    for (;;) {
+        double wake = st_now() + 1.0;
+        start_ready_jobs(c, &run, &wake);
+        if (run.running == 0 && run.waiting == 0 &&
+            (run.exhausted || c->stopped))
+            break;
+        st_transport_poll(c->transport, wake - st_now());
+        collect_finished(c, &run);
+    }
+    for (i = 0; i < run.nslots; i++) {
+        st_buf_free(&run.slots[i].url);
+        st_reply_free(&run.slots[i].reply);
+    }
+    if (run.slots != &one)
+        free(run.slots);
+}
