@@ -21,8 +21,8 @@ local fake = require("spec.fake")
 local CALLS = {
   { "st.new", 1 },
   { "send(one)", 3 }, { "send(list, opts)", 3 }, { "send(comma string)", 3 },
-  { "send_many", 3 },
-  { "status", 2 }, { "status_many", 3 }, { "wait", 3 }, { "balance", 2 },
+  { "send_many", 3 }, { "send_many(callbacks)", 3 },
+  { "status", 2 }, { "status_many", 3 }, { "status_many(on_result)", 3 }, { "wait", 3 }, { "balance", 2 },
   { "url(send)", 1 }, { "url(status)", 1 }, { "url(balance)", 0 },
   { "st.parse(send)", 3 }, { "st.parse(send, no extra)", 3 },
   { "st.parse(status)", 1 }, { "st.parse(balance)", 1 }, { "st.segments", 1 },

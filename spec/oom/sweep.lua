@@ -178,6 +178,20 @@ local CALLS = {
       return type(r) == "table" and is_send(r[1], 1) and is_send(r[2], 2)
              and is_send(r[3], 1)
     end },
+  { name = "send_many(callbacks)",
+    prep = function()
+      return { { to = PHONE1, text = text() }, { to = { PHONE2, PHONE3 }, text = text() } }
+    end,
+    run = function(c, items)
+      local seen = {}
+      return c:send_many(items, {
+        on_start = function(i, item) seen[i] = item end,
+        on_result = function(i, r) seen[i] = r end,
+      })
+    end,
+    ok = function(r)
+      return type(r) == "table" and is_send(r[1], 1) and is_send(r[2], 2)
+    end },
   { name = "status",
     prep = function() return final_ids[1] end,
     run = function(c, id) return c:status(id) end,
@@ -185,6 +199,13 @@ local CALLS = {
   { name = "status_many",
     prep = function() return { final_ids[1], final_ids[2], final_ids[3] } end,
     run = function(c, ids) return c:status_many(ids) end,
+    ok = function(r) return is_map(r, final_ids, false) end },
+  { name = "status_many(on_result)",
+    prep = function() return { final_ids[1], final_ids[2], final_ids[3] } end,
+    run = function(c, ids)
+      local seen = {}
+      return c:status_many(ids, { on_result = function(id, r) seen[id] = r end })
+    end,
     ok = function(r) return is_map(r, final_ids, false) end },
   { name = "wait",
     prep = function()
