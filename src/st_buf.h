@@ -18,6 +18,10 @@ int st_buf_append(st_buf *b, const char *s, size_t n);
 int st_buf_append_str(st_buf *b, const char *s);
 int st_buf_append_char(st_buf *b, char c);
 void st_buf_truncate(st_buf *b, size_t len);
+/* Room for extra more bytes at the end, to be written in place and then
+ * counted with st_buf_commit; NULL once an allocation failed. */
+char *st_buf_reserve_tail(st_buf *b, size_t extra);
+void st_buf_commit(st_buf *b, size_t n);
 void st_buf_free(st_buf *b);
 /* The contents, or "" for an empty buffer (never NULL). */
 const char *st_buf_str(const st_buf *b);

@@ -160,6 +160,7 @@ st_client *st_client_new(const st_options *o, st_error *err) {
 void st_client_free(st_client *c) {
     if (!c)
         return;
+    st_engine_free_slots(c);
     st_transport_free(c->transport);
     if (c->opts.password) /* do not leave the secret in freed memory */
         memset((char *)c->opts.password, 0, strlen(c->opts.password));

@@ -86,13 +86,15 @@ typedef struct engine_run {
     size_t waiting;  /* retries waiting for their backoff */
     int exhausted;   /* the source has no more jobs */
     const st_job_source *src;
+    st_client *c;
 } engine_run;
 
-/* Whether `rate` lets a request start now; if not, lowers *wake to when. */
+/* Whether `rate` lets a request start now; if not, lowers *wake (0: not
+ * set yet) to when. */
 static int rate_ready(const st_client *c, double now, double *wake) {
     if (c->opts.rate <= 0 || c->next_slot <= now)
         return 1;
-    if (c->next_slot < *wake)
+    if (*wake == 0 || c->next_slot < *wake)
         *wake = c->next_slot;
     return 0;
 }
@@ -110,11 +112,11 @@ static void finish_job(engine_run *run, st_job *job) {
     job->state = ST_JOB_FREE;
 }
 
-static void start_job(st_client *c, engine_run *run, st_job *job) {
+static void start_job(engine_run *run, st_job *job) {
     st_buf_truncate(&job->reply.body, 0);
     if (job->url.failed) {
         st_fail(&job->err, ST_E_NETWORK, "out of memory");
-    } else if (st_transport_start(c->transport, job->url.data,
+    } else if (st_transport_start(run->c->transport, job->url.data,
                                   job->call == ST_CALL_SEND, &job->reply, job,
                                   &job->err) == 0) {
         job->state = ST_JOB_RUNNING;
@@ -140,21 +142,23 @@ static int take_new_job(engine_run *run, st_job *job) {
 }
 
 /* Starts retries whose backoff has passed, then new jobs, as far as the
- * concurrency and the rate allow; lowers *wake to the next chance. */
+ * concurrency and the rate allow; lowers *wake to the next chance. The
+ * clock is read only where a rate or a backoff needs it. */
 static void start_ready_jobs(st_client *c, engine_run *run, double *wake) {
-    double now = st_now();
+    int timed = run->waiting > 0 || c->opts.rate > 0;
+    double now = timed ? st_now() : 0;
     size_t i;
-    for (i = 0; i < run->nslots; i++) {
+    for (i = 0; run->waiting > 0 && i < run->nslots; i++) {
         st_job *job = &run->slots[i];
-        if (job->state == ST_JOB_WAITING) {
-            if (job->not_before > now) {
-                if (job->not_before < *wake)
-                    *wake = job->not_before;
-            } else if (rate_ready(c, now, wake)) {
-                rate_take(c, now);
-                run->waiting--;
-                start_job(c, run, job);
-            }
+        if (job->state != ST_JOB_WAITING)
+            continue;
+        if (job->not_before > now) {
+            if (*wake == 0 || job->not_before < *wake)
+                *wake = job->not_before;
+        } else if (rate_ready(c, now, wake)) {
+            rate_take(c, now);
+            run->waiting--;
+            start_job(run, job);
         }
     }
     for (i = 0; i < run->nslots; i++) {
@@ -165,8 +169,9 @@ static void start_ready_jobs(st_client *c, engine_run *run, double *wake) {
             !take_new_job(run, job))
             return;
         rate_take(c, now);
-        start_job(c, run, job);
-        now = st_now();
+        start_job(run, job);
+        if (c->opts.rate > 0)
+            now = st_now();
     }
 }
 
@@ -211,32 +216,63 @@ static void collect_finished(st_client *c, engine_run *run) {
     }
 }
 
+/* A client keeps its slots (and their URL and answer buffers) from call
+ * to call when it runs few requests at once, so a single call allocates
+ * nothing; a wide bulk call takes its slots for the call only. */
+#define ST_KEPT_SLOTS 16
+
+static void free_slots(st_job *slots, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        st_buf_free(&slots[i].url);
+        st_reply_free(&slots[i].reply);
+    }
+    free(slots);
+}
+
+static st_job *take_slots(st_client *c, size_t n) {
+    if (n > ST_KEPT_SLOTS)
+        return calloc(n, sizeof(st_job));
+    if (!c->slots)
+        c->slots = calloc(n, sizeof(st_job));
+    return c->slots;
+}
+
+void st_engine_free_slots(st_client *c) {
+    free_slots(c->slots, c->slots ? (size_t)c->opts.concurrency : 0);
+    c->slots = NULL;
+}
+
+/* How long the transport may wait for an answer: until *wake when a rate
+ * or a backoff set one, else a second (answers end the wait sooner). */
+static double poll_time(double wake) {
+    return wake > 0 ? wake - st_now() : 1.0;
+}
+
 void st_engine_run(st_client *c, const st_job_source *src) {
     st_job one;
     engine_run run;
-    size_t i;
     memset(&run, 0, sizeof run);
     run.src = src;
+    run.c = c;
     run.nslots = (size_t)c->opts.concurrency;
-    run.slots = calloc(run.nslots, sizeof *run.slots);
+    run.slots = take_slots(c, run.nslots);
     if (!run.slots) { /* no memory for many: one at a time still works */
         memset(&one, 0, sizeof one);
         run.slots = &one;
         run.nslots = 1;
     }
     for (;;) {
-        double wake = st_now() + 1.0;
+        double wake = 0;
         start_ready_jobs(c, &run, &wake);
         if (run.running == 0 && run.waiting == 0 &&
             (run.exhausted || c->stopped))
             break;
-        st_transport_poll(c->transport, wake - st_now());
+        st_transport_poll(c->transport, poll_time(wake));
         collect_finished(c, &run);
     }
-    for (i = 0; i < run.nslots; i++) {
-        st_buf_free(&run.slots[i].url);
-        st_reply_free(&run.slots[i].reply);
-    }
-    if (run.slots != &one)
-        free(run.slots);
+    if (run.slots == &one)
+        free_slots(NULL, 0), st_buf_free(&one.url), st_reply_free(&one.reply);
+    else if (run.slots != c->slots)
+        free_slots(run.slots, run.nslots);
 }

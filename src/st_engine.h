@@ -22,6 +22,7 @@ struct st_client {
     void *hook_ctx;
     double next_slot; /* earliest start of the next request under `rate` */
     int stopped;      /* st_client_stop: no new jobs start */
+    struct st_job *slots; /* kept between calls (see st_engine.c) */
 };
 
 typedef enum st_job_state {
@@ -58,5 +59,7 @@ typedef struct st_job_source {
 /* Runs the source's jobs, at most `concurrency` at once, until it has no
  * more (or the client is stopped) and every started job is done. */
 void st_engine_run(st_client *c, const st_job_source *src);
+/* Frees the slots a client keeps between calls. */
+void st_engine_free_slots(st_client *c);
 
 #endif

@@ -5,13 +5,14 @@
 
 #include "st_core.h"
 
-static void add_param(st_buf *url, const char *name, const char *value,
-                      size_t len) {
-    st_buf_append_char(url, '&');
-    st_buf_append_str(url, name);
-    st_buf_append_char(url, '=');
-    st_percent_encode(url, value, len);
-}
+/* "&name=" and the value encoded; head is the literal "&name=". */
+#define ADD_PARAM(url, head, value, len)                                     \
+    (st_buf_append((url), head, sizeof head - 1),                            \
+     st_percent_encode((url), (value), (len)))
+
+/* The length ADD_PARAM adds, without building anything. */
+#define PARAM_LEN(head, value, len)                                          \
+    (sizeof head - 1 + st_percent_encoded_len((value), (len)))
 
 int st_build_prefix(st_buf *url, const st_credentials *c) {
     const char *base = c->base_url;
@@ -23,7 +24,7 @@ int st_build_prefix(st_buf *url, const st_credentials *c) {
         st_buf_append_char(url, '&');
     st_buf_append_str(url, "user=");
     st_percent_encode(url, c->user, strlen(c->user));
-    add_param(url, "pwd", c->password, strlen(c->password));
+    ADD_PARAM(url, "&pwd=", c->password, strlen(c->password));
     return url->failed ? -1 : 0;
 }
 
@@ -43,7 +44,7 @@ int st_build_balance_url(st_buf *url, const st_credentials *c) {
 
 int st_build_status_url(st_buf *url, const st_credentials *c, const char *id) {
     add_credentials(url, c);
-    add_param(url, "smsid", id, strlen(id));
+    ADD_PARAM(url, "&smsid=", id, strlen(id));
     return url->failed ? -1 : 0;
 }
 
@@ -52,17 +53,17 @@ static void add_send_head(st_buf *url, const st_credentials *c,
                           const st_send_params *p) {
     add_credentials(url, c);
     if (p->sender)
-        add_param(url, "sadr", p->sender, strlen(p->sender));
+        ADD_PARAM(url, "&sadr=", p->sender, strlen(p->sender));
     st_buf_append_str(url, "&dadr=");
 }
 
 static void add_send_tail(st_buf *url, const st_send_params *p) {
-    add_param(url, "text", p->text, p->text_len);
+    ADD_PARAM(url, "&text=", p->text, p->text_len);
     if (p->callback_url)
-        add_param(url, "callback_url", p->callback_url,
+        ADD_PARAM(url, "&callback_url=", p->callback_url,
                   strlen(p->callback_url));
     if (p->name)
-        add_param(url, "name_deliver", p->name, strlen(p->name));
+        ADD_PARAM(url, "&name_deliver=", p->name, strlen(p->name));
 }
 
 /* Recipients are joined by an encoded comma, as in any query value. */
@@ -82,17 +83,30 @@ int st_build_send_url(st_buf *url, const st_credentials *c,
     return url->failed ? -1 : 0;
 }
 
-/* Length of a send URL without any recipient. */
+/* Length of a send URL without any recipient, counted, not built. */
 static int send_overhead(const st_credentials *c, const st_send_params *p,
                          size_t *len) {
-    st_buf url = ST_BUF_INIT;
-    int failed;
-    add_send_head(&url, c, p);
-    add_send_tail(&url, p);
-    *len = url.len;
-    failed = url.failed;
-    st_buf_free(&url);
-    return failed ? -1 : 0;
+    size_t n;
+    if (c->prefix) {
+        n = strlen(c->prefix);
+    } else {
+        st_buf prefix = ST_BUF_INIT;
+        int failed = st_build_prefix(&prefix, c);
+        n = prefix.len;
+        st_buf_free(&prefix);
+        if (failed)
+            return -1;
+    }
+    if (p->sender)
+        n += PARAM_LEN("&sadr=", p->sender, strlen(p->sender));
+    n += sizeof "&dadr=" - 1 + PARAM_LEN("&text=", p->text, p->text_len);
+    if (p->callback_url)
+        n += PARAM_LEN("&callback_url=", p->callback_url,
+                       strlen(p->callback_url));
+    if (p->name)
+        n += PARAM_LEN("&name_deliver=", p->name, strlen(p->name));
+    *len = n;
+    return 0;
 }
 
 static int push_chunk(st_chunk **chunks, size_t *n, size_t *cap,

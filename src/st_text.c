@@ -17,19 +17,26 @@ size_t st_percent_encoded_len(const char *s, size_t n) {
     return len;
 }
 
+/* Writes in place into room for the worst case (every byte escaped):
+ * one reservation per value, not one append per byte. */
 int st_percent_encode(st_buf *out, const char *s, size_t n) {
     static const char hex[] = "0123456789ABCDEF";
-    size_t i;
+    char *p = n > ((size_t)-1) / 3 ? NULL : st_buf_reserve_tail(out, 3 * n);
+    size_t i, o = 0;
+    if (!p)
+        return n == 0 && !out->failed ? 0 : (out->failed = 1, -1);
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (is_unreserved(ch)) {
-            st_buf_append_char(out, (char)ch);
+            p[o++] = (char)ch;
         } else {
-            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            st_buf_append(out, esc, 3);
+            p[o++] = '%';
+            p[o++] = hex[ch >> 4];
+            p[o++] = hex[ch & 15];
         }
     }
-    return out->failed ? -1 : 0;
+    st_buf_commit(out, o);
+    return 0;
 }
 
 /* Decodes one code point at s[0..n); returns its length, 0 if malformed. */
