@@ -7,7 +7,7 @@
  * (/usr/include/x86_64-linux-gnu) where Debian puts curl/curl.h. */
 #if defined(__has_include)
 #  if !__has_include(<curl/curl.h>)
-#    error "libcurl's headers (curl/curl.h) are missing: install libcurl's headers (Debian/Ubuntu: apt-get install libcurl4-openssl-dev; Fedora: libcurl-devel; Alpine: curl-dev), or point CURL_INCDIR at them"
+#    error "curl/curl.h not found: install libcurl's headers (Debian: libcurl4-openssl-dev; Fedora: libcurl-devel; Alpine: curl-dev), or set CURL_INCDIR to their directory"
 #  endif
 #endif
 
