@@ -67,7 +67,7 @@ local function status(id, user)
   return get{ user = user or "test", pwd = "secret", smsid = id }
 end
 
-local function split_ids(body, sep)
+local function split_ids(body)
   local ids = {}
   for id in body:gmatch("%d+") do ids[#ids + 1] = id end
   return ids
@@ -332,7 +332,7 @@ describe("the fake gateway", function()
     it("moves to auto_state after auto_deliver seconds", function()
       fake.set{ auto_deliver = 0.1, auto_state = "expired" }
       local id = send{}
-      local deadline, body = socket.gettime() + 3, nil
+      local deadline, body = socket.gettime() + 3
       repeat body = status(id) until body ~= "send" or socket.gettime() > deadline
       assert.equal("expired", body)
       assert.equal("expired", fake.message(id).state)

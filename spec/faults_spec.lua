@@ -5,7 +5,6 @@
 -- file descriptors, its connection) when it is closed or collected.
 -- Memory and descriptor checks are bounds with generous slack, never timings.
 
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 local socket = require("socket")

@@ -82,7 +82,8 @@ local function tree()
   -- The README's command, --local with a throwaway HOME: the tree a normal
   -- user gets, ~/.luarocks.
   install.tree = install.dir .. "/.luarocks"
-  local out, status = sh("tar -cf - --exclude=./build --exclude=./.git --exclude=./dist "
+  local out
+  out, status = sh("tar -cf - --exclude=./build --exclude=./.git --exclude=./dist "
     .. "--exclude='*.o' --exclude='*.so' . | tar -xf - -C " .. shell_quote(install.dir .. "/src")
     .. " && cd " .. shell_quote(install.dir .. "/src") .. " && HOME=" .. shell_quote(install.dir)
     .. " " .. luarocks_cmd() .. " --local make")

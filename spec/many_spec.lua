@@ -1,4 +1,3 @@
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
@@ -23,6 +22,7 @@ describe("client:send_many", function()
       assert.equals(1, #res)
       assert.equals(phone(i), res[1].to)
       assert.matches("^%d+$", res[1].id)
+      assert.is_nil(seen[res[1].id], "an id given twice")
       seen[res[1].id] = true
     end
     -- the gateway recorded each text for its own number, whatever the order

@@ -3,7 +3,6 @@
 -- default, so only a client told about that certificate, or one that turns
 -- verification off on purpose, gets through.
 
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 

@@ -4,7 +4,6 @@
 -- The `rich` account is used wherever it can be: its password holds & = % + ?
 -- so a leak into a message shows up raw or percent-encoded.
 
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
