@@ -283,7 +283,7 @@ describe("the streamtelecom command", function()
     end)
 
     it("exits 3 when the gateway is too slow for --timeout", function()
-      fake.set{ latency = 1 }
+      fake.set{ latency = 0.3 }
       local _, err, status = run("--timeout 0.05 balance")
       assert.equals(3, status)
       assert.matches("failed %(timeout%)", err)

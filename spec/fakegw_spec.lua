@@ -347,10 +347,10 @@ describe("the fake gateway", function()
 
   describe("knobs", function()
     it("latency delays every gateway answer", function()
-      fake.set{ latency = 0.3 }
+      fake.set{ latency = 0.15 }
       local t0 = socket.gettime()
       assert.equal("100.00", (balance()))
-      assert.is_true(socket.gettime() - t0 >= 0.29)
+      assert.is_true(socket.gettime() - t0 >= 0.14)
     end)
 
     it("http_status answers that status for the next http_count requests", function()
@@ -409,10 +409,10 @@ describe("the fake gateway", function()
     end)
 
     it("stall sends half the answer, pauses, then the rest", function()
-      fake.set{ stall = 0.5 }
+      fake.set{ stall = 0.3 }
       local sock = connect()
       write_request(sock, qs{ user = "test", pwd = "secret", balance = 1 })
-      sock:settimeout(0.25)
+      sock:settimeout(0.15)
       local got, err, partial = sock:receive("*a")
       assert.is_nil(got)
       assert.equal("timeout", err)
@@ -574,7 +574,7 @@ describe("the fake gateway", function()
     end)
 
     it("track requests in flight and the maximum", function()
-      fake.set{ latency = 0.5 }
+      fake.set{ latency = 0.25 }
       local a, b = connect(), connect()
       write_request(a, qs{ user = "test", pwd = "secret", balance = 1 })
       write_request(b, qs{ user = "test", pwd = "secret", balance = 1 })

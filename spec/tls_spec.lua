@@ -6,7 +6,7 @@
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
-local PASSWORD = "p&ss=w%rd+?"
+local PASSWORD = helper.RICH_PASSWORD
 local PHONE = "79031234567"
 
 local function client(opts)
