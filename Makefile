@@ -222,12 +222,14 @@ FUZZ_TIME ?= 330
 fuzz: check-deps-fuzz
 	FUZZ_TIME=$(FUZZ_TIME) bash fuzz/run
 
-# HTML API reference from the /*** doc comments of src/lua_streamtelecom.c.
+# HTML API reference from the /*** doc comments of src/lua_streamtelecom.c,
+# with docs/API.md and the guides as topics and its tables on the module page.
 # Debian's lua-markdown ships markdown.lua for Lua 5.1 only, hence lua5.1.
 LDOC ?= lua5.1 /usr/bin/ldoc
 docs: check-deps-docs
 	rm -rf build/docs
 	$(LDOC) --fatalwarnings .
+	lua5.1 scripts/docs-tables.lua build/docs/index.html
 
 # The command gets a shebang naming the Lua it was built for: Debian's plain
 # `lua` may be another version, which would not find this module.
