@@ -128,6 +128,11 @@ describe("the README's send example", function()
     assert.is_nil(msgs)
     assert.equals("gateway refused: Flood SMS", err)
     assert.equals("flood", code)
-    assert.equals(3, #fake.sends())
+    -- The gateway gave ids to the three earlier sends only.
+    local ids = 0
+    for _, rec in ipairs(fake.sends()) do
+      if tostring(rec.answer):match("^%d+") then ids = ids + 1 end
+    end
+    assert.equals(3, ids)
   end)
 end)
