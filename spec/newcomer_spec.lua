@@ -75,6 +75,23 @@ describe("a newcomer", function()
     end)
   end)
 
+  describe("running the command from a checkout", function()
+    it("gets from make a wrapper with the Lua and the module just built", function()
+      local dir = package.cpath:match("([^;]*/build/[^;/]+)/%?%.so")
+      if not dir then pending("the module under test is not a build of this checkout") end
+      local f = assert(io.open(dir .. "/streamtelecom"))
+      local wrapper = f:read("*a")
+      f:close()
+      assert.matches("exec " .. helper.LUA .. " ", wrapper, 1, true)
+      -- Without LUA_CPATH: the wrapper itself must lead to the module.
+      local out, status = run("env -u LUA_CPATH -u LUA_CPATH_5_2 -u LUA_CPATH_5_3 "
+                              .. "-u LUA_CPATH_5_4 " .. shell_quote(dir .. "/streamtelecom")
+                              .. " segments Hello")
+      assert.equals(0, status, out)
+      assert.equals("encoding=gsm7 parts=1 chars=5 per_part=160 remaining=155\n", out)
+    end)
+  end)
+
   describe("without /usr/sbin on the PATH", function()
     it("still finds nginx for the fake gateway", function()
       local nginx = helper.capture("scripts/which-sbin nginx")

@@ -51,6 +51,14 @@ describe("the rock", function()
     assert.same(sorted, built)
   end)
 
+  it("installs every Lua module under lua/ (none yet: resty, haproxy to come)", function()
+    local modules = rockspec().build.modules
+    for file in sh("find lua -name '*.lua' 2>/dev/null"):gmatch("%S+") do
+      local name = file:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/", ".")
+      assert.equals(file, modules[name], "the rockspec does not install " .. file)
+    end
+  end)
+
   it("names no placeholder host and comes with its MIT licence", function()
     local spec = rockspec()
     assert.not_matches("example%.", spec.source.url)
