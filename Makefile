@@ -126,7 +126,7 @@ $(BUILD)/streamtelecom: bin/streamtelecom $(SO)
 	  "$(CURDIR)/bin/streamtelecom" "$$@"' >$@
 	@chmod 0755 $@
 
-test: check-deps-test $(SO)
+test: check-deps-test all
 	$(SPEC_ENV) $(LUA) $(BUSTED)
 
 # The suite on every Lua Debian has: each built warning-free (-Werror) and
@@ -146,7 +146,7 @@ test-all: check-deps-test-all
 	done; \
 	echo "$$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
-demo: check-deps-demo $(SO)
+demo: check-deps-demo all
 	@$(SPEC_ENV) scripts/demo
 
 fakegw:
@@ -174,7 +174,7 @@ asan: check-deps-asan
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	STREAMTELECOM_LUA="$(LUA)" $(LUA) $(BUSTED)
 
-valgrind: check-deps-valgrind $(SO)
+valgrind: check-deps-valgrind all
 	$(SPEC_ENV) valgrind --quiet --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	  --error-exitcode=99 --suppressions=$(CURDIR)/spec/valgrind.supp \
