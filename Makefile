@@ -5,6 +5,9 @@
 #   make asan       the specs on an ASan+UBSan build
 #   make valgrind   the specs under valgrind memcheck
 #   make install    copy the module to $(DESTDIR)$(LUA_CMOD)
+#   make dist       dist/streamtelecom-VERSION.tar.gz and the installable .src.rock
+#   make lint       luacheck over every Lua file
+#   make deps       install the Debian packages of every target (deps-TARGET: one)
 # LUA_VERSION=5.1|5.2|5.3|5.4|jit picks the Lua; LUA_INCDIR, CFLAGS, LDFLAGS,
 # PREFIX and DESTDIR can be overridden.
 
@@ -28,7 +31,11 @@ LUA_CFLAGS := -I$(LUA_INCDIR)
 else
 LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null)
 endif
+ifdef CURL_INCDIR
+CURL_CFLAGS := -I$(CURL_INCDIR)
+else
 CURL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
+endif
 CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 
 CC ?= cc
@@ -41,23 +48,24 @@ ALL_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
 ALL_LDFLAGS := -shared $(LDFLAGS)
 LIBS := $(CURL_LIBS) -lpthread -lm
 
-CORE_SRC := src/st_buf.c src/st_error.c src/st_text.c src/st_validate.c \
-            src/st_request.c src/st_parse.c src/st_segments.c src/st_transport.c src/st_calls.c src/st_engine.c \
-            src/st_client.c
-BIND_SRC := src/lua_streamtelecom.c src/lua_client.c src/lua_args.c
+# Every .c in src/: the bindings are src/lua_*.c, the rest is the core.
+# check_curl_headers.c sorts first, so that a missing curl/curl.h is told in
+# one sentence before any other file fails on it. The rockspec lists the same
+# files (spec/packaging_spec.lua checks it).
+SRC := $(sort $(wildcard src/*.c))
 HEADERS := $(wildcard src/*.h)
 
 BUILD ?= build/lua$(LUA_VERSION)
 SO := $(BUILD)/streamtelecom.so
-OBJ := $(patsubst src/%.c,$(BUILD)/%.o,$(CORE_SRC) $(BIND_SRC))
+OBJ := $(patsubst src/%.c,$(BUILD)/%.o,$(SRC))
 
 BUSTED := /usr/bin/busted
 SPEC_ENV = LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" STREAMTELECOM_LUA="$(LUA)"
 
-.PHONY: all test test-all demo asan valgrind install clean deps check-deps \
-        fakegw rock bench bench-openresty docs fuzz
+.PHONY: all test test-all demo asan valgrind install clean deps \
+        fakegw rock bench bench-openresty docs fuzz dist dist-check lint
 
-all: $(SO)
+all: $(SO) $(BUILD)/streamtelecom
 
 $(BUILD)/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(BUILD)
@@ -66,27 +74,65 @@ $(BUILD)/%.o: src/%.c $(HEADERS)
 $(SO): $(OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJ) $(LIBS)
 
-# Debian packages the build, the demo and the specs need.
-DEB_PACKAGES := gcc make pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev \
-                libluajit2-5.1-dev lua-busted lua-socket lua-cjson nginx libnginx-mod-http-lua \
-                openssl curl valgrind
+# Debian packages, one list per target and only here: each target checks
+# its own list first (and installs what is missing when run as root);
+# `make deps` installs every list, `make deps-TARGET` the list of one.
+ifeq ($(LUA_VERSION),jit)
+LUA_DEBS := luajit2 libluajit2-5.1-dev
+else ifeq ($(LUA_VERSION),5.1)
+LUA_DEBS := lua5.1 liblua5.1-0-dev
+else
+LUA_DEBS := lua$(LUA_VERSION) liblua$(LUA_VERSION)-dev
+endif
+# The fake gateway: nginx with its Lua module, lua-cjson inside it, openssl
+# for its certificate, curl to see it answer.
+FAKEGW_DEBS := nginx libnginx-mod-http-lua lua-cjson openssl curl
+DEBS_all := gcc make pkg-config libcurl4-openssl-dev $(LUA_DEBS)
+DEBS_demo := $(DEBS_all) $(FAKEGW_DEBS)
+# The OpenResty spec builds for LuaJIT; the LuaRocks spec builds the rockspec.
+DEBS_test := $(DEBS_demo) lua-busted lua-socket lua-cjson libluajit2-5.1-dev luarocks
+DEBS_asan := $(DEBS_test)
+DEBS_valgrind := $(DEBS_test) valgrind
+DEBS_test-all := $(DEBS_test) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
+                 lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev
+DEBS_rock := $(DEBS_demo) luarocks
+DEBS_dist := git luarocks zip
+DEBS_dist-check := $(DEBS_all) $(FAKEGW_DEBS) git luarocks zip unzip lua5.4 liblua5.4-dev \
+                   lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev
+DEBS_bench := $(DEBS_test) lua-sec
+DEBS_bench-openresty := $(DEBS_test) luajit2
+DEBS_docs := lua-ldoc lua-markdown lua5.1
+DEBS_lint := lua-check
+DEBS_fuzz := clang libclang-rt-14-dev
+DEB_TARGETS := all demo test asan valgrind test-all rock dist dist-check bench \
+               bench-openresty docs lint fuzz
 
 deps:
-	@scripts/deps $(DEB_PACKAGES)
+	@scripts/deps --target deps $(sort $(foreach t,$(DEB_TARGETS),$(DEBS_$(t))))
 
-check-deps:
-	@scripts/deps --check $(DEB_PACKAGES)
+deps-%:
+	@scripts/deps --target $* $(DEBS_$*)
 
-test: check-deps $(SO)
+# Checks (as root: installs) the packages of one target before it runs.
+check-deps-%:
+	@scripts/deps --check --target $* $(DEBS_$*)
+
+# The command from a checkout, bound to the Lua and the module just built:
+# bin/streamtelecom alone runs `lua`, which may be another version.
+$(BUILD)/streamtelecom: bin/streamtelecom $(SO)
+	@printf '%s\n' '#!/bin/sh' \
+	  '# Made by make: bin/streamtelecom with the module of this build.' \
+	  'exec $(LUA) -e "package.cpath = [[$(CURDIR)/$(BUILD)/?.so;]] .. package.cpath" \
+	  "$(CURDIR)/bin/streamtelecom" "$$@"' >$@
+	@chmod 0755 $@
+
+test: check-deps-test all
 	$(SPEC_ENV) $(LUA) $(BUSTED)
 
 # The suite on every Lua Debian has: each built warning-free (-Werror) and
 # tested in turn, then one summary line over all of them.
 LUA_VERSIONS := 5.4 5.3 5.2 5.1 jit
-LUA_PACKAGES := lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
-                luajit2 libluajit2-5.1-dev
-test-all: check-deps
-	@scripts/deps --check $(LUA_PACKAGES)
+test-all: check-deps-test-all
 	@mkdir -p build; passed=0; failed=0; \
 	for v in $(LUA_VERSIONS); do \
 	  echo "== Lua $$v"; \
@@ -100,7 +146,7 @@ test-all: check-deps
 	done; \
 	echo "$$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
-demo: check-deps $(SO)
+demo: check-deps-demo all
 	@$(SPEC_ENV) scripts/demo
 
 fakegw:
@@ -108,18 +154,17 @@ fakegw:
 
 # Requests per second a single nginx worker serves while sends are in flight,
 # blocking vs worker threads vs cosockets (examples/openresty/README.md).
-bench-openresty: check-deps
+bench-openresty: check-deps-bench-openresty
 	$(LUA) bench/openresty_modes.lua --latency 0.3
 
 # Performance figures as ratios measured in one run; writes bench/results.md.
-bench: check-deps $(SO)
-	@scripts/deps --check lua-sec
+bench: check-deps-bench $(SO)
 	@mkdir -p build/bench
 	$(SPEC_ENV) $(LUA) bench/run.lua
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined
-asan: check-deps
+asan: check-deps-asan
 	$(MAKE) BUILD=build/asan-lua$(LUA_VERSION) CFLAGS="$(ASAN_FLAGS)" \
 	        LDFLAGS="-fsanitize=address,undefined" all
 	LUA_CPATH="$(CURDIR)/build/asan-lua$(LUA_VERSION)/?.so;;" \
@@ -129,7 +174,7 @@ asan: check-deps
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	STREAMTELECOM_LUA="$(LUA)" $(LUA) $(BUSTED)
 
-valgrind: check-deps $(SO)
+valgrind: check-deps-valgrind all
 	$(SPEC_ENV) valgrind --quiet --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	  --error-exitcode=99 --suppressions=$(CURDIR)/spec/valgrind.supp \
@@ -138,34 +183,58 @@ valgrind: check-deps $(SO)
 # Builds the rockspec with Debian's luarocks into a throwaway tree and runs
 # the balance example from that tree against the fake gateway.
 ROCK_TREE := build/rock-tree
-rock: check-deps
-	@scripts/deps --check luarocks
+rock: check-deps-rock
 	rm -rf $(ROCK_TREE)
 	luarocks --lua-version $(LUA_ABI) --tree $(ROCK_TREE) make \
 	  streamtelecom-*.rockspec >build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
 	@LUA_CPATH="$(CURDIR)/$(ROCK_TREE)/lib/lua/$(LUA_ABI)/?.so;;" \
 	  STREAMTELECOM_LUA=$(LUA) scripts/demo
 
+# A release from the checkout, offline: the source archive of HEAD (git
+# archive: committed files only) and the source rock that `luarocks install`
+# builds anywhere: the rockspec beside that archive, its source.url naming it.
+VERSION := $(shell sed -n 's/^version = "\(.*\)-[0-9]*"$$/\1/p' streamtelecom-*.rockspec)
+ROCKSPEC := streamtelecom-$(VERSION)-1.rockspec
+DIST_NAME := streamtelecom-$(VERSION)
+SRC_ROCK := dist/$(ROCKSPEC:.rockspec=.src.rock)
+dist: check-deps-dist
+	@git diff --quiet HEAD -- || echo "dist: uncommitted changes are not in the archive" >&2
+	rm -rf dist build/dist && mkdir -p dist build/dist
+	git archive --format=tar.gz --prefix=$(DIST_NAME)/ -o dist/$(DIST_NAME).tar.gz HEAD
+	cp $(ROCKSPEC) build/dist/ && cp dist/$(DIST_NAME).tar.gz build/dist/
+	cd build/dist && zip -q -j $(CURDIR)/$(SRC_ROCK) $(ROCKSPEC) $(DIST_NAME).tar.gz
+	@echo "$(SRC_ROCK): luarocks install $(SRC_ROCK)"
+
+# make dist, then the source rock installed into fresh trees for Lua 5.4,
+# 5.1 and LuaJIT, each running the balance example and the installed command
+# against the fake gateway (CI runs this).
+dist-check: dist check-deps-dist-check
+	scripts/dist-check $(SRC_ROCK)
+
+# luacheck (Debian: lua-check) over every Lua file; .luacheckrc says how.
+lint: check-deps-lint
+	luacheck -q .
+
 # libFuzzer on the core: every harness for FUZZ_RUNS executions (1,000,000)
 # bounded by FUZZ_TIME seconds each; fails on any crash, leak or broken
 # property. The split harness needs about 300 s for its million.
 FUZZ_TIME ?= 330
-fuzz:
-	@scripts/deps --check clang libclang-rt-14-dev
+fuzz: check-deps-fuzz
 	FUZZ_TIME=$(FUZZ_TIME) bash fuzz/run
 
-# HTML API reference from the /*** doc comments of src/lua_streamtelecom.c.
+# HTML API reference from the /*** doc comments of src/lua_streamtelecom.c,
+# with docs/API.md and the guides as topics and its tables on the module page.
 # Debian's lua-markdown ships markdown.lua for Lua 5.1 only, hence lua5.1.
 LDOC ?= lua5.1 /usr/bin/ldoc
-docs:
-	@scripts/deps --check lua-ldoc lua-markdown lua5.1
+docs: check-deps-docs
 	rm -rf build/docs
 	$(LDOC) --fatalwarnings .
+	lua5.1 scripts/docs-tables.lua build/docs/index.html
 
 # The command gets a shebang naming the Lua it was built for: Debian's plain
 # `lua` may be another version, which would not find this module.
 BINDIR ?= $(PREFIX)/bin
-install: $(SO)
+install: $(SO) $(BUILD)/streamtelecom
 	install -d $(DESTDIR)$(LUA_CMOD)
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_CMOD)/streamtelecom.so
 	install -d $(DESTDIR)$(BINDIR)
@@ -174,4 +243,4 @@ install: $(SO)
 	chmod 0755 $(DESTDIR)$(BINDIR)/streamtelecom
 
 clean:
-	rm -rf build
+	rm -rf build dist

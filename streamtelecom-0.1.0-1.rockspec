@@ -1,9 +1,13 @@
 rockspec_format = "3.0"
 package = "streamtelecom"
 version = "0.1.0-1"
+-- The release archive `make dist` writes. dist/streamtelecom-0.1.0-1.src.rock
+-- carries it beside this file, so `luarocks install` of that rock needs no
+-- network; `luarocks make` in a checkout builds the checkout and ignores it.
+-- Once the archive has a public address, put that address here (RELEASING.md).
 source = {
-  url = "git+https://example.invalid/streamtelecom.git",
-  tag = "v0.1.0",
+  url = "streamtelecom-0.1.0.tar.gz",
+  dir = "streamtelecom-0.1.0",
 }
 description = {
   summary = "Send SMS through the Stream Telecom gateway, on libcurl",
@@ -24,9 +28,17 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
+  -- Every module the rock installs. The C sources are every src/*.c, with
+  -- src/check_curl_headers.c first: it stops a build without libcurl's
+  -- headers with a sentence saying what to install (spec/packaging_spec.lua
+  -- checks that this list matches src/). Pure-Lua modules are one line each;
+  -- the non-blocking clients go here once they exist:
+  --   ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
+  --   ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
   modules = {
     streamtelecom = {
       sources = {
+        "src/check_curl_headers.c",
         "src/lua_args.c",
         "src/lua_client.c",
         "src/lua_streamtelecom.c",

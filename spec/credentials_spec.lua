@@ -176,8 +176,8 @@ new_fails("invalid: empty user", { user = "", password = SECRET })
 new_fails("invalid: bad url", { user = "zq_user", password = SECRET, url = "ftp://" .. SECRET })
 
 -- Transport failures.
-set{ latency = 1 }
-each_call("timeout", { timeout = 0.3 })
+set{ latency = 0.3 }
+each_call("timeout", { timeout = 0.1 })
 reset_knobs()
 each_call("connect: refused", { url = "http://127.0.0.1:1/get/" })
 each_call("connect: unresolvable", { url = "http://no-such-host.invalid/get/", retries = 0 })

@@ -67,7 +67,7 @@ local function status(id, user)
   return get{ user = user or "test", pwd = "secret", smsid = id }
 end
 
-local function split_ids(body, sep)
+local function split_ids(body)
   local ids = {}
   for id in body:gmatch("%d+") do ids[#ids + 1] = id end
   return ids
@@ -332,7 +332,7 @@ describe("the fake gateway", function()
     it("moves to auto_state after auto_deliver seconds", function()
       fake.set{ auto_deliver = 0.1, auto_state = "expired" }
       local id = send{}
-      local deadline, body = socket.gettime() + 3, nil
+      local deadline, body = socket.gettime() + 3
       repeat body = status(id) until body ~= "send" or socket.gettime() > deadline
       assert.equal("expired", body)
       assert.equal("expired", fake.message(id).state)
@@ -347,10 +347,10 @@ describe("the fake gateway", function()
 
   describe("knobs", function()
     it("latency delays every gateway answer", function()
-      fake.set{ latency = 0.3 }
+      fake.set{ latency = 0.15 }
       local t0 = socket.gettime()
       assert.equal("100.00", (balance()))
-      assert.is_true(socket.gettime() - t0 >= 0.29)
+      assert.is_true(socket.gettime() - t0 >= 0.14)
     end)
 
     it("http_status answers that status for the next http_count requests", function()
@@ -409,10 +409,10 @@ describe("the fake gateway", function()
     end)
 
     it("stall sends half the answer, pauses, then the rest", function()
-      fake.set{ stall = 0.5 }
+      fake.set{ stall = 0.3 }
       local sock = connect()
       write_request(sock, qs{ user = "test", pwd = "secret", balance = 1 })
-      sock:settimeout(0.25)
+      sock:settimeout(0.15)
       local got, err, partial = sock:receive("*a")
       assert.is_nil(got)
       assert.equal("timeout", err)
@@ -574,7 +574,7 @@ describe("the fake gateway", function()
     end)
 
     it("track requests in flight and the maximum", function()
-      fake.set{ latency = 0.5 }
+      fake.set{ latency = 0.25 }
       local a, b = connect(), connect()
       write_request(a, qs{ user = "test", pwd = "secret", balance = 1 })
       write_request(b, qs{ user = "test", pwd = "secret", balance = 1 })

@@ -5,31 +5,17 @@
 -- file descriptors, its connection) when it is closed or collected.
 -- Memory and descriptor checks are bounds with generous slack, never timings.
 
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 local socket = require("socket")
 
-local PASSWORD = "p&ss=w%rd+?"
+local PASSWORD = helper.RICH_PASSWORD
 local PHONE = "79031234567"
 local MIB = 1024 * 1024
 
-local function client(opts)
-  return helper.client({ user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url },
-                       opts)
-end
+local client, settle, recorder = helper.rich_client, helper.settle, helper.recorder
 
 local function assert_fails(...) return helper.assert_fails(PASSWORD, ...) end
-
-local function recorder()
-  local calls = {}
-  return calls, function(info) calls[#calls + 1] = info end
-end
-
--- The fake may still be busy with a request the client gave up on.
-local function settle()
-  return fake.wait_for(function(s) return s.in_flight == 0 end)
-end
 
 local shell_quote = helper.shell_quote
 
@@ -253,8 +239,8 @@ describe("faults", function()
 
   describe("an answer that stalls half-way", function()
     it("answers timeout for a balance when the timeout is shorter than the stall", function()
-      local c = client{ timeout = 0.3, retries = 0 }
-      fake.set{ stall = 2 }
+      local c = client{ timeout = 0.1, retries = 0 }
+      fake.set{ stall = 0.3 }
       assert_fails("timeout", "[Tt]ime", c:balance())
       assert.equals(1, fake.stats().balance_requests)
       c:close()
@@ -262,7 +248,7 @@ describe("faults", function()
 
     it("retries a balance that stalled once, which then succeeds", function()
       local c = client{ timeout = 0.3, retries = 2 }
-      fake.set{ stall = 2, stall_count = 1 }
+      fake.set{ stall = 0.6, stall_count = 1 }
       local b, err, code = c:balance()
       assert.is_nil(err, code)
       assert.equals(1000000, b.balance)
@@ -272,8 +258,8 @@ describe("faults", function()
     end)
 
     it("answers timeout for a send, never sends it again, and says the outcome is unknown", function()
-      local c = client{ timeout = 0.3, retries = 3 }
-      fake.set{ stall = 2 }
+      local c = client{ timeout = 0.1, retries = 3 }
+      fake.set{ stall = 0.3 }
       assert_fails("timeout", "outcome is unknown", c:send(PHONE, "Hello"))
       assert(settle())
       assert.equals(1, #fake.sends())

@@ -64,6 +64,32 @@ function helper.client(defaults, opts)
   return assert(require("streamtelecom").new(o))
 end
 
+-- The password of the fake's `rich` account: & = % + ? in it, so a leak into
+-- a message shows up raw or percent-encoded.
+helper.RICH_PASSWORD = "p&ss=w%rd+?"
+
+-- A client for the `rich` account on the fake gateway (over HTTP unless opts
+-- names another url), with some options changed.
+function helper.rich_client(opts)
+  local fake = require("spec.fake")
+  return helper.client({ user = "rich", password = helper.RICH_PASSWORD, sender = "MyShop",
+                         url = fake.url }, opts)
+end
+
+-- Waits until the fake has finished every gateway request: one the client
+-- gave up on may still be sleeping in the fake's latency or stall. Polls the
+-- fake's counters, never a fixed sleep. Answers the last stats (nil on timeout).
+function helper.settle()
+  local fake = require("spec.fake")
+  return fake.wait_for(function(s) return s.in_flight == 0 end)
+end
+
+-- Records every on_request call: answers the list and the callback.
+function helper.recorder()
+  local calls = {}
+  return calls, function(info) calls[#calls + 1] = info end
+end
+
 -- A failed call: nil, a helpful English sentence (`word` in it) that keeps
 -- `secret` to itself, and the expected code.
 function helper.assert_fails(secret, code, word, ok, err, got)

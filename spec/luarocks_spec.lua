@@ -79,11 +79,14 @@ local function tree()
     return nil, install.why
   end
 
-  install.tree = install.dir .. "/tree"
-  local out, status = sh("tar -cf - --exclude=./build --exclude=./.git --exclude='*.o' "
-    .. "--exclude='*.so' . | tar -xf - -C " .. shell_quote(install.dir .. "/src")
-    .. " && cd " .. shell_quote(install.dir .. "/src") .. " && "
-    .. luarocks_cmd() .. " --tree " .. shell_quote(install.tree) .. " make " .. ROCKSPEC)
+  -- The README's command, --local with a throwaway HOME: the tree a normal
+  -- user gets, ~/.luarocks.
+  install.tree = install.dir .. "/.luarocks"
+  local out
+  out, status = sh("tar -cf - --exclude=./build --exclude=./.git --exclude=./dist "
+    .. "--exclude='*.o' --exclude='*.so' . | tar -xf - -C " .. shell_quote(install.dir .. "/src")
+    .. " && cd " .. shell_quote(install.dir .. "/src") .. " && HOME=" .. shell_quote(install.dir)
+    .. " " .. luarocks_cmd() .. " --local make")
   if status ~= 0 then
     install.failed = "luarocks make failed:\n" .. out
     error(install.failed, 2)
@@ -107,7 +110,7 @@ local function tree_env(t)
     shell_quote(t .. "/lib/lua/" .. LUA_ABI .. "/?.so;;"), shell_quote(fake.url))
 end
 
-describe("luarocks make " .. ROCKSPEC, function()
+describe("luarocks --lua-version " .. LUA_ABI .. " --local make", function()
   lazy_setup(function() fake.start() end)
   before_each(function() fake.reset() end)
   lazy_teardown(function()

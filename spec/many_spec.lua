@@ -1,11 +1,7 @@
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
-local function client(opts)
-  return helper.client({ user = "rich", password = "p&ss=w%rd+?", sender = "MyShop", url = fake.url },
-                       opts)
-end
+local client = helper.rich_client
 
 local function phone(i) return string.format("7903%07d", i) end
 
@@ -23,6 +19,7 @@ describe("client:send_many", function()
       assert.equals(1, #res)
       assert.equals(phone(i), res[1].to)
       assert.matches("^%d+$", res[1].id)
+      assert.is_nil(seen[res[1].id], "an id given twice")
       seen[res[1].id] = true
     end
     -- the gateway recorded each text for its own number, whatever the order
@@ -34,7 +31,7 @@ describe("client:send_many", function()
   end)
 
   it("keeps at most `concurrency` requests in flight, and reaches it", function()
-    fake.set{ latency = 0.2 }
+    fake.set{ latency = 0.1 }
     local items = {}
     for i = 1, 12 do items[i] = { to = phone(i), text = "x" .. i } end
     client({ concurrency = 4 }):send_many(items)
@@ -134,7 +131,7 @@ describe("client:status_many", function()
   end)
 
   it("runs the requests in parallel", function()
-    fake.set{ latency = 0.2 }
+    fake.set{ latency = 0.1 }
     local ids = {}
     for i = 1, 6 do ids[i] = tostring(1000 + i) end
     client({ concurrency = 6 }):status_many(ids)
@@ -171,13 +168,13 @@ describe("the rate option", function()
   it("spaces the requests of a bulk send", function()
     local items = {}
     for i = 1, 6 do items[i] = { to = phone(i), text = "r" .. i } end
-    client({ rate = 20, concurrency = 10 }):send_many(items)
-    -- The gateway's own clock: 6 requests at 20 a second span at least five
-    -- intervals (0.25 s); without the limit they arrive within milliseconds.
+    client({ rate = 50, concurrency = 10 }):send_many(items)
+    -- The gateway's own clock: 6 requests at 50 a second span at least five
+    -- intervals (0.1 s); without the limit they arrive within milliseconds.
     -- A lower bound only, so a slow machine cannot make it fail.
     local sends = fake.sends()
     assert.equals(6, #sends)
     local span = sends[6].time - sends[1].time
-    assert.is_true(span >= 0.2, "rate 20/s let 6 requests through in " .. span .. " s")
+    assert.is_true(span >= 0.08, "rate 50/s let 6 requests through in " .. span .. " s")
   end)
 end)

@@ -74,9 +74,7 @@ local function sms(mode, to, text) return decode(get(sms_path(mode, to, text))) 
 
 local function last_send() local s = fake.sends(); return s[#s], #s end
 
-local function settle()
-  return fake.wait_for(function(s) return s.in_flight == 0 end)
-end
+local settle = helper.settle
 
 local function start_nginx()
   local root = abs_root()
@@ -168,7 +166,7 @@ describe("OpenResty", function()
   end)
 
   it("sends in a worker thread while the event loop keeps answering", function()
-    fake.set{ latency = 0.5 }
+    fake.set{ latency = 0.3 }
     local slow = open(sms_path("thread", PHONE, "Sent from a thread"))
     assert.is_truthy(fake.wait_for(function(s) return s.in_flight == 1 end))
     local status, body = get("/ping")
@@ -187,7 +185,7 @@ describe("OpenResty", function()
   end)
 
   it("blocks the whole worker with a plain blocking send (the contrast)", function()
-    fake.set{ latency = 0.5 }
+    fake.set{ latency = 0.3 }
     local slow = open(sms_path("blocking", PHONE, "Sent blocking"))
     assert.is_truthy(fake.wait_for(function(s) return s.in_flight == 1 end))
     local status, body = get("/ping")
@@ -204,7 +202,7 @@ describe("OpenResty", function()
   end)
 
   it("answers an exhausted worker-thread VM pool as an error result", function()
-    fake.set{ latency = 0.5 }
+    fake.set{ latency = 0.3 }
     local slow = open(sms_path("thread", PHONE, "First"))
     assert.is_truthy(fake.wait_for(function(s) return s.in_flight == 1 end))
     -- The config keeps one VM, and the first send holds it.

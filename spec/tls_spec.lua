@@ -3,11 +3,10 @@
 -- default, so only a client told about that certificate, or one that turns
 -- verification off on purpose, gets through.
 
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
-local PASSWORD = "p&ss=w%rd+?"
+local PASSWORD = helper.RICH_PASSWORD
 local PHONE = "79031234567"
 
 local function client(opts)

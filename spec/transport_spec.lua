@@ -4,34 +4,17 @@
 -- The `rich` account is used wherever it can be: its password holds & = % + ?
 -- so a leak into a message shows up raw or percent-encoded.
 
-local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
-local PASSWORD = "p&ss=w%rd+?"
+local PASSWORD = helper.RICH_PASSWORD
 local PHONE = "79031234567"
 
--- A client for the rich account on the fake, with some options changed.
-local function client(opts)
-  return helper.client({ user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url },
-                       opts)
-end
+local client, settle, recorder = helper.rich_client, helper.settle, helper.recorder
 
 -- A failed call: nil, a helpful English sentence (with `word` in it) that
 -- keeps the password to itself, and the expected code.
 local function assert_fails(...) return helper.assert_fails(PASSWORD, ...) end
-
--- Waits until the fake has finished every gateway request (a request the
--- client gave up on may still be sleeping in the fake's latency).
-local function settle()
-  return fake.wait_for(function(s) return s.in_flight == 0 end)
-end
-
--- Records every on_request call.
-local function recorder()
-  local calls = {}
-  return calls, function(info) calls[#calls + 1] = info end
-end
 
 describe("the transport", function()
   lazy_setup(function() fake.start() end)
@@ -65,8 +48,8 @@ describe("the transport", function()
 
   describe("a timeout", function()
     it("answers timeout for a balance, after retrying it", function()
-      local c = client{ timeout = 0.3, retries = 1 }
-      fake.set{ latency = 1 }
+      local c = client{ timeout = 0.1, retries = 1 }
+      fake.set{ latency = 0.3 }
       assert_fails("timeout", "[Tt]ime", c:balance())
       assert.equals(2, fake.stats().balance_requests)
       assert.equals(1, c:stats().retries)
@@ -74,9 +57,9 @@ describe("the transport", function()
     end)
 
     it("answers timeout for a status, after retrying it", function()
-      local c = client{ timeout = 0.3, retries = 1 }
+      local c = client{ timeout = 0.1, retries = 1 }
       local id = assert(c:send(PHONE, "Hello"))[1].id
-      fake.set{ latency = 1 }
+      fake.set{ latency = 0.3 }
       assert_fails("timeout", "[Tt]ime", c:status(id))
       assert.equals(2, fake.stats().status_requests)
       assert.equals(1, c:stats().retries)
@@ -84,8 +67,8 @@ describe("the transport", function()
     end)
 
     it("answers timeout for a send without sending it again, and says the outcome is unknown", function()
-      local c = client{ timeout = 0.3, retries = 1 }
-      fake.set{ latency = 1 }
+      local c = client{ timeout = 0.1, retries = 1 }
+      fake.set{ latency = 0.3 }
       assert_fails("timeout", "unknown", c:send(PHONE, "Hello"))
       assert.equals(1, fake.stats().send_requests)
       assert.equals(0, c:stats().retries)
@@ -357,8 +340,8 @@ describe("the transport", function()
 
     it("says http_status 0 when no HTTP answer came", function()
       local calls, on_request = recorder()
-      local c = client{ timeout = 0.3, retries = 0, on_request = on_request }
-      fake.set{ latency = 1 }
+      local c = client{ timeout = 0.1, retries = 0, on_request = on_request }
+      fake.set{ latency = 0.3 }
       assert_fails("timeout", "[Tt]ime", c:balance())
       assert.equals(1, #calls)
       assert.equals(0, calls[1].http_status)

@@ -1,0 +1,19 @@
+-- luacheck (Debian: lua-check) over every Lua file: `make lint`, run by CI.
+-- The code runs on Lua 5.1-5.4 and LuaJIT, so "max" knows all their globals.
+std = "max"
+include_files = { "**/*.lua", "bin/streamtelecom", "*.rockspec", "config.ld", ".luacheckrc" }
+exclude_files = { "build/**", "dist/**", ".git/**" }
+
+-- Specs run under busted, which provides describe, it, assert and friends.
+files["spec/**/*.lua"] = { std = "+busted" }
+
+-- nginx runs these with its Lua module, which provides the ngx table.
+files["fakegw/**/*.lua"] = { globals = { "ngx" } }
+files["examples/openresty/**/*.lua"] = { globals = { "ngx" } }
+files["bench/**/*.lua"] = { read_globals = { "ngx" } }
+
+-- Configuration files are Lua chunks that set globals.
+files["*.rockspec"] = { allow_defined_top = true, ignore = { "131" }, max_line_length = false }
+files["config.ld"] = { allow_defined_top = true, ignore = { "131" } }
+files["scripts/luarocks-luajit.lua"] = { allow_defined_top = true, ignore = { "131" } }
+files[".luacheckrc"] = { allow_defined_top = true, ignore = { "131" } }
