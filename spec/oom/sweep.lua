@@ -185,8 +185,8 @@ local CALLS = {
     run = function(c, items)
       local seen = {}
       return c:send_many(items, {
-        on_start = function(i, item) seen[i] = item end,
-        on_result = function(i, r) seen[i] = r end,
+        on_start = function(i, item) seen[i] = item; return #seen end,
+        on_result = function(i, r) seen[i] = r; return #seen end,
       })
     end,
     ok = function(r)
@@ -204,7 +204,7 @@ local CALLS = {
     prep = function() return { final_ids[1], final_ids[2], final_ids[3] } end,
     run = function(c, ids)
       local seen = {}
-      return c:status_many(ids, { on_result = function(id, r) seen[id] = r end })
+      return c:status_many(ids, { on_result = function(id, r) seen[id] = r; return next(seen) end })
     end,
     ok = function(r) return is_map(r, final_ids, false) end },
   { name = "wait",
