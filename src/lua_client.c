@@ -9,8 +9,19 @@
 
 #include "lua_bind.h"
 
+/* Every method and metamethod has the client metatable as upvalue 1: a
+ * pointer comparison instead of luaL_checkudata's registry lookup by name
+ * on every call. */
 static lst_client *check_client(lua_State *L) {
-    return (lst_client *)luaL_checkudata(L, 1, CLIENT_MT);
+    void *u = lua_touserdata(L, 1);
+    if (u && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return (lst_client *)u;
+    }
+    luaL_checkudata(L, 1, CLIENT_MT); /* raises the usual type error */
+    return NULL;
 }
 
 static int client_is_open(const lst_client *u) {
@@ -868,8 +879,11 @@ static const luaL_Reg client_meta[] = {
 
 void lst_register_client(lua_State *L) {
     luaL_newmetatable(L, CLIENT_MT);
-    luaL_setfuncs(L, client_meta, 0);
-    luaL_newlib(L, client_methods);
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, client_meta, 1);
+    lua_createtable(L, 0, sizeof client_methods / sizeof client_methods[0]);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, client_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newmetatable(L, BOX_MT);

@@ -542,7 +542,7 @@ int st_client_balance(st_client *c, st_balance *out, st_error *err) {
     src.read = balance_read;
     src.done = balance_done;
     src.ctx = &s;
-    st_fail(err, ST_E_CLOSED, "client is closed");
+    err->code = ST_E_NETWORK; /* balance_done always sets it */
     c->stopped = 0;
     st_engine_run(c, &src);
     return err->code == ST_OK ? 0 : -1;

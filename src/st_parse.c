@@ -209,15 +209,11 @@ static int is_state_char(char ch) {
     return (ch >= 'a' && ch <= 'z') || ch == '_';
 }
 
-/* A status answer is one word of [a-z_], optionally followed by white
- * space and a time, and nothing else: anything more (a second line, a NUL,
- * an HTML page after the word) is not a state the gateway reported. */
-int st_parse_status_answer(const char *body, size_t n, st_status *out,
-                           st_error *err) {
-    const char *s = body, *when;
-    size_t len = n, word = 0, when_len;
-    if (take_refusal(&s, &len, err))
-        return -1;
+/* Reads a trimmed answer as a state word and an optional time; -1 when it
+ * is not exactly that. */
+static int read_state(const char *s, size_t len, st_status *out) {
+    const char *when;
+    size_t word = 0, when_len;
     while (word < len && is_state_char(s[word]))
         word++;
     when = s + word;
@@ -226,11 +222,30 @@ int st_parse_status_answer(const char *body, size_t n, st_status *out,
         (when_len > 0 && when[0] != ' ' && when[0] != '\t') ||
         !looks_like_time(when, when_len) ||
         copy_trimmed(out->updated, sizeof out->updated, when, when_len) != 0)
-        return unexpected(err, "status", s, len);
+        return -1;
     memcpy(out->raw, s, word);
     out->raw[word] = '\0';
     classify_state(out);
     return 0;
+}
+
+/* A status answer is one word of [a-z_], optionally followed by white
+ * space and a time, and nothing else: anything more (a second line, a NUL,
+ * an HTML page after the word) is not a state the gateway reported. No
+ * refusal sentence looks like that (they hold capitals, Cyrillic or
+ * several words), so the state is tried first and the sentences, with
+ * their case folding, only for what is not one. */
+int st_parse_status_answer(const char *body, size_t n, st_status *out,
+                           st_error *err) {
+    const char *s = body;
+    size_t len = n;
+    st_trim(&s, &len);
+    if (read_state(s, len, out) == 0)
+        return 0;
+    s = body, len = n;
+    if (take_refusal(&s, &len, err))
+        return -1;
+    return unexpected(err, "status", s, len);
 }
 
 /* Reads an unsigned decimal with '.' or ',' as separator without strtod,

@@ -88,6 +88,15 @@ static int on_request_ready(void *ud, char *ip, char *local_ip, int port,
 }
 #endif
 
+/* Runs for each socket libcurl opens: the exchange made a new connection
+ * (one getinfo less on every request than CURLINFO_NUM_CONNECTS). */
+static int on_new_socket(void *ud, curl_socket_t fd, curlsocktype purpose) {
+    st_xfer *x = ud;
+    (void)fd, (void)purpose;
+    x->reply->new_connection = 1;
+    return CURL_SOCKOPT_OK;
+}
+
 #define SET(opt, val)                                                         \
     do {                                                                      \
         if (curl_easy_setopt(x->easy, opt, val) != CURLE_OK)                  \
@@ -145,6 +154,8 @@ static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, x);
     SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    SET(CURLOPT_SOCKOPTFUNCTION, on_new_socket);
+    SET(CURLOPT_SOCKOPTDATA, x);
 #ifdef ST_HAVE_PREREQ
     SET(CURLOPT_PREREQFUNCTION, on_request_ready);
     SET(CURLOPT_PREREQDATA, x);
@@ -358,12 +369,9 @@ static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
 }
 
 static void read_transfer_info(st_xfer *x, st_reply *reply) {
-    long connects = 0;
     curl_off_t micros = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &reply->http_status);
-    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
     curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &micros);
-    reply->new_connection = connects > 0;
     reply->seconds = (double)micros / 1e6;
 }
 
