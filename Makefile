@@ -43,7 +43,7 @@ LIBS := $(CURL_LIBS) -lpthread -lm
 
 CORE_SRC := src/st_buf.c src/st_error.c src/st_text.c src/st_validate.c \
             src/st_request.c src/st_parse.c src/st_segments.c src/st_transport.c src/st_calls.c \
-            src/st_client.c
+            src/st_client.c src/st_http.c
 BIND_SRC := src/lua_streamtelecom.c src/lua_client.c src/lua_args.c
 HEADERS := $(wildcard src/*.h)
 
