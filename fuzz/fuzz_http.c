@@ -61,25 +61,32 @@ static unsigned next_rand(unsigned *state) {
     return (*state >> 16) & 0x7FFF;
 }
 
-/* Feeds data[0..n) in pieces: `fixed` bytes each, or (fixed == 0) random
- * lengths of 1..max_piece from seed. */
+/* Feeds data[0..n) (a heap block of exactly n bytes) in pieces: `fixed`
+ * bytes each, or (fixed == 0) random lengths of 1..max_piece from seed.
+ * A piece is copied to the end of a block of the largest piece's size, so
+ * ASan sees any read past the piece without a malloc per piece. */
 static void parse(const char *data, size_t n, size_t max_body, int at_eof,
                   size_t fixed, unsigned seed, outcome *o) {
     st_http_response r;
     st_http_progress p = ST_HTTP_MORE;
     size_t pos = 0, used;
     unsigned state = seed, max_piece = 1 + seed % 64;
+    size_t block_size = fixed ? fixed : max_piece;
+    char *block = NULL; /* the whole input is fed as it is */
+    if (fixed < n && !(block = malloc(block_size)))
+        abort();
     st_http_response_init(&r, max_body);
     while (pos < n && p == ST_HTTP_MORE) {
         size_t piece = fixed ? fixed : 1 + next_rand(&state) % max_piece;
-        char *copy;
+        const char *at = data + pos;
         if (piece > n - pos)
             piece = n - pos;
-        /* each piece in its own heap block: ASan sees a read past it */
-        copy = fuzz_dup((const uint8_t *)data + pos, piece);
+        if (block) {
+            memcpy(block + block_size - piece, data + pos, piece);
+            at = block + block_size - piece;
+        }
         used = (size_t)-1;
-        p = st_http_feed(&r, copy, piece, &used);
-        free(copy);
+        p = st_http_feed(&r, at, piece, &used);
         CHECK(used <= piece);
         if (p == ST_HTTP_MORE)
             CHECK(used == piece);
@@ -87,6 +94,7 @@ static void parse(const char *data, size_t n, size_t max_body, int at_eof,
         CHECK(r.body.len <= max_body);
         CHECK(r.line.len <= ST_HTTP_HEADER_MAX);
     }
+    free(block);
     if (p == ST_HTTP_MORE && at_eof)
         p = st_http_finish(&r);
     if (p == ST_HTTP_DONE) { /* a done parser takes nothing more */
