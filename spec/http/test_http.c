@@ -304,6 +304,39 @@ static void test_header_cap(void) {
     free(past_cap);
 }
 
+/* Interim responses share the header budget: endless 100 Continues end. */
+static void test_interim_budget(void) {
+    const char *cont = "HTTP/1.1 100 Continue\r\n\r\n"; /* 25 bytes */
+    size_t each = strlen(cont), count = ST_HTTP_HEADER_MAX / each + 1, i;
+    char *in = malloc(each * count + 1);
+    if (!in)
+        abort();
+    for (i = 0; i < count; i++)
+        memcpy(in + i * each, cont, each);
+    in[each * count] = '\0';
+    expect_error("endless 100 Continue", in, 0, MB, 0,
+                 ST_HTTP_E_HEADERS_TOO_LONG, ST_HTTP_HEADER_MAX + 1);
+    free(in);
+}
+
+/* A chunk-size line (extensions included) has its own cap. */
+static void test_chunk_line_cap(void) {
+    const char *head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;";
+    size_t h = strlen(head), i;
+    char *in = malloc(h + ST_HTTP_CHUNK_LINE_MAX + 8);
+    if (!in)
+        abort();
+    memcpy(in, head, h);
+    for (i = h; i < h + ST_HTTP_CHUNK_LINE_MAX; i++)
+        in[i] = 'e';
+    memcpy(in + h + ST_HTTP_CHUNK_LINE_MAX, "\r\nx\r\n", 6);
+    in[h + ST_HTTP_CHUNK_LINE_MAX + 6] = '\0';
+    /* "1;" + extensions fill the cap; the byte after them is refused */
+    expect_error("chunk line too long", in, 0, MB, 0, ST_HTTP_E_CHUNK,
+                 h - 2 + ST_HTTP_CHUNK_LINE_MAX + 1);
+    free(in);
+}
+
 static void test_bad_lines(void) {
     expect_error("SSH banner", "SSH-2.0-OpenSSH_9.2\r\n", 21, MB, 0,
                  ST_HTTP_E_STATUS_LINE, 1);
@@ -490,6 +523,8 @@ int main(void) {
     test_bad_content_length();
     test_too_large();
     test_header_cap();
+    test_interim_budget();
+    test_chunk_line_cap();
     test_bad_lines();
     test_pipelined();
     test_urls();
