@@ -47,6 +47,7 @@ build = {
         "src/st_client.c",
         "src/st_engine.c",
         "src/st_error.c",
+        "src/st_http.c",
         "src/st_parse.c",
         "src/st_request.c",
         "src/st_segments.c",

@@ -135,3 +135,62 @@ for i, s in enumerate([
            b'\x05' + b'79031234567' + b'\x00' + b'1234567890'),
         sp(2, 4, 20, 5, [b'a', b'b', b'c', b'\x00\x01\x02', b'', b'', b''])]):
     w('split', f's{i}', s)
+
+
+# ---- http: max_body selector (u8), split seed (u8), flags (u8: 1 = the
+# server closes after the payload, 2 = the payload is URL 0xFF User-Agent),
+# then the payload.
+def hr(payload, max_sel=199, seed=1, eof=False):
+    return bytes([max_sel, seed, 1 if eof else 0]) + payload
+
+
+def hu(url, ua=None, seed=1):
+    return bytes([0, seed, 2]) + url + (b'\xff' + ua if ua is not None else b'')
+
+
+OK = b'HTTP/1.1 200 OK\r\n'
+CHUNKED = OK + b'Transfer-Encoding: chunked\r\n\r\n'
+for i, (payload, max_sel, eof) in enumerate([
+        (OK + b'Content-Length: 10\r\nContent-Type: text/plain\r\n\r\n'
+         b'1000000001', 199, False),
+        (CHUNKED + b'5;name=value\r\nhello\r\n6 ; a="b c"\r\n world\r\n'
+         b'0\r\nX-Checksum: abc\r\n\r\n', 199, False),
+        (OK + b'\r\ndeliver 2026-01-01 10:00:00', 199, True),
+        (b'HTTP/1.1 204 No Content\r\n\r\n', 199, False),
+        (b'HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n', 199,
+         False),
+        (b'HTTP/1.1 100 Continue\r\n\r\n' + OK +
+         b'Content-Length: 2\r\n\r\nok', 199, False),
+        (b'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2'
+         b'\r\n\r\nok', 199, False),
+        (OK + b'Connection: close\r\nContent-Length: 2\r\n\r\nok', 199, False),
+        (OK + b'Content-Length: 2\r\nContent-Length: 3\r\n\r\nok', 199, False),
+        (OK + b'Content-Length: 11\r\n\r\n0123456789A', 10, False),
+        (OK + b'\r\n0123456789A', 10, True),
+        (OK + b'X-Pad: ' + b'a' * 16400 + b'\r\n\r\n', 199, False),
+        (b'SSH-2.0-OpenSSH_9.2\r\n', 199, False),
+        (OK + b'Content-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\n'
+         b'Content-Length: 3\r\n\r\ntwo', 199, False),
+        (OK + b'Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n'
+         b'2\r\nok\r\n0\r\n\r\n', 199, False),
+        (b'HTTP/1.1 101 Switching Protocols\r\n\r\n', 199, False),
+        (b'HTTP/1.0 502 Bad Gateway\nContent-Length: 5\n\nerror', 199,
+         False),
+        (CHUNKED + b'3\r\nabc\r\n', 199, True),
+        (OK + b'Transfer-Encoding: gzip\r\n\r\n', 199, False),
+        (CHUNKED + b'ffffffffffffffffffff\r\n', 255, False),
+        ('HTTP/1.1 200 OK\r\nContent-Length: 29\r\n\r\n'
+         'Нет отправителя'.encode(), 199, False)]):
+    w('http', f'r{i}', hr(payload, max_sel, seed=i * 37 % 256, eof=eof))
+for i, (url, ua) in enumerate([
+        (b'https://gateway.api.sc/get/?user=u&pwd=p', b'streamtelecom/0.1.0'),
+        (b'http://127.0.0.1:8080/get/', None),
+        (b'HTTPS://[::1]:8443/a%20b?x=1#frag', b'a\tb'),
+        (b'http://example.com?x=1', b''),
+        (b'http://user:pw@example.com/', None),
+        (b'http://h:65536/', None),
+        (b'http://h/\r\nX: y', None),
+        (b'https://[2001:db8::1]', b'evil\r\nX-Injected: 1'),
+        (b'ftp://example.com/', None),
+        (b'http://h:80/', b'ua')]):
+    w('http', f'u{i}', hu(url, ua, seed=i))
