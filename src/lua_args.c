@@ -39,7 +39,11 @@ void box_release(lua_State *L, call_box *box) {
         box->ref = LUA_NOREF;
     }
     st_recipients_free(&box->recipients);
-    st_send_result_free(&box->result);
+    if (box->result) {
+        st_send_result_free(box->result);
+        free(box->result);
+        box->result = NULL;
+    }
     free_items(box);
     free((void *)box->ids);
     free(box->statuses);

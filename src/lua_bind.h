@@ -32,7 +32,7 @@ typedef struct lst_client {
  * at once. */
 typedef struct call_box {
     st_recipients recipients;  /* send, url, parse */
-    st_send_result result;     /* send */
+    st_send_result *result;    /* send (a pointer: a small box is cheap to collect) */
     st_send_item *items;       /* send_many: nitems of each */
     st_recipients *item_recipients;
     size_t nitems;

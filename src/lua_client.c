@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lua_bind.h"
@@ -380,12 +381,15 @@ static int l_send(lua_State *L) {
         return push_failure(L, &err);
     if (!p.sender)
         p.sender = st_client_sender(u->core);
+    box->result = calloc(1, sizeof *box->result);
+    if (!box->result)
+        return luaL_error(L, "not enough memory");
     begin_call(L, u, &ctx);
-    rc = st_client_send(u->core, &box->recipients, &p, &box->result, &err);
+    rc = st_client_send(u->core, &box->recipients, &p, box->result, &err);
     end_call(L, u);
     if (rc != 0)
         return push_failure(L, &err);
-    push_send_result(L, &box->result);
+    push_send_result(L, box->result);
     box_release(L, box);
     return 1;
 }
