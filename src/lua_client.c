@@ -421,7 +421,9 @@ static int l_status(lua_State *L) {
     end_call(L, u);
     if (rc != 0)
         return push_failure(L, &err);
-    push_status(L, id, &s);
+    push_status(L, NULL, &s);
+    lua_pushvalue(L, 2); /* the caller's id string: nothing to allocate */
+    lua_setfield(L, -2, "id");
     return 1;
 }
 

@@ -112,6 +112,8 @@ typedef struct send_source {
     size_t next_item;
     open_item *starting; /* the item whose parts are being started */
     const st_send_hooks *hooks;
+    st_chunk *plan;      /* a single send's parts, planned when checked */
+    size_t plan_n;
 } send_source;
 
 static void open_item_free(open_item *item) {
@@ -145,8 +147,12 @@ static open_item *open_item_new(send_source *s, size_t index) {
     open_item *item = calloc(1, sizeof *item);
     st_error err;
     size_t j;
-    if (!item || st_plan_send(&cred, &it->params, r, ST_MAX_URL,
-                              &item->chunks, &item->nchunks, &err) != 0) {
+    if (item && s->plan) { /* planned when it was checked */
+        item->chunks = s->plan, item->nchunks = s->plan_n;
+        s->plan = NULL;
+    } else if (!item || st_plan_send(&cred, &it->params, r, ST_MAX_URL,
+                                     &item->chunks, &item->nchunks,
+                                     &err) != 0) {
         free(item);
         return NULL;
     }
@@ -240,18 +246,25 @@ static void send_done(void *ctx, st_job *job) {
 }
 
 /* Every item checked before the first byte is sent: -1 names the bad one.
- * The parts are planned again when an item starts; nothing is kept. */
-static int check_items(const st_client *c, const st_send_item *items,
-                       size_t n, int name_items, st_error *err) {
-    st_credentials cred = st_client_credentials(c);
+ * A bulk call plans each item's parts again when it starts, keeping none
+ * meanwhile; a single send keeps its plan in s. */
+static int check_items(send_source *s, int name_items, st_error *err) {
+    st_credentials cred = st_client_credentials(s->c);
     size_t i, nchunks;
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < s->n; i++) {
+        const st_send_item *it = &s->items[i];
         st_chunk *chunks = NULL;
-        if (check_send(items[i].recipients, &items[i].params, err) != 0 ||
-            st_plan_send(&cred, &items[i].params, items[i].recipients,
-                         ST_MAX_URL, &chunks, &nchunks, err) != 0)
+        int rc = check_send(it->recipients, &it->params, err);
+        if (rc == 0 && s->n == 1)
+            rc = st_plan_send(&cred, &it->params, it->recipients, ST_MAX_URL,
+                              &chunks, &nchunks, err);
+        else if (rc == 0)
+            rc = st_check_send_fits(&cred, &it->params, it->recipients,
+                                    ST_MAX_URL, err);
+        if (rc != 0)
             return name_items ? fail_item(err, "invalid item", i) : -1;
-        free(chunks);
+        if (s->n == 1)
+            s->plan = chunks, s->plan_n = nchunks;
     }
     return 0;
 }
@@ -261,19 +274,20 @@ static int send_items(st_client *c, const st_send_item *items, size_t n,
                       st_error *err) {
     send_source s;
     st_job_source src;
-    if (check_items(c, items, n, name_items, err) != 0)
-        return -1;
     memset(&s, 0, sizeof s);
     s.c = c;
     s.items = items;
     s.n = n;
     s.hooks = hooks;
+    if (check_items(&s, name_items, err) != 0)
+        return -1;
     src.next = send_next;
     src.read = send_read;
     src.done = send_done;
     src.ctx = &s;
     c->stopped = 0;
     st_engine_run(c, &src);
+    free(s.plan); /* set only when its item never started */
     return 0;
 }
 

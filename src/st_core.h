@@ -148,6 +148,11 @@ int st_build_send_url(st_buf *url, const st_credentials *c,
 int st_plan_send(const st_credentials *c, const st_send_params *p,
                  const st_recipients *r, size_t max_url, st_chunk **chunks,
                  size_t *nchunks, st_error *err);
+/* st_plan_send's check alone, allocating nothing: -1 and ST_E_INVALID
+ * when even one recipient does not fit. */
+int st_check_send_fits(const st_credentials *c, const st_send_params *p,
+                       const st_recipients *r, size_t max_url,
+                       st_error *err);
 
 /* ---- answers (st_parse.c) --------------------------------------------- */
 

@@ -124,40 +124,59 @@ static int push_chunk(st_chunk **chunks, size_t *n, size_t *cap,
     return 0;
 }
 
-int st_plan_send(const st_credentials *c, const st_send_params *p,
-                 const st_recipients *r, size_t max_url, st_chunk **chunks,
-                 size_t *nchunks, st_error *err) {
+/* The split of r into requests of at most max_url bytes: the chunks into
+ * *chunks when chunks is not NULL, else only counted (a check that needs
+ * no memory). */
+static int plan(const st_credentials *c, const st_send_params *p,
+                const st_recipients *r, size_t max_url, st_chunk **chunks,
+                size_t *nchunks, st_error *err) {
     size_t overhead, i, cap = 0, used = 0, first = 0;
-    *chunks = NULL;
-    *nchunks = 0;
     if (send_overhead(c, p, &overhead) != 0)
         return st_fail(err, ST_E_INVALID, "out of memory");
     for (i = 0; i < r->count; i++) {
         size_t len = strlen(r->items[i].digits);
         size_t sep = i > first ? strlen(ST_ENCODED_COMMA) : 0;
-        if (overhead + len > max_url) {
-            free(*chunks);
-            *chunks = NULL;
-            *nchunks = 0;
+        if (overhead + len > max_url)
             return st_fail(err, ST_E_INVALID,
                            "invalid text: the request would be longer than "
                            "%zu bytes (shorten the text or the options)",
                            max_url);
-        }
         if (overhead + used + sep + len > max_url) {
-            if (push_chunk(chunks, nchunks, &cap, first, i - first) != 0)
-                goto no_memory;
+            if (chunks && push_chunk(chunks, nchunks, &cap, first,
+                                     i - first) != 0)
+                return st_fail(err, ST_E_INVALID, "out of memory");
+            if (!chunks)
+                ++*nchunks;
             first = i, used = 0, sep = 0;
         }
         used += sep + len;
     }
-    if (r->count > first &&
-        push_chunk(chunks, nchunks, &cap, first, r->count - first) != 0)
-        goto no_memory;
+    if (r->count > first) {
+        if (chunks && push_chunk(chunks, nchunks, &cap, first,
+                                 r->count - first) != 0)
+            return st_fail(err, ST_E_INVALID, "out of memory");
+        if (!chunks)
+            ++*nchunks;
+    }
     return 0;
-no_memory:
+}
+
+int st_plan_send(const st_credentials *c, const st_send_params *p,
+                 const st_recipients *r, size_t max_url, st_chunk **chunks,
+                 size_t *nchunks, st_error *err) {
+    *chunks = NULL;
+    *nchunks = 0;
+    if (plan(c, p, r, max_url, chunks, nchunks, err) == 0)
+        return 0;
     free(*chunks);
     *chunks = NULL;
     *nchunks = 0;
-    return st_fail(err, ST_E_INVALID, "out of memory");
+    return -1;
+}
+
+int st_check_send_fits(const st_credentials *c, const st_send_params *p,
+                       const st_recipients *r, size_t max_url,
+                       st_error *err) {
+    size_t n = 0;
+    return plan(c, p, r, max_url, NULL, &n, err);
 }

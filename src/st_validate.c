@@ -49,7 +49,9 @@ int st_phone_normalize(const char *s, size_t n, st_phone *out, st_error *err) {
 
 static int recipients_push(st_recipients *r, const st_phone *p) {
     if (r->count == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 8;
+        /* Most sends have one recipient: start with room for one, so a
+         * bulk call of 50,000 holds 50,000 numbers, not 400,000 slots. */
+        size_t cap = r->cap ? r->cap * 2 : 1;
         st_phone *items = realloc(r->items, cap * sizeof *items);
         if (!items)
             return -1;
