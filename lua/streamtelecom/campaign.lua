@@ -324,7 +324,7 @@ function M.read_csv(s)
         local row = { n = #rows + #errors + 1, line = start, fields = {} }
         if #fields ~= #header then
           errors[#errors + 1] = { n = row.n, line = start,
-            message = ("%d fields, the header has %d"):format(#fields, #header) }
+            message = plural(#fields, "field") .. ", the header has " .. #header }
         else
           for i, name in ipairs(header) do
             if fields[i] ~= "" then row.fields[name] = fields[i] end
@@ -384,11 +384,9 @@ local function check_row(client, f)
     local url, err = client:url("send", to, text, opts)
     if not url then return column, err end
   end
-  if not f.to then return "to", "missing" end
-  if not f.text then return "text", "missing" end
-  local column, err = try("to", f.to, PROBE_TEXT)
+  local column, err = try("to", f.to or "", PROBE_TEXT)
   if column then return column, err end
-  column, err = try("text", PROBE_TO, f.text)
+  column, err = try("text", PROBE_TO, f.text or "")
   if column then return column, err end
   for _, name in ipairs({ "sender", "callback_url", "name" }) do
     if f[name] then
