@@ -416,6 +416,9 @@ end
 
 -- How a journal makes what it wrote durable: fdatasync through LuaJIT's FFI,
 -- else coreutils `sync --data` (one process per call: the caller batches).
+-- STREAMTELECOM_JOURNAL_SYNC=command forces the latter, =none skips syncing
+-- (only to measure what syncing costs: a crash of the machine may then lose
+-- records).
 local function make_syncer(path, how)
   if how == "none" then return function() return true end, "none" end
   if how ~= "command" then
