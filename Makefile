@@ -24,6 +24,7 @@ endif
 
 PREFIX ?= /usr/local
 LUA_CMOD ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_LMOD ?= $(PREFIX)/share/lua/$(LUA_ABI)
 PKG_CONFIG ?= pkg-config
 
 ifdef LUA_INCDIR
@@ -237,6 +238,8 @@ BINDIR ?= $(PREFIX)/bin
 install: $(SO) $(BUILD)/streamtelecom
 	install -d $(DESTDIR)$(LUA_CMOD)
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_CMOD)/streamtelecom.so
+	install -d $(DESTDIR)$(LUA_LMOD)/streamtelecom
+	install -m 0644 lua/streamtelecom/campaign.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/campaign.lua
 	install -d $(DESTDIR)$(BINDIR)
 	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/streamtelecom \
 	  >$(DESTDIR)$(BINDIR)/streamtelecom

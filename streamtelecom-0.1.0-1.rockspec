@@ -60,6 +60,7 @@ build = {
       libdirs = { "$(CURL_LIBDIR)" },
       libraries = { "curl", "pthread" },
     },
+    ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua",
   },
   install = {
     bin = {

@@ -100,5 +100,22 @@ function helper.assert_fails(secret, code, word, ok, err, got)
   helper.assert_no_secret(err, secret)
 end
 
+-- The words that run bin/streamtelecom with exactly these environment
+-- variables changed (a value of false unsets one), for /bin/sh.
+function helper.cli_command(env, args)
+  local names = {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  local words = { "env" }
+  for _, k in ipairs(names) do
+    if env[k] then
+      words[#words + 1] = k .. "=" .. helper.shell_quote(env[k])
+    else
+      table.insert(words, 2, "-u " .. k)
+    end
+  end
+  return table.concat(words, " ") .. " " .. helper.LUA .. " bin/streamtelecom " .. args
+end
+
 package.loaded["spec.helper"] = helper
 return helper

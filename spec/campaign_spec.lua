@@ -1,0 +1,356 @@
+-- luacheck: std +busted
+-- `streamtelecom campaign FILE` and `campaign-status JOURNAL`, run as an
+-- operator runs them: a child process against the fake gateway, killed with
+-- SIGKILL and started again.
+local fake = require("spec.fake")
+local helper = require("spec.helper")
+local cjson = require("cjson")
+local socket = require("socket")
+
+local USER, PASSWORD = "campaigner", "Camp-Pw&7=q%z"
+local shell_quote = helper.shell_quote
+
+local dir -- a fresh directory per spec
+
+local function path(name) return dir .. "/" .. name end
+
+local function write(name, content)
+  local f = assert(io.open(path(name), "wb"))
+  f:write(content)
+  f:close()
+  return path(name)
+end
+
+local function slurp(name)
+  local f = io.open(name, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function env()
+  return { STREAM_TELECOM_URL = fake.url, STREAM_TELECOM_USER = USER,
+           STREAM_TELECOM_PASSWORD = PASSWORD, STREAM_TELECOM_SENDER = "MyShop" }
+end
+
+-- Runs the command to its end; answers stdout, stderr and the exit status.
+local function run(args)
+  local err = path("stderr")
+  local p = assert(io.popen(helper.cli_command(env(), args) .. " </dev/null 2>"
+                            .. shell_quote(err) .. "; echo \"exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local stderr = slurp(err) or ""
+  local stdout, status = out:match("^(.-)exit=(%d+)\n?$")
+  assert(status, "no exit status in: " .. out)
+  helper.assert_no_secret(stdout, PASSWORD)
+  helper.assert_no_secret(stderr, PASSWORD)
+  return stdout, stderr, tonumber(status)
+end
+
+local function phone(i) return string.format("7903%07d", i) end
+
+-- A CSV of n rows, each to its own number with its own text.
+local function csv_of(n, name)
+  local lines = { "to,text" }
+  for i = 1, n do lines[#lines + 1] = phone(i) .. ",Campaign row " .. i end
+  return write(name or "rows.csv", table.concat(lines, "\n") .. "\n")
+end
+
+-- How many times the gateway got each number.
+local function sends_by_number()
+  local count = {}
+  for _, s in ipairs(fake.sends()) do
+    for n in s.dadr:gmatch("[^,]+") do count[n] = (count[n] or 0) + 1 end
+  end
+  return count
+end
+
+-- The journal's last record per row.
+local function journal_rows(name)
+  local last = {}
+  for line in (slurp(name) or ""):gmatch("[^\n]+") do
+    local ok, rec = pcall(cjson.decode, line)
+    if ok and type(rec) == "table" and rec.row then last[rec.row] = rec end
+  end
+  return last
+end
+
+local function unknown_rows(last)
+  local set, n = {}, 0
+  for row, rec in pairs(last) do
+    if rec.t == "started" then set[row] = true; n = n + 1 end
+  end
+  return set, n
+end
+
+describe("streamtelecom campaign", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function()
+    fake.reset()
+    fake.account{ user = USER, pwd = PASSWORD, balance = 1000000, senders = { "MyShop", "Other" } }
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. shell_quote(dir)))
+  end)
+  after_each(function() os.execute("rm -rf " .. shell_quote(dir)) end)
+
+  describe("reads CSV", function()
+    it("with quotes, commas, new lines, \"\" escapes, a BOM, CRLF and empty lines", function()
+      local file = write("edge.csv", "\239\187\191sender,text,to\r\n"
+        .. "Other,\"Hello, \"\"Ann\"\"\r\nsee you\",+7 903 000-00-01\r\n"
+        .. "\r\n"
+        .. ",Привет,79030000002\r\n"
+        .. "\n"
+        .. "MyShop,\"\",79030000003\r\n")
+      local _, err, status = run("campaign " .. shell_quote(file))
+      assert.equals(2, status)
+      assert.matches("row 3 %(line 7%), column text: invalid text: it is empty", err)
+      assert.equals(0, #fake.sends(), "nothing sent while a row is bad")
+
+      file = write("edge.csv", "\239\187\191sender,text,to\r\n"
+        .. "Other,\"Hello, \"\"Ann\"\"\r\nsee you\",+7 903 000-00-01\r\n"
+        .. "\r\n"
+        .. ",Привет,79030000002\r\n"
+        .. "\n")
+      local out
+      out, err, status = run("campaign " .. shell_quote(file))
+      assert.equals(0, status, err)
+      assert.matches("2 rows: 2 sent, 0 refused, 0 failed, 0 unknown, 0 invalid", out)
+      local sends = fake.sends()
+      assert.equals(2, #sends)
+      assert.equals("Hello, \"Ann\"\r\nsee you", sends[1].text)
+      assert.equals("Other", sends[1].sadr)
+      assert.equals("79030000001", sends[1].dadr)
+      assert.equals("Привет", sends[2].text)
+      assert.equals("MyShop", sends[2].sadr, "an empty sender field takes the default")
+    end)
+
+    it("refuses a header without a column it needs, or with one it does not know", function()
+      local _, err, status = run("campaign " .. shell_quote(write("a.csv", "to\n79030000001\n")))
+      assert.equals(2, status)
+      assert.matches("the header has no 'text' column", err)
+      _, err, status = run("campaign " .. shell_quote(write("b.csv", "to,text,colour\n79030000001,Hi,red\n")))
+      assert.equals(2, status)
+      assert.matches("unknown column 'colour' in the header", err)
+      assert.equals(0, #fake.sends())
+    end)
+
+    it("names every row that misses a field, and sends nothing", function()
+      local _, err, status = run("campaign " .. shell_quote(write("m.csv",
+        "to,text\n79030000001,Hi\n79030000002\n79030000003,Hi,extra\n")))
+      assert.equals(2, status)
+      assert.matches("row 2 %(line 3%): 1 field, the header has 2", err)
+      assert.matches("row 3 %(line 4%): 3 fields, the header has 2", err)
+      assert.equals(0, #fake.sends())
+    end)
+
+    it("names a bad phone at row 1,234 by its row and column, and sends nothing", function()
+      local lines = { "to,text" }
+      for i = 1, 2000 do lines[#lines + 1] = phone(i) .. ",Hi " .. i end
+      lines[1235] = "12-34,Hi 1234"
+      lines[1601] = phone(1600) .. ",\"bad \0 text\""
+      local file = write("bad.csv", table.concat(lines, "\n"))
+      local out, err, status = run("--json campaign " .. shell_quote(file))
+      assert.equals(2, status)
+      assert.matches("row 1234 %(line 1235%), column to: invalid phone number '12%-34'", err)
+      assert.matches("row 1600 %(line 1601%), column text: invalid text: it holds a NUL byte", err)
+      assert.matches("2 rows of 2000 bad: nothing sent", err)
+      local summary = cjson.decode(out)
+      assert.equals(2, summary.invalid)
+      assert.equals(1234, summary.invalid_rows[1].row)
+      assert.equals("to", summary.invalid_rows[1].column)
+      assert.equals(0, #fake.sends())
+      assert.is_nil(slurp(file .. ".journal"), "no journal before anything is sent")
+    end)
+
+    it("sends the good rows with --skip-invalid and lists the bad ones", function()
+      local file = write("s.csv", "to,text,sender\n79030000001,Hi,\n123,Hi,\n79030000003,Hi,Way too long sender\n")
+      local out, err, status = run("campaign " .. shell_quote(file) .. " --skip-invalid")
+      assert.equals(0, status, err)
+      assert.matches("row 2 %(line 3%), column to: invalid phone number", err)
+      assert.matches("row 3 %(line 4%), column sender: invalid sender", err)
+      assert.matches("3 rows: 1 sent, 0 refused, 0 failed, 0 unknown, 2 invalid", out)
+      assert.equals(1, #fake.sends())
+    end)
+  end)
+
+  it("reads JSON lines, by extension or --format jsonl", function()
+    local rows = '{"to":"79030000001","text":"Hi \\"JSON\\" \\u00e9\\ud83d\\ude00","name":"n1"}\n\n'
+                 .. '{"text":"Second","to":79030000002,"sender":"Other"}\n'
+    local out, err, status = run("campaign " .. shell_quote(write("r.jsonl", rows)))
+    assert.equals(0, status, err)
+    assert.matches("2 rows: 2 sent", out)
+    local sends = fake.sends()
+    assert.equals("Hi \"JSON\" é😀", sends[1].text)
+    assert.equals("n1", sends[1].name_deliver)
+    assert.equals("79030000002", sends[2].dadr)
+    assert.equals("Other", sends[2].sadr)
+    err, status = select(2, run("campaign --format jsonl " .. shell_quote(write("r.txt",
+      '{"to":"79030000003","text":"x","colour":"red"}\n[1]\n{"to":\n'))))
+    assert.equals(2, status)
+    assert.matches("row 1 %(line 1%): column colour: unknown key", err)
+    assert.matches("row 2 %(line 2%): want one JSON object per line", err)
+    assert.matches("row 3 %(line 3%): ", err)
+  end)
+
+  it("counts refusals by code, exits 1, and never sends a refused row again", function()
+    local file = write("r.csv", "to,text,sender\n79030000001,Hi,\n79030000002,Hi,Stranger\n"
+                                .. "8613912345678,Hi,\n")
+    local out, err, status = run("--json campaign " .. shell_quote(file))
+    assert.equals(1, status, err)
+    local summary = cjson.decode(out)
+    assert.equals(1, summary.sent)
+    assert.equals(2, summary.refused)
+    assert.same({ unknown_sender = 1, direction_closed = 1 }, summary.codes)
+    out, err, status = run("--json campaign " .. shell_quote(file))
+    assert.equals(1, status, err)
+    assert.equals(3, #fake.sends(), "the second run sent nothing")
+    assert.equals(3, cjson.decode(out).earlier)
+  end)
+
+  it("refuses a journal that belongs to another file, and sends nothing", function()
+    local one, other = csv_of(3, "one.csv"), csv_of(4, "other.csv")
+    assert.equals(0, select(3, run("campaign " .. shell_quote(one))))
+    local _, err, status = run("campaign " .. shell_quote(other) .. " --journal " .. shell_quote(one .. ".journal"))
+    assert.equals(2, status)
+    assert.matches("journal .*one%.csv%.journal belongs to another file %(.*one%.csv, sha256 %x+%)", err)
+    assert.equals(3, #fake.sends())
+  end)
+
+  it("shows a self-updating progress line on a terminal, and none in a pipe", function()
+    fake.set{ latency = 0.002 }
+    local file = csv_of(300)
+    local cmd = helper.cli_command(env(), "campaign " .. shell_quote(file) .. " --concurrency 4")
+    local p = assert(io.popen("script -qfec " .. shell_quote(cmd) .. " /dev/null </dev/null"))
+    local tty = p:read("*a")
+    p:close()
+    assert.matches("\rsent %d+  refused 0  failed 0  unknown 0  remaining %d+  [%d.]+/s  ETA [%d:?]+",
+                   tty)
+    assert.matches("sent 300  refused 0  failed 0  unknown 0  remaining 0", tty)
+    helper.assert_no_secret(tty, PASSWORD)
+
+    local out, err, status = run("campaign " .. shell_quote(csv_of(10, "b.csv")))
+    assert.equals(0, status)
+    assert.equals("", err)
+    assert.not_matches("remaining", out)
+    err = select(2, run("campaign " .. shell_quote(csv_of(12, "c.csv")) .. " --progress"))
+    assert.matches("progress: sent %d+ .* remaining 0", err)
+  end)
+
+  it("survives SIGKILL at random moments: every row once, unknown ones never resent", function()
+    local N, CONCURRENCY = 2000, 8
+    fake.set{ latency = 0.01 }
+    local file = csv_of(N)
+    local journal = file .. ".journal"
+    local args = "campaign " .. shell_quote(file) .. " --concurrency " .. CONCURRENCY
+    local out = path("bg.out")
+    local kills, runs, unknown_before = 0, 0, 0
+    local started = socket.gettime()
+    while true do
+      runs = runs + 1
+      assert(runs < 200, "the campaign never finished")
+      os.remove(out)
+      local p = assert(io.popen("sh -c " .. shell_quote(helper.cli_command(env(), args)
+        .. " >" .. shell_quote(out) .. " 2>/dev/null </dev/null & echo $!")))
+      local pid = tonumber(p:read("*l"))
+      p:close()
+      -- Kill after a random number of further sends (0: while it starts up).
+      local target = fake.stats().send_requests + helper.rand(0, 120)
+      local finished = false
+      while true do
+        if (slurp(out) or "") ~= "" then finished = true; break end
+        if fake.stats().send_requests >= target then break end
+        socket.sleep(0.001)
+      end
+      if finished then break end
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      kills = kills + 1
+      -- Dead (gone or a zombie) before the next run starts.
+      while true do
+        local stat = slurp("/proc/" .. pid .. "/stat")
+        if not stat or stat:match("^%d+ %b() Z") then break end
+        socket.sleep(0.001)
+      end
+      local _, unknown_now = unknown_rows(journal_rows(journal))
+      assert.is_true(unknown_now - unknown_before <= CONCURRENCY,
+        ("kill %d left %d rows unknown"):format(kills, unknown_now - unknown_before))
+      unknown_before = unknown_now
+    end
+    assert.is_true(kills >= 20, "only " .. kills .. " kills")
+
+    local last = journal_rows(journal)
+    local unknown, n_unknown = unknown_rows(last)
+    local count = sends_by_number()
+    for i = 1, N do
+      if unknown[i] then
+        assert.is_true((count[phone(i)] or 0) <= 1, "unknown row " .. i .. " sent twice")
+      else
+        assert.equals(1, count[phone(i)], "row " .. i)
+        assert.equals("done", last[i].t)
+      end
+    end
+    local summary = slurp(out)
+    assert.matches(("%d rows: %d sent, 0 refused, 0 failed, %d unknown"):format(
+      N, N - n_unknown, n_unknown), summary)
+
+    -- Running again changes nothing; --resend-unknown is the explicit choice.
+    local _, err, status = run(args)
+    assert.equals(n_unknown > 0 and 4 or 0, status, err)
+    if n_unknown > 0 then assert.matches("unknown outcome", err) end
+    assert.same(count, sends_by_number())
+    _, err, status = run(args .. " --resend-unknown")
+    assert.equals(0, status, err)
+    local after = sends_by_number()
+    for i = 1, N do
+      if unknown[i] then
+        assert.equals((count[phone(i)] or 0) + 1, after[phone(i)])
+      else
+        assert.equals(1, after[phone(i)])
+      end
+    end
+    print(("\n  %d kills, %d runs, %d rows unknown, %.1f s"):format(
+      kills, runs, n_unknown, socket.gettime() - started))
+  end)
+
+  describe("campaign-status", function()
+    it("prints the state of every id the journal holds, in row order", function()
+      local file = csv_of(3)
+      assert.equals(0, select(3, run("campaign " .. shell_quote(file))))
+      fake.deliver("1000000002")
+      local out, err, status = run("campaign-status " .. shell_quote(file .. ".journal"))
+      assert.equals(0, status, err)
+      assert.equals("1 79030000001 1000000001 sent\n2 79030000002 1000000002 delivered\n"
+                    .. "3 79030000003 1000000003 sent\n", out)
+      assert.matches("2 messages not final yet", err)
+      out, err, status = run("--json campaign-status " .. shell_quote(file .. ".journal"))
+      assert.equals(0, status)
+      assert.equals("", (err:gsub("streamtelecom: 2 messages not final yet\n", "")))
+      local list = cjson.decode(out)
+      assert.equals(3, #list)
+      assert.same({ row = 2, to = "79030000002", id = "1000000002", state = "delivered",
+                    raw = "deliver", final = true }, list[2])
+    end)
+
+    it("with --wait polls until every message is final, with the progress line", function()
+      local file = csv_of(5)
+      assert.equals(0, select(3, run("campaign " .. shell_quote(file))))
+      fake.set{ auto_deliver = 1.2 }
+      local out, err, status = run("campaign-status --wait --interval 1 --progress "
+                                   .. shell_quote(file .. ".journal"))
+      assert.equals(0, status, err)
+      assert.matches("progress: final 0  not final 5  failed 0", err)
+      assert.matches("progress: final 5  not final 0  failed 0", err)
+      assert.equals(5, select(2, out:gsub("delivered", "")))
+    end)
+
+    it("with --wait exits 4 when time runs out", function()
+      local file = csv_of(2)
+      assert.equals(0, select(3, run("campaign " .. shell_quote(file))))
+      local _, err, status = run("campaign-status --wait --timeout 0 " .. shell_quote(file .. ".journal"))
+      assert.equals(4, status)
+      assert.matches("2 messages not final yet", err)
+    end)
+  end)
+end)
