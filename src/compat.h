@@ -9,7 +9,7 @@
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i) lua_objlen(L, (i))
 #ifndef luaL_newlib
-static void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
     luaL_checkstack(L, nup + 1, "too many upvalues");
     for (; l->name; l++) {
         int i;
@@ -23,6 +23,18 @@ static void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
 #define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs(L, (l), 0))
 #endif
 
+#endif
+
+/* The FILE of an io library file handle at idx, or NULL once it is
+ * closed: 5.2+ marks a closed luaL_Stream by a NULL closef (f stays set);
+ * 5.1 and LuaJIT set the FILE * itself to NULL. */
+#if LUA_VERSION_NUM >= 502
+#define st_lua_open_file(L, idx)                                             \
+    (((luaL_Stream *)lua_touserdata((L), (idx)))->closef                     \
+         ? ((luaL_Stream *)lua_touserdata((L), (idx)))->f                    \
+         : NULL)
+#else
+#define st_lua_open_file(L, idx) (*(FILE **)lua_touserdata((L), (idx)))
 #endif
 
 /* Calls f(L) with ud as its one argument, in protected mode, leaving

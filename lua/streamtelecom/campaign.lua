@@ -414,13 +414,18 @@ local function file_sha256(path)
   return out:match("^(%x+)")
 end
 
--- How a journal makes what it wrote durable: fdatasync through LuaJIT's FFI,
+-- How a journal makes what it wrote durable: the module's st._fdatasync, else
+-- fdatasync through LuaJIT's FFI,
 -- else coreutils `sync --data` (one process per call: the caller batches).
 -- STREAMTELECOM_JOURNAL_SYNC=command forces the latter, =none skips syncing
 -- (only to measure what syncing costs: a crash of the machine may then lose
 -- records).
-local function make_syncer(path, how)
+local function make_syncer(path, how, file)
   if how == "none" then return function() return true end, "none" end
+  local st_ok, st = pcall(require, "streamtelecom")
+  if how ~= "command" and st_ok and st._fdatasync then
+    return function() return st._fdatasync(file) == true end, "fdatasync"
+  end
   if how ~= "command" then
     local ok, ffi = pcall(require, "ffi")
     if ok then
@@ -466,7 +471,7 @@ function Journal.open(path, header, existing, sync_how)
   if not f then return nil, err end
   f:setvbuf("no")
   local self = setmetatable({ f = f, path = path, dirty = false }, Journal)
-  self.sync_now, self.sync_how = make_syncer(path, sync_how)
+  self.sync_now, self.sync_how = make_syncer(path, sync_how, f)
   self.syncs = 0
   if existing and not existing.ends_cleanly then f:write("\n") end
   if not (existing and existing.header) then self:write(header) end
