@@ -176,6 +176,14 @@ describe("streamtelecom campaign", function()
     end)
   end)
 
+  it("has its usage under help campaign and help campaign-status", function()
+    for _, command in ipairs({ "campaign", "campaign-status" }) do
+      local out, _, status = run("help " .. command)
+      assert.equals(0, status)
+      assert.matches("^Usage: streamtelecom " .. command:gsub("%-", "%%-") .. " ", out)
+    end
+  end)
+
   it("reads JSON lines, by extension or --format jsonl", function()
     local rows = '{"to":"79030000001","text":"Hi \\"JSON\\" \\u00e9\\ud83d\\ude00","name":"n1"}\n\n'
                  .. '{"text":"Second","to":79030000002,"sender":"Other"}\n'

@@ -64,7 +64,11 @@ end
 
 describe("docs/API.md", function()
   it("documents every function and field of the module, and only those", function()
-    assert.same(keys(st), headings("st%.([%w_]+)"))
+    local public = keys(st)
+    for k in pairs(public) do -- _fdatasync and the like serve the command line
+      if k:sub(1, 1) == "_" and k ~= "_VERSION" then public[k] = nil end
+    end
+    assert.same(public, headings("st%.([%w_]+)"))
   end)
 
   it("documents every method of a client, and only those", function()
