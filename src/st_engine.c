@@ -78,17 +78,6 @@ static void note_unknown_outcome(st_job *job) {
                  " (the request was sent: the outcome is unknown)");
 }
 
-/* The run's slots (one per request that may be in flight) and counts. */
-typedef struct engine_run {
-    st_job *slots;
-    size_t nslots;
-    size_t running;
-    size_t waiting;  /* retries waiting for their backoff */
-    int exhausted;   /* the source has no more jobs */
-    const st_job_source *src;
-    st_client *c;
-} engine_run;
-
 /* Whether `rate` lets a request start now; if not, lowers *wake (0: not
  * set yet) to when. */
 static int rate_ready(const st_client *c, double now, double *wake) {
@@ -105,30 +94,17 @@ static void rate_take(st_client *c, double now) {
 }
 
 /* The job is over: the source gets it, and the slot is free again. */
-static void finish_job(engine_run *run, st_job *job) {
+static void finish_job(st_run *run, st_job *job) {
     if (job->err.code != ST_OK)
         st_redact_message(job->err.message, sizeof job->err.message);
     run->src->done(run->src->ctx, job);
     job->state = ST_JOB_FREE;
 }
 
-static void start_job(engine_run *run, st_job *job) {
-    st_buf_truncate(&job->reply.body, 0);
-    if (job->url.failed) {
-        st_fail(&job->err, ST_E_NETWORK, "out of memory");
-    } else if (st_transport_start(run->c->transport, job->url.data,
-                                  job->call == ST_CALL_SEND, &job->reply, job,
-                                  &job->err) == 0) {
-        job->state = ST_JOB_RUNNING;
-        run->running++;
-        return;
-    }
-    finish_job(run, job); /* never left: nothing to report */
-}
-
 /* Asks the source for a new job in a free slot; 0 when it has none. */
-static int take_new_job(engine_run *run, st_job *job) {
+static int take_new_job(st_run *run, st_job *job) {
     st_buf_truncate(&job->url, 0);
+    st_buf_truncate(&job->reply.body, 0);
     job->err.code = ST_OK;
     job->err.message[0] = '\0';
     job->attempts = 0;
@@ -141,12 +117,18 @@ static int take_new_job(engine_run *run, st_job *job) {
     return 0;
 }
 
-/* Starts retries whose backoff has passed, then new jobs, as far as the
- * concurrency and the rate allow; lowers *wake to the next chance. The
- * clock is read only where a rate or a backoff needs it. */
-static void start_ready_jobs(st_client *c, engine_run *run, double *wake) {
-    int timed = run->waiting > 0 || c->opts.rate > 0;
-    double now = timed ? st_now() : 0;
+static void retry_or_finish(st_run *run, st_job *job);
+
+static st_run_step hand_out(st_run *run, st_job *job, st_job **out) {
+    job->state = ST_JOB_RUNNING;
+    run->running++;
+    st_buf_truncate(&job->reply.body, 0);
+    *out = job;
+    return ST_RUN_START;
+}
+
+/* A retry whose backoff has passed, if the rate allows one now. */
+static st_job *ready_retry(st_run *run, double now, double *wake) {
     size_t i;
     for (i = 0; run->waiting > 0 && i < run->nslots; i++) {
         st_job *job = &run->slots[i];
@@ -155,41 +137,73 @@ static void start_ready_jobs(st_client *c, engine_run *run, double *wake) {
         if (job->not_before > now) {
             if (*wake == 0 || job->not_before < *wake)
                 *wake = job->not_before;
-        } else if (rate_ready(c, now, wake)) {
-            rate_take(c, now);
+        } else if (rate_ready(run->c, now, wake)) {
             run->waiting--;
-            start_job(run, job);
+            return job;
         }
     }
-    for (i = 0; i < run->nslots; i++) {
-        st_job *job = &run->slots[i];
-        if (job->state != ST_JOB_FREE)
-            continue;
-        if (run->exhausted || c->stopped || !rate_ready(c, now, wake) ||
-            !take_new_job(run, job))
-            return;
-        rate_take(c, now);
-        start_job(run, job);
-        if (c->opts.rate > 0)
-            now = st_now();
-    }
+    return NULL;
 }
 
-/* What happens to a job whose attempt just ended. */
-static void finish_attempt(st_client *c, engine_run *run, st_job *job,
-                           int rc) {
+static st_job *free_slot(st_run *run) {
+    size_t i;
+    for (i = 0; i < run->nslots; i++)
+        if (run->slots[i].state == ST_JOB_FREE)
+            return &run->slots[i];
+    return NULL;
+}
+
+st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
+    st_client *c = run->c;
+    int timed = run->waiting > 0 || c->opts.rate > 0;
+    double now = timed ? st_now() : 0; /* the clock only where it matters */
+    st_job *next;
+    *wake = 0;
+    next = ready_retry(run, now, wake);
+    if (next) {
+        rate_take(c, now);
+        return hand_out(run, next, job);
+    }
+    next = free_slot(run);
+    if (next && !run->exhausted && !c->stopped && rate_ready(c, now, wake) &&
+        take_new_job(run, next)) {
+        rate_take(c, now);
+        return hand_out(run, next, job);
+    }
+    if (run->running == 0 && run->waiting == 0 &&
+        (run->exhausted || c->stopped))
+        return ST_RUN_DONE;
+    return ST_RUN_WAIT;
+}
+
+void st_run_answered(st_run *run, st_job *job) {
+    st_client *c = run->c;
+    run->running--;
     job->attempts++;
-    if (rc == 0 && (job->reply.http_status < 200 ||
-                    job->reply.http_status > 299))
-        rc = http_failed(&job->reply, &job->err);
-    if (rc == 0) {
+    if (job->reply.http_status < 200 || job->reply.http_status > 299) {
+        http_failed(&job->reply, &job->err);
+        retry_or_finish(run, job);
+        return;
+    }
+    {
         st_code code = run->src->read(run->src->ctx, job);
         report_exchange(c, job, code);
         if (code == ST_OK)
             job->err.code = ST_OK, job->err.message[0] = '\0';
         finish_job(run, job);
-        return;
     }
+}
+
+void st_run_failed(st_run *run, st_job *job) {
+    run->running--;
+    job->attempts++;
+    retry_or_finish(run, job);
+}
+
+/* A failed attempt (job->err set), already counted: report it, then retry
+ * by the rules or give the job its last word. */
+static void retry_or_finish(st_run *run, st_job *job) {
+    st_client *c = run->c;
     report_exchange(c, job, job->err.code);
     if (job->attempts <= c->opts.retries &&
         may_retry(job->call, &job->reply, job->err.code)) {
@@ -203,17 +217,9 @@ static void finish_attempt(st_client *c, engine_run *run, st_job *job,
     finish_job(run, job);
 }
 
-static void collect_finished(st_client *c, engine_run *run) {
-    void *cookie;
-    int rc;
-    st_error err;
-    while (st_transport_next_done(c->transport, &cookie, &rc, &err)) {
-        st_job *job = cookie;
-        run->running--;
-        if (rc != 0)
-            job->err = err;
-        finish_attempt(c, run, job, rc);
-    }
+void st_run_not_sent(st_run *run, st_job *job) {
+    run->running--;
+    finish_job(run, job); /* never left: nothing to report */
 }
 
 /* A client keeps its slots (and their URL and answer buffers) from call
@@ -223,19 +229,11 @@ static void collect_finished(st_client *c, engine_run *run) {
 
 static void free_slots(st_job *slots, size_t n) {
     size_t i;
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && slots; i++) {
         st_buf_free(&slots[i].url);
         st_reply_free(&slots[i].reply);
     }
     free(slots);
-}
-
-static st_job *take_slots(st_client *c, size_t n) {
-    if (n > ST_KEPT_SLOTS)
-        return calloc(n, sizeof(st_job));
-    if (!c->slots)
-        c->slots = calloc(n, sizeof(st_job));
-    return c->slots;
 }
 
 void st_engine_free_slots(st_client *c) {
@@ -243,36 +241,82 @@ void st_engine_free_slots(st_client *c) {
     c->slots = NULL;
 }
 
-/* How long the transport may wait for an answer: until *wake when a rate
+void st_run_init(st_run *run, st_client *c, const st_job_source *src) {
+    memset(run, 0, sizeof *run);
+    run->c = c;
+    run->src = src;
+    run->nslots = (size_t)c->opts.concurrency;
+    if (run->nslots <= ST_KEPT_SLOTS && !c->slots_in_use) {
+        if (!c->slots)
+            c->slots = calloc(run->nslots, sizeof(st_job));
+        run->slots = c->slots;
+        c->slots_in_use = run->slots != NULL;
+    } else {
+        run->slots = calloc(run->nslots, sizeof(st_job));
+    }
+    if (!run->slots) { /* no memory for many: one at a time still works */
+        run->slots = &run->one;
+        run->nslots = 1;
+    }
+}
+
+void st_run_finish(st_run *run) {
+    if (run->slots == run->c->slots)
+        run->c->slots_in_use = 0;
+    else if (run->slots == &run->one)
+        st_buf_free(&run->one.url), st_reply_free(&run->one.reply);
+    else
+        free_slots(run->slots, run->nslots);
+}
+
+/* ---- the libcurl driver ------------------------------------------------- */
+
+/* How long the transport may wait for an answer: until wake when a rate
  * or a backoff set one, else a second (answers end the wait sooner). */
 static double poll_time(double wake) {
     return wake > 0 ? wake - st_now() : 1.0;
 }
 
-void st_engine_run(st_client *c, const st_job_source *src) {
-    st_job one;
-    engine_run run;
-    memset(&run, 0, sizeof run);
-    run.src = src;
-    run.c = c;
-    run.nslots = (size_t)c->opts.concurrency;
-    run.slots = take_slots(c, run.nslots);
-    if (!run.slots) { /* no memory for many: one at a time still works */
-        memset(&one, 0, sizeof one);
-        run.slots = &one;
-        run.nslots = 1;
+static void start_transfer(st_run *run, st_job *job) {
+    if (job->url.failed)
+        st_fail(&job->err, ST_E_NETWORK, "out of memory");
+    else if (st_transport_start(run->c->transport, job->url.data,
+                                job->call == ST_CALL_SEND, &job->reply, job,
+                                &job->err) == 0)
+        return;
+    st_run_not_sent(run, job);
+}
+
+static void collect_finished(st_run *run) {
+    void *cookie;
+    int rc;
+    st_error err;
+    while (st_transport_next_done(run->c->transport, &cookie, &rc, &err)) {
+        st_job *job = cookie;
+        if (rc == 0) {
+            st_run_answered(run, job);
+        } else {
+            job->err = err;
+            st_run_failed(run, job);
+        }
     }
+}
+
+void st_engine_run(st_client *c, const st_job_source *src) {
+    st_run run;
+    st_job *job;
+    double wake;
+    st_run_init(&run, c, src);
     for (;;) {
-        double wake = 0;
-        start_ready_jobs(c, &run, &wake);
-        if (run.running == 0 && run.waiting == 0 &&
-            (run.exhausted || c->stopped))
+        st_run_step step = st_run_next(&run, &job, &wake);
+        if (step == ST_RUN_START) {
+            start_transfer(&run, job);
+            continue;
+        }
+        if (step == ST_RUN_DONE)
             break;
         st_transport_poll(c->transport, poll_time(wake));
-        collect_finished(c, &run);
+        collect_finished(&run);
     }
-    if (run.slots == &one)
-        free_slots(NULL, 0), st_buf_free(&one.url), st_reply_free(&one.reply);
-    else if (run.slots != c->slots)
-        free_slots(run.slots, run.nslots);
+    st_run_finish(&run);
 }

@@ -23,6 +23,7 @@ struct st_client {
     double next_slot; /* earliest start of the next request under `rate` */
     int stopped;      /* st_client_stop: no new jobs start */
     struct st_job *slots; /* kept between calls (see st_engine.c) */
+    int slots_in_use;     /* a run holds them */
 };
 
 typedef enum st_job_state {
@@ -56,8 +57,37 @@ typedef struct st_job_source {
     void *ctx;
 } st_job_source;
 
-/* Runs the source's jobs, at most `concurrency` at once, until it has no
- * more (or the client is stopped) and every started job is done. */
+/* ---- one call's run, for any driver ----
+ * A driver moves bytes; the run decides everything else. It asks
+ * st_run_next what to do: START sending *job (its url is ready); WAIT for an
+ * answer, or until *wake when that is not 0 (a rate or a backoff); or DONE.
+ * It tells every started job's end: st_run_answered once job->reply holds an
+ * HTTP answer (http_status, body, seconds, new_connection, request_sent),
+ * st_run_failed with job->err and job->reply.request_sent for a transport
+ * failure ("the request may have left" or not), st_run_not_sent when it
+ * could not even start it. */
+typedef enum st_run_step { ST_RUN_START, ST_RUN_WAIT, ST_RUN_DONE } st_run_step;
+
+typedef struct st_run {
+    st_client *c;
+    const st_job_source *src;
+    st_job *slots;
+    size_t nslots;
+    size_t running;
+    size_t waiting;  /* retries waiting for their backoff */
+    int exhausted;   /* the source has no more jobs */
+    st_job one;      /* the slot when no memory was left for more */
+} st_run;
+
+void st_run_init(st_run *run, st_client *c, const st_job_source *src);
+st_run_step st_run_next(st_run *run, st_job **job, double *wake);
+void st_run_answered(st_run *run, st_job *job);
+void st_run_failed(st_run *run, st_job *job);
+void st_run_not_sent(st_run *run, st_job *job);
+void st_run_finish(st_run *run);
+
+/* The libcurl driver: runs the source's jobs on the client's transport,
+ * at most `concurrency` at once, until every job is done. */
 void st_engine_run(st_client *c, const st_job_source *src);
 /* Frees the slots a client keeps between calls. */
 void st_engine_free_slots(st_client *c);
