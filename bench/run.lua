@@ -78,6 +78,13 @@ for _ = 1, 10 do
   port = nil
 end
 assert(port, "could not start the static nginx: see " .. static_dir .. "/error.log")
+local static_running = true
+local function stop_static()
+  if static_running then run("bench/static-nginx stop " .. static_dir) end
+  static_running = false
+end
+-- After an error too: stopped when this Lua state closes.
+local static_guard = setmetatable({}, { __gc = stop_static }) -- luacheck: ignore 211
 local ca_file = static_dir .. "/cert.pem"
 local static = {
   http = ("http://127.0.0.1:%d/get/"):format(port),
@@ -182,13 +189,16 @@ end
 -- Instructions of `call` on the module and of the raw loop on the URL the
 -- module requests, a request each: runs of two lengths, so start-up cancels.
 local function icount_pair(base_url, call, ca)
-  local icount = ("%s bench/icount.lua '%s' %s %%d %s"):format(LUA, base_url, call, ca or "")
-  local low, out = callgrind(icount:format(200))
-  local high = callgrind(icount:format(1200))
+  local function icount(n)
+    return callgrind(("%s bench/icount.lua '%s' %s %d %s"):format(LUA, base_url, call, n, ca or ""))
+  end
+  local low, out = icount(200)
+  local high = icount(1200)
   local url = assert(out:match("^(%S+)"), "bench/icount.lua printed no URL")
-  local loop = ("%s/curl_loop '%s' %%d %s"):format(BUILD, url, ca or "")
-  local raw0 = callgrind(loop:format(0))
-  local raw1 = callgrind(loop:format(1000))
+  local function loop(count)
+    return callgrind(("%s/curl_loop '%s' %d %s"):format(BUILD, url, count, ca or ""))
+  end
+  local raw0, raw1 = loop(0), loop(1000)
   local client, raw = (high - low) / 1000, (raw1 - raw0) / 1000
   return { ratio = client / raw, client = client, raw = raw }
 end
@@ -344,7 +354,7 @@ mem_client:close()
 -- ---- the report ------------------------------------------------------------
 
 fake.stop()
-run("bench/static-nginx stop " .. static_dir)
+stop_static()
 
 local out = assert(io.open("bench/results.md", "w"))
 out:write("# Benchmark results\n\n")
