@@ -5,7 +5,8 @@
 -- before send_many), first_start (seconds from the call to on_start(1)),
 -- seconds (the whole call), failed (items without an id), rss_before,
 -- hwm_after and rss_after (bytes: VmRSS before the call, VmHWM after it,
--- VmRSS after the results are dropped and collected).
+-- VmRSS after the results are dropped and collected), rss_closed (VmRSS
+-- after client:close() as well).
 local st = require("streamtelecom")
 local socket = require("socket")
 
@@ -56,5 +57,7 @@ collectgarbage()
 collectgarbage()
 out.rss_after = vm("VmRSS")
 client:close()
+collectgarbage()
+out.rss_closed = vm("VmRSS")
 
 for k, v in pairs(out) do print(("%s=%.17g"):format(k, v)) end
