@@ -302,7 +302,7 @@ local function memory_rows(r, n)
       ("%.0f %%"):format(kept),
       ("of the peak growth: %s before, %s after, %s after client:close()")
         :format(mib(r.rss_before), mib(r.rss_after), mib(r.rss_closed)),
-      goal(KEPT_GOAL_PERCENT, kept, "%d %%%%"))
+      goal(KEPT_GOAL_PERCENT, kept, "%d %%"))
 end
 
 local function first_request_row(r, n)
