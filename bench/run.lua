@@ -183,6 +183,8 @@ local function callgrind(cmd)
   if f then f:close() end
   local total = text:match("\nsummary: (%d+)") or text:match("\ntotals: (%d+)")
   assert(total, "callgrind failed (see " .. file .. ".log): " .. cmd)
+  os.remove(file)
+  os.remove(file .. ".log")
   return tonumber(total), out
 end
 
