@@ -1,0 +1,106 @@
+-- The nginx side of spec/resty_spec.lua: locations that call resty.streamtelecom
+-- as a user would and answer JSON.
+--
+--   POST /call  { opts = {...}, method = "send", args = {...}, record = true }
+--     -> { res =, err =, code =, calls = <on_request infos>, stats =, name = }
+--   POST /timer the same, run in ngx.timer.at(0); GET /timer_result?id= -> the answer
+--   GET /ping   a fast answer, to see whether the event loop is free
+local cjson = require "cjson.safe"
+local st = require "resty.streamtelecom"
+
+local M = {}
+
+local function reply(status, value)
+  ngx.status = status
+  ngx.header.content_type = "application/json"
+  ngx.print(cjson.encode(value))
+end
+
+local function read_payload()
+  ngx.req.read_body()
+  local p = cjson.decode(ngx.req.get_body_data() or "")
+  if type(p) ~= "table" then return nil end
+  return p
+end
+
+-- Runs one payload; answers the table to encode.
+local function run(p)
+  local calls = {}
+  local opts = p.opts or {}
+  if p.record then opts.on_request = function(info) calls[#calls + 1] = info end end
+  local client, err, code = st.new(opts)
+  if not client then return { err = err, code = code, new_failed = true } end
+  local out = { name = tostring(client) }
+  local method = p.method
+  if method == "shared_rate" then
+    -- Two clients (two cores), one shared timeline: items go out in parallel.
+    local other = assert(st.new(opts))
+    local a = ngx.thread.spawn(client.send_many, client, p.args[1])
+    local b = ngx.thread.spawn(other.send_many, other, p.args[2])
+    local _, ra = ngx.thread.wait(a)
+    local _, rb = ngx.thread.wait(b)
+    out.res = { ra, rb }
+  elseif method then
+    local args = p.args or {}
+    if p.close_first then client:close() end
+    out.res, out.err, out.code = client[method](client, unpack(args, 1, p.nargs or #args))
+  end
+  out.calls = calls
+  out.stats = client:stats()
+  client:close()
+  return out
+end
+
+function M.call()
+  local p = read_payload()
+  if not p then return reply(400, { err = "want a JSON payload" }) end
+  return reply(200, run(p))
+end
+
+function M.timer()
+  local p = read_payload()
+  if not p then return reply(400, { err = "want a JSON payload" }) end
+  local id = tostring(ngx.now()) .. "-" .. math.random(1e9)
+  local ok, err = ngx.timer.at(0, function(premature)
+    if premature then return end
+    local value = run(p)
+    value.phase = ngx.get_phase()
+    ngx.shared.results:set(id, cjson.encode(value))
+  end)
+  if not ok then return reply(500, { err = err }) end
+  return reply(200, { id = id })
+end
+
+function M.timer_result()
+  local v = ngx.shared.results:get(ngx.var.arg_id or "")
+  if not v then return reply(404, { err = "not yet" }) end
+  ngx.status = 200
+  ngx.header.content_type = "application/json"
+  ngx.print(v)
+end
+
+-- Calls balance where cosockets are not available; answers what came back.
+function M.no_cosocket(phase_store)
+  local client = assert(st.new{ user = "test", password = "secret", url = M.gateway })
+  local ok, res, err, code = pcall(client.balance, client)
+  client:close()
+  phase_store(cjson.encode{ raised = not ok, res = res, err = ok and err or res, code = code })
+end
+
+function M.init_worker(gateway)
+  M.gateway = gateway
+  -- The init_worker phase: no cosockets.
+  M.no_cosocket(function(v) ngx.shared.results:set("init_worker", v) end)
+end
+
+function M.header_filter()
+  M.no_cosocket(function(v) ngx.header["X-Result"] = ngx.encode_base64(v) end)
+end
+
+function M.stored()
+  local v = ngx.shared.results:get(ngx.var.arg_key or "")
+  ngx.header.content_type = "application/json"
+  ngx.print(v or "null")
+end
+
+return M
