@@ -154,7 +154,7 @@ fakegw:
 	fakegw/fakegw run
 
 # Requests per second a single nginx worker serves while sends are in flight,
-# blocking vs worker threads vs cosockets (examples/openresty/README.md).
+# blocking vs worker threads vs resty.streamtelecom (examples/openresty/README.md).
 bench-openresty: check-deps-bench-openresty
 	$(LUA) bench/openresty_modes.lua --latency 0.3
 
