@@ -144,8 +144,9 @@ local function exchange(self, run, job, url, state)
                       false, true)
       end
       return failed("tls", "TLS handshake with the gateway " .. host .. " failed: " .. tostring(herr)
-                    .. (self.verify and " (the gateway's certificate is verified against the CA"
-                        .. " bundle of nginx's lua_ssl_trusted_certificate directive: set it)" or ""),
+                    .. (self.verify and " (verify = true: the CA that signed the gateway's"
+                        .. " certificate must be in the file named by nginx's"
+                        .. " lua_ssl_trusted_certificate directive)" or ""),
                     false, true)
     end
   end
@@ -163,6 +164,7 @@ local function exchange(self, run, job, url, state)
 
   local parser = http_response(self.max_response)
   local got, perr, kind
+  local received = 0
   repeat
     local left = deadline - fclock()
     if left <= 0 then
@@ -172,7 +174,11 @@ local function exchange(self, run, job, url, state)
     sock:settimeouts(t, t, math_max(1, left * 1000))
     local data, rerr = sock:receiveany(8192)
     if data then
+      received = received + #data
       got, perr, kind = parser:feed(data)
+    elseif rerr == "closed" and received == 0 then
+      return failed("network", "the gateway closed the connection without an answer"
+                    .. " (the request had been sent)", true, new_conn)
     elseif rerr == "closed" then
       got, perr, kind = parser:finish()
       if got == "more" then got, perr, kind = nil, "the answer ended early", "malformed" end
