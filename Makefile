@@ -157,6 +157,7 @@ fakegw:
 # blocking vs worker threads vs resty.streamtelecom (examples/openresty/README.md).
 bench-openresty: check-deps-bench-openresty
 	$(LUA) bench/openresty_modes.lua --latency 0.3
+	$(LUA) bench/resty.lua
 
 # Performance figures as ratios measured in one run; writes bench/results.md.
 bench: check-deps-bench $(SO)
