@@ -114,7 +114,7 @@ local function exchange(self, run, job, url, state)
 
   local sock = tcp()
   local function failed(code, message, sent, new_conn)
-    sock:close()
+    pcall(sock.close, sock) -- after a raising sslhandshake the socket may be odd
     state.reported = true
     run:fail(job, code, message, sent, fclock() - started, new_conn)
   end
@@ -324,7 +324,8 @@ function client:wait(ids, opts)
     for id, rec in pairs(got) do map[id] = rec end
     pending = {}
     for _, id in ipairs(ids) do
-      if not settled(map[id]) then pending[#pending + 1] = id end
+      local rec = map[id]
+      if not (rec and settled(rec)) then pending[#pending + 1] = id end
     end
     if #pending == 0 or fclock() + interval > deadline then return map end
     sleep(interval)
