@@ -271,7 +271,7 @@ end
 local function call(self, method, ...)
   local perr = phase_error(method)
   if perr then return nil, perr, "network" end
-  local run, err, code = self.core:begin(method, ...)
+  local run, err, code = self.core:_begin(method, ...)
   if not run then return nil, err, code end
   return drive(self, run)
 end
