@@ -226,19 +226,47 @@ local function exchange_thread(self, run, job, url)
 end
 
 -- Drives a run to its end on the calling coroutine; answers run:result().
+--
+-- Each request runs in an ngx.thread of its own, so that up to `concurrency`
+-- are in flight at once. One case needs no thread: a start that is the only
+-- request of the moment, followed by a wait with no timer (the engine has
+-- nothing else to do until an answer comes: a single send, status or balance,
+-- or a bulk call at concurrency 1). That one runs on this coroutine, which
+-- saves a thread spawn and wait per call.
 local function drive(self, run)
   local in_flight, n = {}, 0
+  local held_job, held_url -- a start kept back while it may still run here
+  local function launch(job, url)
+    local th, err = spawn(exchange_thread, self, run, job, url)
+    if not th then
+      run:fail(job, "network", "could not start an ngx.thread: " .. tostring(err), false)
+    else
+      in_flight[job], n = th, n + 1
+    end
+  end
   while true do
     local what, a, b = run:next()
     if what == "start" then
-      local th, err = spawn(exchange_thread, self, run, a, b)
-      if not th then
-        run:fail(a, "network", "could not start an ngx.thread: " .. tostring(err), false)
-      else
-        in_flight[a], n = th, n + 1
+      if held_job then
+        launch(held_job, held_url)
+        held_job = nil
       end
+      if n > 0 then launch(a, b) else held_job, held_url = a, b end
     elseif what == "wait" then
-      if n > 0 then
+      local ran_here = false
+      if held_job then
+        local job, url = held_job, held_url
+        held_job = nil
+        if a then
+          launch(job, url) -- a timer runs meanwhile: the loop must stay free for it
+        else
+          exchange_thread(self, run, job, url)
+          ran_here = true
+        end
+      end
+      if ran_here then -- luacheck: ignore 542
+        -- answered: ask the engine what next
+      elseif n > 0 then
         local list = {}
         for _, th in pairs(in_flight) do list[#list + 1] = th end
         local timer = a and spawn(sleeper, a)
