@@ -9,7 +9,7 @@ local socket = require("socket")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
-local N = tonumber(os.getenv("BENCH_N")) or 2000
+local N = tonumber(os.getenv("BENCH_N")) or 10000
 local ROUNDS = 5
 local shell_quote, sh, capture = helper.shell_quote, helper.unsanitized, helper.capture
 
