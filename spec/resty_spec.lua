@@ -324,6 +324,12 @@ describe("resty.streamtelecom in nginx", function()
       assert.equals("network", r.code)
       helper.assert_no_secret(r.err, SECRET)
       assert.equals(1, fake.stats().send_requests)
+      -- No field of any on_request call holds the password either.
+      assert.equals(1, #r.calls)
+      for _, info in ipairs(r.calls) do
+        for _, v in pairs(info) do helper.assert_no_secret(tostring(v), SECRET) end
+      end
+      assert.equals("network", r.calls[1].code)
     end)
 
     it("retries a read after a 5xx, never a send", function()
