@@ -10,6 +10,10 @@
 
 #include "lua_bind.h"
 
+/***
+@submodule streamtelecom
+*/
+
 /* Every method and metamethod has the client metatable as upvalue 1: a
  * pointer comparison instead of luaL_checkudata's registry lookup by name
  * on every call. */

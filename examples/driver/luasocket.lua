@@ -36,8 +36,11 @@ local function drop(self)
   self.sock, self.key = nil, nil
 end
 
--- Reads one response into the C parser; "done" or nil, err, kind.
-local function receive(sock, parser)
+-- Reads one response into the C parser, taking whatever bytes have come
+-- (a kept-alive server does not close): "done" or nil, err, kind.
+local function receive(sock, parser, timeout)
+  local deadline = socket.gettime() + timeout
+  sock:settimeout(0)
   while true do
     local data, err, partial = sock:receive(8192)
     data = data or partial
@@ -46,7 +49,10 @@ local function receive(sock, parser)
       if state ~= "more" then return state, perr, kind end
     end
     if err == "closed" then return parser:finish() end
-    if err then return nil, err, err == "timeout" and "timeout" or "network" end
+    if err ~= "timeout" then return nil, err, "network" end
+    local left = deadline - socket.gettime()
+    if left <= 0 then return nil, "no answer in time", "timeout" end
+    socket.select({ sock }, nil, left)
   end
 end
 
@@ -63,15 +69,16 @@ local function exchange(self, run, job, url)
     return run:fail(job, "connect", "could not connect: " .. tostring(fresh), false,
                     socket.gettime() - t0, true)
   end
+  sock:settimeout(self.timeout)
   local sent, serr = sock:send(request)
   if not sent then
     drop(self)
-    -- A kept connection that died before a byte went out: nothing left.
-    return run:fail(job, "network", "network failure: " .. tostring(serr), not fresh and false or true,
+    -- Some bytes may have gone out: say so, and a send is never repeated.
+    return run:fail(job, "network", "network failure: " .. tostring(serr), true,
                     socket.gettime() - t0, fresh)
   end
   local parser = st._http_response(self.max_response)
-  local state, err, kind = receive(sock, parser)
+  local state, err, kind = receive(sock, parser, self.timeout)
   local seconds = socket.gettime() - t0
   if state ~= "done" then
     drop(self)
