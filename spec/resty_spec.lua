@@ -424,6 +424,25 @@ describe("resty.streamtelecom in nginx", function()
       assert.equals(3, fake.stats().max_in_flight)
     end)
 
+    it("runs on_start and on_result, and raises a callback's error after the items in flight",
+       function()
+      local items = {}
+      for i = 1, 4 do items[i] = { to = "7903000000" .. i, text = "cb" .. i } end
+      local r = call("send_many_callbacks", { items }, { concurrency = 2 })
+      assert.equals(4, #r.res)
+      local starts, results = 0, 0
+      for _, e in ipairs(r.events) do
+        if e:match("^start") then starts = starts + 1 else results = results + 1 end
+      end
+      assert.equals(4, starts)
+      assert.equals(4, results)
+      fake.reset()
+      r = call("send_many_callbacks", { items }, { concurrency = 1 }, { raise_at = 1 })
+      assert.equals("stop at 1", r.raised)
+      -- The raise stopped new items: only the first was sent.
+      assert.equals(1, fake.stats().send_requests)
+    end)
+
     it("spaces requests by rate (the gateway's clock)", function()
       local items = {}
       for i = 1, 6 do items[i] = { to = "7903000000" .. i, text = "r" .. i } end

@@ -40,6 +40,17 @@ local function run(p)
     local _, ra = ngx.thread.wait(a)
     local _, rb = ngx.thread.wait(b)
     out.res = { ra, rb }
+  elseif method == "send_many_callbacks" then
+    -- on_start/on_result as a user writes them; raise_at makes on_result raise.
+    local events = {}
+    local ok, res = pcall(client.send_many, client, p.args[1], {
+      on_start = function(i) events[#events + 1] = "start " .. i end,
+      on_result = function(i, r)
+        events[#events + 1] = "result " .. i .. (r.code and (" " .. r.code) or "")
+        if i == p.raise_at then error("stop at " .. i, 0) end
+      end,
+    })
+    out.res, out.raised, out.events = ok and res or nil, not ok and res or nil, events
   elseif method then
     local args = p.args or {}
     if p.close_first then client:close() end
