@@ -18,11 +18,17 @@
 --   * nginx resolves host names only with its `resolver` directive; the name
 --     "localhost" is connected to as 127.0.0.1 (nginx's resolver does not read
 --     /etc/hosts), while SNI and certificate checks still use "localhost".
---   * Cosockets do not exist in the init, init_worker, set, rewrite-free filter
+--   * Cosockets do not exist in the init, init_worker, set, header/body filter
 --     and log phases: a call there answers nil, err, "network" (the message says
---     to use ngx.timer.at). A client may be *made* in any phase.
+--     to use ngx.timer.at) rather than raising, as for any runtime condition.
+--     A client may be *made* in any phase; it opens nothing until a call.
 --   * shared_dict = "name" (a lua_shared_dict): `rate` holds for all workers
 --     together, not per worker; see take_slot below.
+--   * sent = false (a send may be retried) after a failed connect or a failed
+--     TLS handshake: in both cases no byte of the request has left. After that
+--     a send is never repeated, as with libcurl.
+--   * keepalive_timeout = 0 turns keep-alive off; pool_size is the size of
+--     nginx's cosocket pool for the gateway (per worker).
 local st = require "streamtelecom"
 
 local ngx = ngx
@@ -197,7 +203,9 @@ local function exchange(self, run, job, url, state)
     end
     return failed("network", "the gateway's answer is not valid HTTP: " .. tostring(perr), true, new_conn)
   end
-  if parser:keep() then
+  -- keepalive_timeout = 0 means no keep-alive (setkeepalive's 0 would keep
+  -- the connection for ever).
+  if parser:keep() and self.keepalive_ms > 0 then
     sock:setkeepalive(self.keepalive_ms, self.pool_size)
   else
     sock:close()
