@@ -36,7 +36,7 @@ load_module "@MODULES@/ndk_http_module.so";
 load_module "@MODULES@/ngx_http_lua_module.so";
 daemon on;
 master_process on;
-worker_processes 1;
+worker_processes @WORKERS@;
 pid "@DIR@/nginx.pid";
 error_log "@DIR@/error.log" info;
 events { worker_connections 256; }
@@ -52,13 +52,14 @@ http {
     lua_shared_dict results 1m;
     lua_shared_dict streamtelecom 1m;
     @CA_LINE@
-    init_worker_by_lua_block { require("app").init_worker("@GATEWAY@") }
+    init_worker_by_lua_block { require("app").init_worker("@GATEWAY@", @ARM@) }
     server {
         listen 127.0.0.1:@PORT@;
         location = /call { content_by_lua_block { require("app").call() } }
         location = /timer { content_by_lua_block { require("app").timer() } }
         location = /timer_result { content_by_lua_block { require("app").timer_result() } }
         location = /stored { content_by_lua_block { require("app").stored() } }
+        location = /go { content_by_lua_block { require("app").go() } }
         location = /header_filter {
             content_by_lua_block { ngx.say("body") }
             header_filter_by_lua_block { require("app").header_filter() }
@@ -72,7 +73,7 @@ http {
 -- system bundle only, "bare" has no lua_ssl_trusted_certificate at all.
 local instances = {}
 
-local function start(name, ca_line)
+local function start(name, ca_line, workers)
   local last
   for _ = 1, 5 do
     local port = rand(20000, 59999)
@@ -81,7 +82,8 @@ local function start(name, ca_line)
     os.execute(sh("mkdir -p " .. shell_quote(dir .. "/tmp")))
     local conf = CONF:gsub("@(%u[%u_]*)@", {
       MODULES = MODULES, DIR = dir, ROOT = ROOT, PORT = tostring(port), CA_LINE = ca_line,
-      GATEWAY = fake.url, EXTRA_PATH = os.getenv("RESTY_SPEC_LUA_PATH") or "" })
+      GATEWAY = fake.url, EXTRA_PATH = os.getenv("RESTY_SPEC_LUA_PATH") or "",
+      WORKERS = tostring(workers or 1), ARM = workers and "true" or "false" })
     local f = assert(io.open(dir .. "/nginx.conf", "w"))
     f:write(conf)
     f:close()
@@ -468,6 +470,33 @@ describe("resty.streamtelecom in nginx", function()
       -- 6 requests of two clients at 50/s in all: five intervals at least.
       local span = times[6] - times[1]
       assert.is_true(span >= 0.08, "shared rate 50/s let 6 requests through in " .. span .. " s")
+    end)
+
+    it("holds a shared_dict rate across two worker processes", function()
+      -- Each worker of this instance sends three messages when told to.
+      local inst = instances.multi or start("multi", "", 2)
+      local status = read(open(inst, "GET", "/go?rate=50"))
+      assert.equals(200, status)
+      local done
+      for _ = 1, 500 do
+        local _, body = read(open(inst, "GET", "/stored?key=done"))
+        done = tonumber(body)
+        if done == 2 then break end
+        socket.sleep(0.01)
+      end
+      assert.equals(2, done)
+      local sends = fake.sends()
+      assert.equals(6, #sends)
+      local times, workers = {}, {}
+      for i, s in ipairs(sends) do
+        times[i] = s.time
+        workers[s.text:match("^w(%d+)")] = true
+      end
+      assert.is_truthy(workers["0"] and workers["1"], "both workers sent")
+      table.sort(times)
+      local span = times[6] - times[1]
+      assert.is_true(span >= 0.08, "shared rate 50/s let 6 requests of 2 workers through in "
+                     .. span .. " s")
     end)
 
     it("waits until every message is settled, asking only for the unsettled ones", function()

@@ -98,10 +98,39 @@ function M.no_cosocket(phase_store)
   phase_store(cjson.encode{ raised = not ok, res = res, err = ok and err or res, code = code })
 end
 
-function M.init_worker(gateway)
+-- Each worker waits for "go" (a rate) in the results dictionary, then sends
+-- three messages with a client of its own on the shared rate: two workers,
+-- one timeline. "done" counts the workers that finished.
+local function send_when_told()
+  local deadline = ngx.now() + 120
+  while ngx.now() < deadline do
+    local rate = ngx.shared.results:get("go")
+    if rate then
+      local client = assert(st.new{ user = "test", password = "secret", sender = "MyShop",
+                                    url = M.gateway, rate = rate, concurrency = 3,
+                                    shared_dict = "streamtelecom" })
+      local id = ngx.worker.id()
+      local items = {}
+      for i = 1, 3 do items[i] = { to = ("7903%03d%04d"):format(id, i), text = "w" .. id .. "-" .. i } end
+      client:send_many(items)
+      client:close()
+      ngx.shared.results:incr("done", 1, 0)
+      return
+    end
+    ngx.sleep(0.01)
+  end
+end
+
+function M.init_worker(gateway, arm)
   M.gateway = gateway
   -- The init_worker phase: no cosockets.
   M.no_cosocket(function(v) ngx.shared.results:set("init_worker", v) end)
+  if arm then ngx.timer.at(0, send_when_told) end
+end
+
+function M.go()
+  ngx.shared.results:set("go", tonumber(ngx.var.arg_rate))
+  ngx.say("ok")
 end
 
 function M.header_filter()
