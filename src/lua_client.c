@@ -1018,15 +1018,7 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
         run->status_hooks.ctx = run;
         return st_task_status_many(core, run->box.ids, 1, &run->status,
                                    &run->err, &run->status_hooks, err);
-    case RUN_STATUS_MANY:
-        run->box.statuses = calloc(run->box.nids ? run->box.nids : 1,
-                                   sizeof *run->box.statuses);
-        run->box.errors = calloc(run->box.nids ? run->box.nids : 1,
-                                 sizeof *run->box.errors);
-        if (!run->box.statuses || !run->box.errors) {
-            st_fail(err, ST_E_NETWORK, "out of memory");
-            return NULL;
-        }
+    case RUN_STATUS_MANY: /* read_ids sized statuses and errors */
         run->sc.ids = run->box.ids;
         run->status_hooks.on_result = stream_status_result;
         run->status_hooks.ctx = &run->sc;
