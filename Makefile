@@ -154,9 +154,10 @@ fakegw:
 	fakegw/fakegw run
 
 # Requests per second a single nginx worker serves while sends are in flight,
-# blocking vs worker threads vs cosockets (examples/openresty/README.md).
+# blocking vs worker threads vs resty.streamtelecom (examples/openresty/README.md).
 bench-openresty: check-deps-bench-openresty
 	$(LUA) bench/openresty_modes.lua --latency 0.3
+	$(LUA) bench/resty.lua
 
 # Performance figures as ratios measured in one run, instructions a request
 # by callgrind, send_many's memory and timing against the fake gateway, each

@@ -33,7 +33,6 @@ build = {
   -- headers with a sentence saying what to install (spec/packaging_spec.lua
   -- checks that this list matches src/). Pure-Lua modules are one line each;
   -- the non-blocking clients go here once they exist:
-  --   ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
   --   ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
   modules = {
     streamtelecom = {
@@ -62,6 +61,7 @@ build = {
       libraries = { "curl", "pthread" },
     },
     ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua",
+    ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
   },
   install = {
     bin = {

@@ -1,7 +1,7 @@
 -- How free does a single nginx worker stay while SMS sends are in flight?
 --
 --   lua5.4 bench/openresty_modes.lua [--latency 0.3] [--inflight 8] [--seconds 5]
---                                    [--fast 4] [--modes idle,blocking,thread,cosocket]
+--                                    [--fast 4] [--modes idle,blocking,thread,resty]
 --
 -- Starts the fake gateway (fakegw/fakegw) with the given answer latency and
 -- examples/openresty/nginx.conf (one worker, --inflight worker threads), then,
@@ -19,14 +19,14 @@ local cjson = require("cjson")
 local helper = require("spec.helper")
 
 local opts = { latency = 0.3, inflight = 8, seconds = 5, fast = 4,
-               modes = "idle,blocking,thread,cosocket" }
+               modes = "idle,blocking,thread,resty" }
 do
   local i = 1
   while arg[i] do
     local k = arg[i]:match("^%-%-(.+)$")
     if not k or opts[k] == nil or not arg[i + 1] then
       io.stderr:write("usage: lua5.4 bench/openresty_modes.lua [--latency S] [--inflight K]",
-                      " [--seconds T] [--fast F] [--modes idle,blocking,thread,cosocket]\n")
+                      " [--seconds T] [--fast F] [--modes idle,blocking,thread,resty]\n")
       os.exit(2)
     end
     opts[k] = type(opts[k]) == "number" and assert(tonumber(arg[i + 1]), k) or arg[i + 1]

@@ -1,7 +1,7 @@
 -- OpenResty integration: Debian's nginx + lua-nginx-module loads the module
 -- built against LuaJIT and serves examples/openresty/nginx.conf (one worker)
 -- in front of the fake gateway: a blocking send, a send in a worker thread, a
--- bring-your-own-transport send over a cosocket, one client per worker.
+-- send with resty.streamtelecom over cosockets, one client per worker.
 --
 -- Nothing here waits on a clock: "the event loop was free" is shown by order
 -- (a fast answer arrives while the fake still counts the send in flight).
@@ -222,7 +222,7 @@ describe("OpenResty", function()
     assert.equals("First", sends[1].text)
   end)
 
-  describe("bring your own transport (client:url + cosocket + st.parse)", function()
+  describe("resty.streamtelecom (the client API over cosockets)", function()
     local direct
     before_each(function()
       direct = assert(st.new{ user = "test", password = "secret", sender = "MyShop", url = fake.url })
@@ -246,13 +246,13 @@ describe("OpenResty", function()
 
     it("gives what client:send gives, and the gateway records the send", function()
       local to = "79031234567,+7 916 123-45-67"
-      local status, res = sms("cosocket", to, "Over a cosocket")
+      local status, res = sms("resty", to, "Over a cosocket")
       assert.equals(200, status)
       assert.is_true(res.ok)
       local gw = fake.stats()
       assert.equals(1, gw.send_requests)
-      -- Not libcurl: the example's own HTTP client made this request.
-      assert.equals("streamtelecom-openresty", gw.last_user_agent)
+      -- Not libcurl: nginx's cosockets made this request.
+      assert.matches("^resty%.streamtelecom", gw.last_user_agent)
       local sends = fake.sends()
       assert.equals(1, #sends)
       assert.equals("Over a cosocket", sends[1].text)
@@ -261,32 +261,56 @@ describe("OpenResty", function()
       same_shape(assert(direct:send(to, "Over libcurl")), res.messages)
     end)
 
-    it("leaves a send that needs several requests to client:send", function()
+    it("splits a long recipient list over several requests, as client:send does", function()
       local to = {}
       for i = 1, 200 do to[i] = "7903" .. string.format("%07d", i) end
-      local status, res = sms("cosocket", table.concat(to, ","), "Many")
-      assert.equals(400, status)
-      assert.equals("invalid", res.code)
-      assert.equals(0, fake.stats().requests)
+      local status, res = sms("resty", table.concat(to, ","), "Many")
+      assert.equals(200, status)
+      assert.equals(200, #res.messages)
+      assert.is_true(fake.stats().send_requests > 1)
     end)
 
     it("reads a chunked answer", function()
       fake.set{ chunked = true }
-      local status, res = sms("cosocket", PHONE, "Chunked")
+      local status, res = sms("resty", PHONE, "Chunked")
       assert.equals(200, status)
       assert.equals(last_send().answer, res.messages[1].id)
     end)
 
     it("answers failures with the library's codes", function()
-      local status, res = sms("cosocket", "99031234567", "Closed")
+      local status, res = sms("resty", "99031234567", "Closed")
       local _, err, code = direct:send("99031234567", "Closed")
       assert.equals(502, status)
       assert.equals(code, res.code)
       assert.equals(err, res.err)
       fake.set{ http_status = 503 }
-      status, res = sms("cosocket", PHONE, "Down")
+      status, res = sms("resty", PHONE, "Down")
       assert.equals(502, status)
       assert.equals("http", res.code)
+    end)
+
+    it("keeps the event loop free while a send is at the gateway", function()
+      fake.set{ latency = 0.3 }
+      local slow = open(sms_path("resty", PHONE, "Sent over a cosocket"))
+      assert.is_truthy(fake.wait_for(function(s) return s.in_flight == 1 end))
+      local status, body = get("/ping")
+      assert.equals(200, status)
+      assert.equals("pong\n", body)
+      assert.equals(1, fake.stats().in_flight)
+      assert.equals(0, #fake.sends())
+      local st2, res = decode(read(slow))
+      assert.equals(200, st2)
+      assert.equals(last_send().answer, res.messages[1].id)
+    end)
+
+    it("keeps one gateway connection for the worker's sends", function()
+      for i = 1, 4 do
+        local status = sms("resty", PHONE, "Kept " .. i)
+        assert.equals(200, status)
+      end
+      assert.equals(1, fake.stats().connections)
+      local _, cs = decode(get("/sms/resty_stats"))
+      assert.is_true(cs.connections_reused >= 3)
     end)
   end)
 

@@ -5,22 +5,22 @@
 --                  request it serves) waits for the gateway.
 --   /sms/thread    the same send in a worker thread (ngx.run_worker_thread, see
 --                  sms_thread.lua): the event loop stays free.
---   /sms/cosocket  bring your own transport: client:url() builds the request,
---                  an ngx.socket.tcp cosocket fetches it, st.parse() reads the
---                  answer. The event loop stays free, no threads needed.
+--   /sms/resty     resty.streamtelecom: the same client API over nginx's
+--                  cosockets (lua/resty/streamtelecom.lua). The event loop stays
+--                  free, no threads needed, connections kept in nginx's pool.
 --
 -- Every handler answers JSON: {"ok":true,"messages":[{"to":..,"id":..},..]}
 -- or {"ok":false,"err":..,"code":..} with a 4xx/5xx status.
 local st = require("streamtelecom")
+local resty_st = require("resty.streamtelecom")
 local cjson = require("cjson.safe")
 
 local M = {}
 
 local conf    -- st.new options, read from the environment once (init)
 local client  -- this worker's client (init_worker)
-
--- The largest gateway answer the cosocket transport reads (as max_response).
-local MAX_ANSWER = 65536
+local resty_conf    -- the same options for resty.streamtelecom (TLS is nginx's)
+local resty_client  -- this worker's resty.streamtelecom client (init_worker)
 
 function M.init()
   conf = {
@@ -32,14 +32,24 @@ function M.init()
     timeout = 10,
     connect_timeout = 3,
   }
+  -- resty.streamtelecom verifies TLS with nginx's lua_ssl_trusted_certificate
+  -- (nginx.conf), so ca_file is not one of its options.
+  resty_conf = {}
+  for k, v in pairs(conf) do resty_conf[k] = v end
+  resty_conf.ca_file = nil
   -- A bad option stops nginx at start, not at the first SMS.
   local c, err = st.new(conf)
   if not c then error("streamtelecom: " .. err, 0) end
+  c:close()
+  c, err = resty_st.new(resty_conf)
+  if not c then error("resty.streamtelecom: " .. err, 0) end
   c:close()
 end
 
 function M.init_worker()
   client = assert(st.new(conf))
+  -- Opens nothing yet: cosockets exist only from the first request on.
+  resty_client = assert(resty_st.new(resty_conf))
 end
 
 local function reply(status, value)
@@ -86,122 +96,18 @@ function M.thread()
   return answer(msgs, err, code)
 end
 
--- A small HTTP/1.1 GET over a cosocket, kept alive in nginx's connection pool.
--- Answers the body of a 2xx answer, or nil, err, code with the library's codes.
--- Nothing here names the URL: it holds the password.
-local function fail(sock, what, e)
-  if sock then sock:close() end
-  local code = e == "timeout" and "timeout" or "network"
-  return nil, what .. ": " .. tostring(e), code
-end
-
-local function http_get(url)
-  local scheme, host, port, path = url:match("^(https?)://([^/:]+):?(%d*)(/.*)$")
-  if not scheme then return nil, "gateway URL not understood", "invalid" end
-  local tls = scheme == "https"
-  port = tonumber(port) or (tls and 443 or 80)
-
-  local sock = ngx.socket.tcp()
-  local ms = conf.timeout * 1000
-  sock:settimeouts(conf.connect_timeout * 1000, ms, ms)
-  local ok, e = sock:connect(host, port, { pool = scheme .. ":" .. host .. ":" .. port })
-  if not ok then
-    return nil, "cannot connect to the gateway: " .. tostring(e),
-           e == "timeout" and "timeout" or "connect"
-  end
-  if tls and sock:getreusedtimes() == 0 then
-    ok, e = sock:sslhandshake(nil, host, true)
-    if not ok then
-      sock:close()
-      return nil, "TLS with the gateway failed: " .. tostring(e), e == "timeout" and "timeout" or "tls"
-    end
-  end
-
-  local default_port = (tls and port == 443) or (not tls and port == 80)
-  ok, e = sock:send("GET " .. path .. " HTTP/1.1\r\nHost: " .. host
-                    .. (default_port and "" or ":" .. port)
-                    .. "\r\nUser-Agent: streamtelecom-openresty\r\nAccept: */*\r\n\r\n")
-  if not ok then return fail(sock, "sending to the gateway failed", e) end
-
-  local line
-  line, e = sock:receive("*l")
-  if not line then return fail(sock, "reading the gateway's answer failed", e) end
-  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
-  if not status then return fail(sock, "not an HTTP answer", "bad status line") end
-
-  local length, chunked, close
-  while true do
-    line, e = sock:receive("*l")
-    if not line then return fail(sock, "reading the gateway's answer failed", e) end
-    if line == "" then break end
-    local k, v = line:match("^([^:]+):%s*(.-)%s*$")
-    k = k and k:lower()
-    if k == "content-length" then length = tonumber(v)
-    elseif k == "transfer-encoding" then chunked = v:lower():find("chunked", 1, true) ~= nil
-    elseif k == "connection" then close = v:lower() == "close" end
-  end
-
-  local body
-  if chunked then
-    local parts, size = {}, 0
-    while true do
-      line, e = sock:receive("*l")
-      if not line then return fail(sock, "reading the gateway's answer failed", e) end
-      local n = tonumber(line:match("^%x+"), 16)
-      if not n then return fail(sock, "bad chunked answer", "bad chunk size") end
-      if n == 0 then
-        repeat -- trailers up to the empty line
-          line, e = sock:receive("*l")
-          if not line then return fail(sock, "reading the gateway's answer failed", e) end
-        until line == ""
-        break
-      end
-      size = size + n
-      if size > MAX_ANSWER then sock:close(); return nil, "gateway answer too large", "too_large" end
-      local chunk
-      chunk, e = sock:receive(n)
-      if not chunk then return fail(sock, "reading the gateway's answer failed", e) end
-      parts[#parts + 1] = chunk
-      line, e = sock:receive("*l")
-      if not line then return fail(sock, "reading the gateway's answer failed", e) end
-    end
-    body = table.concat(parts)
-  elseif length then
-    if length > MAX_ANSWER then sock:close(); return nil, "gateway answer too large", "too_large" end
-    body, e = sock:receive(length)
-    if not body then return fail(sock, "reading the gateway's answer failed", e) end
-  else
-    -- No length: the body runs to the end of the connection.
-    body, e = sock:receive(MAX_ANSWER + 1)
-    if not body and e ~= "closed" then return fail(sock, "reading the gateway's answer failed", e) end
-    body = body or ""
-    if #body > MAX_ANSWER then sock:close(); return nil, "gateway answer too large", "too_large" end
-    close = true
-  end
-
-  if close then sock:close() else sock:setkeepalive(60000, 16) end
-  if status < 200 or status > 299 then
-    return nil, "gateway answered HTTP " .. status, "http"
-  end
-  return body
-end
-
-function M.cosocket()
+function M.resty()
   local to, text = args()
   if not to then return end
-  local url, err, code = client:url("send", to, text)
-  if not url then return answer(nil, err, code) end
-  local body
-  body, err, code = http_get(url)
-  if not body then return answer(nil, err, code) end
-  return answer(st.parse("send", body, to))
+  return answer(resty_client:send(to, text))
 end
 
 function M.stats()
   return reply(200, client:stats())
 end
 
--- For the spec and your own checks.
-M.http_get = http_get
+function M.resty_stats()
+  return reply(200, resty_client:stats())
+end
 
 return M
