@@ -17,6 +17,8 @@ local clients = {
   relay = account("http://" .. os.getenv("SMS_RELAY") .. "/get/"),
   -- A relay whose server refuses every connection.
   dead = account("http://" .. os.getenv("SPEC_DEAD_RELAY") .. "/get/", 0),
+  -- A relay that gives the gateway half a second to answer.
+  slow = account("http://" .. os.getenv("SPEC_SLOW_RELAY") .. "/get/"),
 }
 
 local function unescape(s)
