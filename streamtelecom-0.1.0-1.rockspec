@@ -32,9 +32,8 @@ build = {
   -- src/check_curl_headers.c first: it stops a build without libcurl's
   -- headers with a sentence saying what to install (spec/packaging_spec.lua
   -- checks that this list matches src/). Pure-Lua modules are one line each;
-  -- the non-blocking clients go here once they exist:
+  -- resty.streamtelecom goes here once it exists:
   --   ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
-  --   ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
   modules = {
     streamtelecom = {
       sources = {
@@ -61,6 +60,7 @@ build = {
       libraries = { "curl", "pthread" },
     },
     ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua",
+    ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
   },
   install = {
     bin = {

@@ -227,10 +227,6 @@ function Client:close()
   return true
 end
 
-function Client:url(...)
-  error("streamtelecom.haproxy has no client:url: it sends through core.httpclient itself", 2)
-end
-
 Client.__tostring = function(self)
   local inner = self.label
   return "streamtelecom.haproxy: " .. inner .. (self.engine and "" or " (closed)")
