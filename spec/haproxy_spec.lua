@@ -331,6 +331,24 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.equals("undelivered", w.r[id2].state)
   end)
 
+  it("checks options as st.new does, and a closed client answers closed", function()
+    local res = probe{ op = "misc" }.r
+    for _, key in ipairs({ "verify", "ca_file", "timeout", "retries", "sendr", "user_agent" }) do
+      assert.is_false(res[key].ok, key)
+      assert.equals("invalid", res[key].code, key)
+      helper.assert_no_secret(res[key].err, PASSWORD)
+    end
+    assert.matches("httpclient.ssl.verify", res.verify.err, 1, true)
+    assert.is_true(res.verify_true)
+    assert.is_true(res.raises)
+    assert.equals("invalid", res.wait.code)
+    assert.equals("closed", res.after_close.code)
+    assert.equals("closed", res.balance_after_close)
+    assert.matches("streamtelecom.haproxy", res.tostring, 1, true)
+    helper.assert_no_secret(res.tostring, PASSWORD)
+    assert.equals(0, fake.stats().requests)
+  end)
+
   it("answers a gateway refusal with the blocking client's message and code", function()
     local status, res = sms("99031234567", "Closed route")
     local _, err, code = direct:send("99031234567", "Closed route")

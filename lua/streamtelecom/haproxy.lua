@@ -101,10 +101,6 @@ end
 local Client = {}
 Client.__index = Client
 
-local function closed()
-  return nil, "client is closed", "closed"
-end
-
 --- One exchange through core.httpclient; tells the run how it ended.
 local function exchange(self, run, job, url)
   local t0 = hap.now()
@@ -131,7 +127,6 @@ end
 
 -- Drives one call of the engine to its end; answers what the blocking method does.
 local function drive(self, call, ...)
-  if not self.engine then return closed() end
   local run, err, code = self.engine:begin(call, ...)
   if not run then return nil, err, code end
   while true do
@@ -214,22 +209,15 @@ function Client:wait(ids, opts)
   end
 end
 
-function Client:stats()
-  if not self.engine then return closed() end
-  return self.engine:stats()
-end
+-- The engine keeps the counters and knows whether it is closed: a closed
+-- client answers nil, err, "closed" from every call, as the blocking one.
+function Client:stats() return self.engine:stats() end
 
-function Client:close()
-  if self.engine then
-    self.engine:close()
-    self.engine = nil
-  end
-  return true
-end
+function Client:close() return self.engine:close() end
 
+-- user@host and whether it is closed, as the engine says; never the password.
 Client.__tostring = function(self)
-  local inner = self.label
-  return "streamtelecom.haproxy: " .. inner .. (self.engine and "" or " (closed)")
+  return "streamtelecom.haproxy: " .. (tostring(self.engine):gsub("^[^:]*:%s*", ""))
 end
 Client.__close = function(self) self:close() end
 Client.__gc = Client.__close
@@ -237,8 +225,13 @@ Client.__name = "streamtelecom.haproxy"
 
 --- A client: the options of st.new (docs/API.md), checked the same way.
 function M.new(opts)
+  if type(hap) ~= "table" or type(hap.httpclient) ~= "function" then
+    error("streamtelecom.haproxy runs inside HAProxy 2.6 or later (it needs core.httpclient);"
+          .. " elsewhere use require \"streamtelecom\"", 2)
+  end
   if type(opts) ~= "table" then
-    return nil, "invalid options: want a table, got " .. type(opts), "invalid"
+    error("bad argument #1 to 'streamtelecom.haproxy.new' (table expected, got "
+          .. type(opts) .. ")", 2)
   end
   local core_opts = {}
   for k, v in pairs(opts) do core_opts[k] = v end
@@ -260,7 +253,6 @@ function M.new(opts)
   local timeout = core_opts.timeout or DEFAULT_TIMEOUT
   local self = setmetatable({
     engine = engine,
-    label = tostring(engine):gsub("^[^:]*:%s*", ""):gsub("%s*%(closed%)$", ""),
     -- A positive timeout below 1 ms counts as 1 ms, never as "no limit".
     timeout_ms = math.max(1, math.ceil(timeout * 1000)),
     max_response = core_opts.max_response or DEFAULT_MAX_RESPONSE,

@@ -46,6 +46,36 @@ local CALLS = {
   end,
 }
 
+-- Options HAProxy takes care of, bad values, and a closed client.
+CALLS.misc = function()
+  local out = {}
+  local base = { user = "rich", password = os.getenv("STREAM_TELECOM_PASSWORD"),
+                 url = "http://" .. os.getenv("SMS_RELAY") .. "/get/" }
+  local function with(k, v)
+    local o = {}
+    for key, val in pairs(base) do o[key] = val end
+    o[k] = v
+    return o
+  end
+  for _, case in ipairs({ { "verify", false }, { "ca_file", "/tmp/ca.pem" },
+                          { "timeout", "5" }, { "retries", -1 }, { "sendr", "x" },
+                          { "user_agent", "a\nb" } }) do
+    local c, err, code = st.new(with(case[1], case[2]))
+    out[case[1]] = { ok = c ~= nil, err = err, code = code }
+  end
+  out.verify_true = st.new(with("verify", true)) ~= nil
+  out.raises = not pcall(st.new, "opts")
+  local c = assert(st.new(base))
+  local _, werr, wcode = c:wait({ "1" }, { interval = -1 })
+  out.wait = { err = werr, code = wcode }
+  out.close = c:close()
+  local r, err, code = c:send("79031234567", "after close")
+  out.after_close = { ok = r ~= nil, err = err, code = code }
+  _, _, out.balance_after_close = c:balance()
+  out.tostring = tostring(c)
+  return out
+end
+
 core.register_service("probe", "http", function(applet)
   local a = {}
   for k, v in (applet.qs or ""):gmatch("([^&=]+)=([^&]*)") do a[unescape(k)] = unescape(v) end
