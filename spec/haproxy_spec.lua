@@ -1,7 +1,8 @@
 -- HAProxy integration: Debian's haproxy (2.6, Lua 5.3) loads the Lua 5.3 build
 -- and serves examples/haproxy/haproxy.cfg in front of the fake gateway, with
 -- spec/haproxy/probe.lua beside it: streamtelecom.haproxy sends through
--- core.httpclient and the example's local relay, unprivileged, on loopback.
+-- core.httpclient and the example's local relay (HTTPS to the fake, verified),
+-- unprivileged, on loopback.
 --
 -- Nothing here waits on a clock: "HAProxy was free" is shown by order (the
 -- health check is answered while the fake still counts sends in flight).
@@ -142,6 +143,7 @@ local function start_haproxy(extra)
       "  http-request use-service lua.probe",
       "listen spec_dead_relay",
       "  bind 127.0.0.1:" .. (port + 3),
+      "  retries 1",
       "  retry-on conn-failure",
       "  server dead 127.0.0.1:" .. closed_port(),
       "listen spec_slow_relay",
@@ -150,6 +152,12 @@ local function start_haproxy(extra)
       "  retry-on conn-failure",
       "  timeout server 500ms",
       "  server gateway 127.0.0.1:" .. fake.port,
+      "listen spec_badca_relay",
+      "  bind 127.0.0.1:" .. (port + 5),
+      "  option httpclose",
+      "  retries 0",
+      "  server gateway 127.0.0.1:" .. fake.tls_port .. " ssl verify required"
+        .. " ca-file /etc/ssl/certs/ca-certificates.crt verifyhost localhost",
       extra or "",
       "",
     }, "\n"))
@@ -162,9 +170,11 @@ local function start_haproxy(extra)
       "SMS_RELAY=127.0.0.1:" .. (port + 1),
       "SPEC_DEAD_RELAY=127.0.0.1:" .. (port + 3),
       "SPEC_SLOW_RELAY=127.0.0.1:" .. (port + 4),
-      "GATEWAY_ADDR=127.0.0.1:" .. fake.port,
-      "GATEWAY_HOST=127.0.0.1:" .. fake.port,
-      "GATEWAY_PLAIN_HTTP=1",
+      "SPEC_BADCA_RELAY=127.0.0.1:" .. (port + 5),
+      -- The relay verifies the fake's certificate, as it would the gateway's.
+      "GATEWAY_ADDR=127.0.0.1:" .. fake.tls_port,
+      "GATEWAY_HOST=localhost",
+      "GATEWAY_CA_FILE=" .. shell_quote(fake.ca_file),
     }
     -- HAProxy's Lua 5.3 must not take its package paths from this suite's.
     local p = assert(io.popen(sh("env -u LUA_PATH -u LUA_CPATH -u LUA_INIT "
@@ -263,6 +273,7 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.is_true(socket.gettime() - t0 < 4, "the sends ran one after another")
     local gw = fake.stats()
     assert.equals(4, gw.send_requests)
+    assert.equals(4, gw.tls_requests)
     assert.equals(4, gw.max_in_flight)
     assert.equals("streamtelecom-haproxy", gw.last_user_agent)
     -- HAProxy survived: it still answers and still sends.
@@ -388,6 +399,14 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.matches("cannot connect", res.err, 1, true)
     helper.assert_no_secret(res.err, PASSWORD)
     assert.equals(1, res.stats.failures.connect)
+    assert.equals(0, fake.stats().requests)
+  end)
+
+  it("sends nothing to a gateway whose certificate the relay cannot verify", function()
+    local res = probe{ op = "balance", client = "badca" }
+    assert.is_nil(res.r)
+    assert.equals("connect", res.code)
+    assert.matches("TLS", res.err, 1, true)
     assert.equals(0, fake.stats().requests)
   end)
 

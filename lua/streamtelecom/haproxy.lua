@@ -57,7 +57,7 @@ local SYNTHETIC = {
             body = "<html><body><h1>503 Service Unavailable</h1>\nNo server is available"
                    .. " to handle this request.\n</body></html>\n",
             message = "cannot connect to the gateway (HAProxy answered 503: no server"
-                      .. " is available)" },
+                      .. " is available; refused, timed out or TLS verification failed)" },
   [504] = { code = "timeout", sent = true,
             body = "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond"
                    .. " in time.\n</body></html>\n",

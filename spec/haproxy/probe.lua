@@ -19,6 +19,8 @@ local clients = {
   dead = account("http://" .. os.getenv("SPEC_DEAD_RELAY") .. "/get/", 0),
   -- A relay that gives the gateway half a second to answer.
   slow = account("http://" .. os.getenv("SPEC_SLOW_RELAY") .. "/get/"),
+  -- A relay that cannot verify the gateway's certificate.
+  badca = account("http://" .. os.getenv("SPEC_BADCA_RELAY") .. "/get/", 0),
 }
 
 local function unescape(s)
