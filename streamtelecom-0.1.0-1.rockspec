@@ -40,6 +40,7 @@ build = {
         "src/check_curl_headers.c",
         "src/lua_args.c",
         "src/lua_client.c",
+        "src/lua_http.c",
         "src/lua_streamtelecom.c",
         "src/st_buf.c",
         "src/st_calls.c",

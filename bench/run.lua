@@ -4,6 +4,11 @@
 --   the same vs a new connection per request with LuaSocket / LuaSec
 --   send_many of 200 messages at 50 ms gateway latency vs the ideal and vs send
 --   RSS over 100,000 requests on one client
+--   instructions a request of balance(), status() and send() vs the raw loop
+--   (callgrind), HTTP and HTTPS
+--   send_many in a child process each: peak RSS a message, time to the first
+--   request, time vs ideal at concurrency 1 / 10 / 50 / 200
+-- Rows with a goal say whether it is met; the bench never fails on one.
 -- Writes bench/results.md. BENCH_N sets the request count of the loops.
 package.path = "./?.lua;" .. package.path
 local st = require("streamtelecom")
@@ -16,6 +21,8 @@ local fake = require("spec.fake")
 local N = tonumber(os.getenv("BENCH_N")) or 3000
 local ROUNDS = 5
 local BUILD = "build/bench"
+-- The Lua running this script runs the child scripts too.
+local LUA = os.getenv("STREAMTELECOM_LUA") or arg[-1]
 
 local function run(cmd)
   local p = assert(io.popen(cmd))
@@ -44,6 +51,18 @@ end
 
 local function mib(bytes) return string.format("%.1f MiB", bytes / 1048576) end
 
+-- 75100 -> "75,100"
+local function thousands(x)
+  local s = string.format("%d", math.floor(x + 0.5))
+  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
+  return (out:gsub("^,", ""))
+end
+
+-- "≤ 1.05x: met": a goal as the row shows it, the limit written with fmt.
+local function goal(limit, value, fmt)
+  return ("≤ " .. fmt .. ": %s"):format(limit, value <= limit and "met" or "missed")
+end
+
 -- ---- servers -------------------------------------------------------------
 
 -- A free pair of ports: try a few at random until nginx answers.
@@ -59,6 +78,13 @@ for _ = 1, 10 do
   port = nil
 end
 assert(port, "could not start the static nginx: see " .. static_dir .. "/error.log")
+local static_running = true
+local function stop_static()
+  if static_running then run("bench/static-nginx stop " .. static_dir) end
+  static_running = false
+end
+-- After an error too: stopped when this Lua state closes.
+local static_guard = setmetatable({}, { __gc = stop_static }) -- luacheck: ignore 211
 local ca_file = static_dir .. "/cert.pem"
 local static = {
   http = ("http://127.0.0.1:%d/get/"):format(port),
@@ -69,9 +95,9 @@ fake.start()
 run("cc -O2 -o " .. BUILD .. "/curl_loop bench/curl_loop.c $(pkg-config --cflags --libs libcurl)")
 
 local rows = {}
-local function row(what, value, note)
-  rows[#rows + 1] = { what, value, note or "" }
-  print(("%-62s %12s  %s"):format(what, value, note or ""))
+local function row(what, value, note, goal_text)
+  rows[#rows + 1] = { what, value, goal_text or "", note or "" }
+  print(("%-72s %10s  %-18s %s"):format(what, value, goal_text or "", note or ""))
 end
 
 -- ---- sequential calls vs the raw libcurl loop ------------------------------
@@ -141,6 +167,60 @@ row("sequential balance(), HTTPS: LuaSec new connection vs client",
     ("%.1fx"):format(t_sec / per_request.https),
     ("%.3f ms a request"):format(t_sec * 1e3))
 
+-- ---- instructions a request vs the raw libcurl loop (callgrind) -------------
+
+local ICOUNT_ROUNDS = 3
+local ICOUNT_GOALS = { balance = 1.05, status = 1.08, send = 1.10 }
+
+-- Runs cmd under callgrind: answers the instructions it executed and its stdout.
+local function callgrind(cmd)
+  local file = BUILD .. "/callgrind.out"
+  os.remove(file)
+  local out = run(("valgrind --tool=callgrind --callgrind-out-file=%s %s 2>%s.log")
+                  :format(file, cmd, file))
+  local f = io.open(file)
+  local text = f and f:read("*a") or ""
+  if f then f:close() end
+  local total = text:match("\nsummary: (%d+)") or text:match("\ntotals: (%d+)")
+  assert(total, "callgrind failed (see " .. file .. ".log): " .. cmd)
+  os.remove(file)
+  os.remove(file .. ".log")
+  return tonumber(total), out
+end
+
+-- Instructions of `call` on the module and of the raw loop on the URL the
+-- module requests, a request each: runs of two lengths, so start-up cancels.
+local function icount_pair(base_url, call, ca)
+  local function icount(n)
+    return callgrind(("%s bench/icount.lua '%s' %s %d %s"):format(LUA, base_url, call, n, ca or ""))
+  end
+  local low, out = icount(200)
+  local high = icount(1200)
+  local url = assert(out:match("^(%S+)"), "bench/icount.lua printed no URL")
+  local function loop(count)
+    return callgrind(("%s/curl_loop '%s' %d %s"):format(BUILD, url, count, ca or ""))
+  end
+  local raw0, raw1 = loop(0), loop(1000)
+  local client, raw = (high - low) / 1000, (raw1 - raw0) / 1000
+  return { ratio = client / raw, client = client, raw = raw }
+end
+
+local function icount_row(proto, call)
+  local runs = {}
+  for i = 1, ICOUNT_ROUNDS do
+    runs[i] = icount_pair(static[proto], call, proto == "https" and ca_file or nil)
+  end
+  table.sort(runs, function(a, b) return a.ratio < b.ratio end)
+  local mid = runs[math.ceil(#runs / 2)]
+  row(("instructions/request, %s(), %s: client vs raw libcurl loop"):format(call, proto:upper()),
+      ("%.2fx"):format(mid.ratio), ("%s vs %s"):format(thousands(mid.client), thousands(mid.raw)),
+      goal(ICOUNT_GOALS[call], mid.ratio, "%.2fx"))
+end
+
+for _, proto in ipairs({ "http", "https" }) do
+  for _, call in ipairs({ "balance", "status", "send" }) do icount_row(proto, call) end
+end
+
 -- ---- bulk sending at gateway latency ----------------------------------------
 
 fake.reset()
@@ -167,6 +247,97 @@ row("sequential send() of the same 200 vs send_many",
 bulk:close()
 fake.reset()
 
+-- ---- send_many in a child process: memory, first request, time vs ideal ----
+
+local LATENCY = 0.05
+local BULK_CONCURRENCY = 200
+local KIB_A_MESSAGE_GOAL = 0.7
+local KEPT_GOAL_PERCENT = 10 -- of the peak growth, still held after the call
+local FIRST_REQUEST_GOAL_MS = 15
+local IDEAL_GOAL = 1.1
+
+-- One send_many of n messages by bench/bulk.lua in a process of its own,
+-- against the fake gateway freshly reset: bulk.lua's figures, and the
+-- fake's stats.
+local function bulk_child(n, concurrency)
+  fake.reset()
+  fake.set{ latency = LATENCY }
+  local out = run(("%s bench/bulk.lua '%s' %d %d 2>&1"):format(LUA, fake.url, n, concurrency))
+  local r = {}
+  for k, v in out:gmatch("(%l[%l_]*)=(%S+)") do r[k] = tonumber(v) end
+  assert(r.seconds and r.failed == 0, "bench/bulk.lua failed: " .. out)
+  r.stats = fake.stats()
+  return r
+end
+
+-- When the first send reached the fake (its clock: the same wall clock).
+local function first_arrival()
+  local first = math.huge
+  for _, rec in ipairs(fake.sends()) do first = math.min(first, rec.arrived) end
+  return first
+end
+
+-- The fake's nginx worker: its RSS, to show it copes with the bulk runs.
+local function fake_worker_rss()
+  local f = io.open(("/proc/%d/task/%d/children"):format(fake.pid, fake.pid))
+  local worker = f and f:read("*a"):match("%d+")
+  if f then f:close() end
+  local status = worker and io.open("/proc/" .. worker .. "/status")
+  if not status then return nil end
+  local kb = status:read("*a"):match("VmRSS:%s+(%d+) kB")
+  status:close()
+  return kb and tonumber(kb) * 1024
+end
+
+local function memory_rows(r, n)
+  local per_message = (r.hwm_after - r.rss_before) / n / 1024
+  local worker = fake_worker_rss()
+  row(("send_many %s x 50 ms at concurrency %d: peak RSS growth a message")
+        :format(thousands(n), BULK_CONCURRENCY),
+      ("%.2f KiB"):format(per_message),
+      ("%s before, peak %s; %.1f s, max in flight %d; the fake's worker %s")
+        :format(mib(r.rss_before), mib(r.hwm_after), r.seconds, r.stats.max_in_flight,
+                worker and mib(worker) or "?"),
+      goal(KIB_A_MESSAGE_GOAL, per_message, "%.1f KiB"))
+  local kept = (r.rss_after - r.rss_before) / (r.hwm_after - r.rss_before) * 100
+  row(("send_many %s: RSS kept after the call and a collectgarbage()"):format(thousands(n)),
+      ("%.0f %%"):format(kept),
+      ("of the peak growth: %s before, %s after, %s after client:close()")
+        :format(mib(r.rss_before), mib(r.rss_after), mib(r.rss_closed)),
+      goal(KEPT_GOAL_PERCENT, kept, "%d %%"))
+end
+
+local function first_request_row(r, n)
+  local at_gateway = (first_arrival() - r.call) * 1e3
+  row(("send_many %s at concurrency %d: time to the first request")
+        :format(thousands(n), BULK_CONCURRENCY),
+      ("%.1f ms"):format(at_gateway),
+      ("at the gateway (its clock, 1 ms steps); to on_start(1) %.1f ms")
+        :format(r.first_start * 1e3),
+      goal(FIRST_REQUEST_GOAL_MS, at_gateway, "%d ms"))
+end
+
+for _, n in ipairs({ 1000, 10000, 50000 }) do
+  local r = bulk_child(n, BULK_CONCURRENCY)
+  first_request_row(r, n)
+  if n == 50000 then memory_rows(r, n) end
+end
+
+-- 40 rounds of the gateway's latency at any concurrency: about 2 s a run.
+local function vs_ideal_row(concurrency)
+  local n = 40 * concurrency
+  local ideal_s = n / concurrency * LATENCY
+  local r = bulk_child(n, concurrency)
+  row(("send_many %s x 50 ms at concurrency %d vs ideal %.1f s")
+        :format(thousands(n), concurrency, ideal_s),
+      ("%.2fx"):format(r.seconds / ideal_s),
+      ("%.2f s (max in flight %d)"):format(r.seconds, r.stats.max_in_flight),
+      goal(IDEAL_GOAL, r.seconds / ideal_s, "%.1fx"))
+end
+
+for _, concurrency in ipairs({ 1, 10, 50, 200 }) do vs_ideal_row(concurrency) end
+fake.reset()
+
 -- ---- memory over 100,000 requests on one client -----------------------------
 
 local mem_client = assert(st.new{ user = "bench", password = "bench-secret", url = static.http })
@@ -186,14 +357,20 @@ mem_client:close()
 -- ---- the report ------------------------------------------------------------
 
 fake.stop()
-run("bench/static-nginx stop " .. static_dir)
+stop_static()
 
 local out = assert(io.open("bench/results.md", "w"))
 out:write("# Benchmark results\n\n")
 out:write(("Measured by `make bench` on %s: %s cores, %s, %s, %d requests a loop, median of %d rounds.\n\n")
   :format(os.date("!%Y-%m-%d"), run("nproc"):gsub("%s+$", ""), _VERSION,
           (run("curl-config --version 2>/dev/null"):gsub("%s+$", "")), N, ROUNDS))
-out:write("| what | ratio or figure | detail |\n|---|---|---|\n")
-for _, r in ipairs(rows) do out:write(("| %s | %s | %s |\n"):format(r[1], r[2], r[3])) end
+out:write("Instructions: callgrind, (I(1,200) - I(200)) / 1,000 requests against the raw loop's "
+          .. "(I(200 + 1,000) - I(200)) / 1,000 on the same URL, median ratio of "
+          .. ICOUNT_ROUNDS .. " pairs. Bulk rows: send_many in a child process each, "
+          .. "the fake gateway at 50 ms latency.\n\n")
+out:write("| what | ratio or figure | goal | detail |\n|---|---|---|---|\n")
+for _, r in ipairs(rows) do
+  out:write(("| %s | %s | %s | %s |\n"):format(r[1], r[2], r[3], r[4]))
+end
 out:close()
 print("wrote bench/results.md")

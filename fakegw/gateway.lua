@@ -314,6 +314,9 @@ local function process(args, call)
     user = user, sadr = args.sadr, dadr = args.dadr, text = args.text,
     callback_url = args.callback_url, name_deliver = args.name_deliver,
     time = ngx.now(),
+    -- When the request reached nginx, before any latency: make bench
+    -- measures the time from send_many() to the first send with it.
+    arrived = ngx.req.start_time(),
   }
   S.sends[#S.sends + 1] = rec
   local answer = do_send(acct, user, args)

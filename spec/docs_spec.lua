@@ -73,9 +73,10 @@ describe("docs/API.md", function()
 
   it("documents every method of a client, and only those", function()
     local client = assert(st.new{ user = "u", password = "p" })
-    local methods = getmetatable(client).__index
+    local methods = keys(getmetatable(client).__index)
     client:close()
-    assert.same(keys(methods), headings("client:([%w_]+)%("))
+    methods._begin = nil -- the driver interface: docs/DRIVERS.md
+    assert.same(methods, headings("client:([%w_]+)%("))
   end)
 
   it("names only options st.new knows", function()

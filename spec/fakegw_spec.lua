@@ -353,6 +353,15 @@ describe("the fake gateway", function()
       assert.is_true(socket.gettime() - t0 >= 0.14)
     end)
 
+    it("logs when a send arrived, before its latency, and when it was answered", function()
+      fake.set{ latency = 0.15 }
+      local t0 = socket.gettime()
+      send{}
+      local rec = fake.sends()[1]
+      assert.is_true(rec.arrived >= t0 - 0.01 and rec.arrived < t0 + 0.1)
+      assert.is_true(rec.time - rec.arrived >= 0.14)
+    end)
+
     it("http_status answers that status for the next http_count requests", function()
       fake.set{ http_status = 503, http_count = 1 }
       local body, code = send{}

@@ -50,6 +50,7 @@ void box_release(lua_State *L, call_box *box) {
     free(box->errors);
     free(box->answer_ids);
     st_buf_free(&box->url);
+    st_buf_free(&box->aux);
     box->ids = NULL;
     box->statuses = NULL;
     box->errors = NULL;

@@ -22,6 +22,8 @@ typedef struct lst_client {
     int on_request;    /* registry ref of the callback, or LUA_NOREF */
     int busy;          /* a core call is running: only its own callbacks run */
     int close_pending; /* closed from its own callback: freed after the call */
+    int driven;        /* made by st._driven: no transport, runs only */
+    int runs;          /* driven runs in progress: closing waits for them */
     char shown[256];   /* what tostring() says; never holds the password */
 } lst_client;
 
@@ -41,7 +43,8 @@ typedef struct call_box {
     st_error *errors;
     size_t nids;
     char (*answer_ids)[ST_ID_MAX + 1]; /* parse("send") */
-    st_buf url;                /* url() */
+    st_buf url;                /* url(); a driver's request bytes */
+    st_buf aux;                /* a driver's request target */
     int ref;                   /* registry ref of the call's state table */
 } call_box;
 
@@ -103,6 +106,9 @@ double number_field(lua_State *L, const char *method, int arg,
 
 /* The client class (lua_client.c). */
 int lst_new(lua_State *L);
+int lst_driven(lua_State *L);
 void lst_register_client(lua_State *L);
+/* st._http_request and st._http_response, into the module table at -1. */
+void lst_register_http(lua_State *L);
 
 #endif

@@ -10,6 +10,10 @@
 
 #include "lua_bind.h"
 
+/***
+@submodule streamtelecom
+*/
+
 /* Every method and metamethod has the client metatable as upvalue 1: a
  * pointer comparison instead of luaL_checkudata's registry lookup by name
  * on every call. */
@@ -42,6 +46,9 @@ static lst_client *enter_method(lua_State *L) {
     if (u->busy)
         luaL_error(L, "streamtelecom: the client is busy: no calls from "
                       "its own on_request callback");
+    if (u->driven)
+        luaL_error(L, "streamtelecom: a driven client (st._driven) makes no "
+                      "requests itself: use _begin and a driver");
     return u;
 }
 
@@ -251,10 +258,8 @@ static void describe_client(lst_client *u) {
  * collection, and a finaliser must not change the options we hold. */
 static lst_client *push_client(lua_State *L) {
     lst_client *u = (lst_client *)lua_newuserdata(L, sizeof *u);
-    u->core = NULL;
+    memset(u, 0, sizeof *u);
     u->on_request = LUA_NOREF;
-    u->busy = u->close_pending = 0;
-    u->shown[0] = '\0';
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
     return u;
@@ -278,7 +283,7 @@ second), `on_request` (a function called after every HTTP exchange with
 local client = assert(st.new{ user = "login", password = os.getenv("SMS_PASSWORD"),
                               sender = "MyShop" })
 */
-int lst_new(lua_State *L) {
+static int make_client(lua_State *L, int driven) {
     st_options o;
     st_error err;
     lst_client *u;
@@ -292,7 +297,8 @@ int lst_new(lua_State *L) {
     if (!o.user || !o.password)
         return push_invalid(L, o.user ? "invalid option 'password': required"
                                       : "invalid option 'user': required");
-    u->core = st_client_new(&o, &err);
+    u->driven = driven;
+    u->core = driven ? st_client_new_driven(&o, &err) : st_client_new(&o, &err);
     if (!u->core)
         return push_failure(L, &err);
     describe_client(u);
@@ -304,6 +310,11 @@ int lst_new(lua_State *L) {
     lua_settop(L, 2);
     return 1;
 }
+
+int lst_new(lua_State *L) { return make_client(L, 0); }
+
+/* st._driven{...}: a client for drivers (docs/DRIVERS.md); same options. */
+int lst_driven(lua_State *L) { return make_client(L, 1); }
 
 /* ---- close, gc, tostring ------------------------------------------------ */
 
@@ -324,6 +335,8 @@ static int l_close(lua_State *L) {
     if (u->busy && u->core) { /* from its own callback: the call ends first */
         u->close_pending = 1;
         st_client_stop(u->core);
+    } else if (u->runs > 0 && u->core) { /* driven runs end first */
+        u->close_pending = 1;
     } else {
         free_client(L, u);
     }
@@ -473,11 +486,16 @@ static void push_status_map(lua_State *L, const call_box *box) {
 /* Slots of the call's state table, which the registry holds so that the
  * protected glue (a fresh C frame) can reach it. Every slot exists from the
  * start: storing into it later allocates nothing. */
-enum { ST_RESULTS = 1, ST_ON_START, ST_ON_RESULT, ST_ITEMS, ST_ERROR, ST_SLOTS = 5 };
+enum {
+    ST_RESULTS = 1, ST_ON_START, ST_ON_RESULT, ST_ITEMS, ST_ERROR,
+    ST_ARGS, /* a driven run's arguments and anchors, kept for its life */
+    ST_SLOTS = ST_ARGS
+};
 
 typedef struct stream_ctx {
     lua_State *L;
     st_client *core;
+    st_task *task; /* a driven run's: stopped alone, not its whole client */
     int ref;      /* the state table */
     int failed;   /* a callback raised (or pushing ran out of memory) */
     /* what the glue is asked to do */
@@ -498,6 +516,8 @@ static void make_stream_state(lua_State *L, call_box *box, int items,
     lua_createtable(L, ST_SLOTS, 0);
     lua_newtable(L);
     lua_rawseti(L, -2, ST_RESULTS);
+    lua_pushboolean(L, 0); /* so that storing the arguments later allocates */
+    lua_rawseti(L, -2, ST_ARGS); /* no slot of this table */
     for (i = ST_ON_START; i <= ST_ON_RESULT; i++) {
         lua_pushvalue(L, opts + (i - ST_ON_START));
         lua_rawseti(L, -2, i);
@@ -511,6 +531,7 @@ static void make_stream_state(lua_State *L, call_box *box, int items,
     sc->L = L;
     sc->ref = box->ref;
     sc->failed = 0;
+    sc->task = NULL;
 }
 
 /* Runs protected: store the result, then call the user's callback. */
@@ -565,7 +586,10 @@ static int stream_glue(stream_ctx *sc) {
     }
     lua_pop(L, 1);
     sc->failed = 1;
-    st_client_stop(sc->core);
+    if (sc->task)
+        st_task_stop(sc->task);
+    else
+        st_client_stop(sc->core);
     return 1;
 }
 
@@ -867,13 +891,369 @@ static int l_stats(lua_State *L) {
     return 1;
 }
 
+/* ---- driven runs (docs/DRIVERS.md) -------------------------------------- */
+
+#define RUN_MT "streamtelecom.run"
+
+enum run_kind { RUN_SEND, RUN_STATUS, RUN_BALANCE, RUN_SEND_MANY, RUN_STATUS_MANY };
+
+/* One call driven from Lua: its task in the core, the C memory of its
+ * arguments (the box, first, so the box's own fields stay in place), and
+ * what single calls answer. Its state table (the box's ref) keeps the
+ * client, the arguments and every anchored string alive for the run. */
+typedef struct lst_run {
+    call_box box;
+    st_task *task;
+    lst_client *owner;
+    int kind;
+    int done;
+    int has_on_start;
+    stream_ctx sc;
+    st_send_hooks send_hooks;
+    st_status_hooks status_hooks;
+    st_send_item one;        /* RUN_SEND's item */
+    st_send_result result;   /* RUN_SEND */
+    const char *id;          /* RUN_STATUS */
+    st_status status;        /* RUN_STATUS */
+    st_balance balance;      /* RUN_BALANCE */
+    st_error err;            /* RUN_STATUS, RUN_BALANCE */
+} lst_run;
+
+/* The task ends (every job done, or abandoned); the client may now close. */
+static void end_task(lua_State *L, lst_run *run) {
+    if (!run->task)
+        return;
+    st_task_free(run->task);
+    run->task = NULL;
+    if (--run->owner->runs == 0 && run->owner->close_pending)
+        free_client(L, run->owner);
+}
+
+static int run_close(lua_State *L) {
+    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    end_task(L, run);
+    st_send_result_free(&run->result);
+    box_release(L, &run->box);
+    run->done = 0; /* closed: no result either */
+    return 0;
+}
+
+
+/* A single send keeps its outcome in the run. */
+static void keep_send_result(void *ud, size_t item, st_send_result *res) {
+    lst_run *run = ud;
+    (void)item;
+    run->result = *res;
+    memset(res, 0, sizeof *res);
+}
+
+/* RUN_STATUS keeps its one record. */
+static void keep_status(void *ud, size_t i, const st_status *s,
+                        const st_error *e) {
+    lst_run *run = ud;
+    (void)i;
+    run->status = *s;
+    run->err = *e;
+}
+
+/* Reads the call's arguments (at 2..) into the run; -1 with err for a bad
+ * value; raises for a wrong type. Anchors stay on the stack. */
+static int read_run_args(lua_State *L, lst_run *run, int anchor,
+                         st_error *err) {
+    switch (run->kind) {
+    case RUN_SEND:
+        run->one.recipients = &run->box.recipients;
+        return read_send_args(L, "_begin", 2, &run->box, &run->one.params, err);
+    case RUN_SEND_MANY:
+        read_stream_opts(L, "_begin", 3, 1);
+        return read_send_items(L, 2, anchor, &run->box, err);
+    case RUN_STATUS:
+        run->id = check_string_arg(L, "_begin", 2, NULL);
+        run->box.ids = calloc(1, sizeof *run->box.ids);
+        if (!run->box.ids)
+            return luaL_error(L, "not enough memory");
+        run->box.ids[0] = run->id;
+        run->box.nids = 1;
+        return 0;
+    case RUN_STATUS_MANY:
+        read_stream_opts(L, "_begin", 3, 0);
+        read_ids(L, "_begin", 2, anchor, &run->box);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Every value of the stack from 2 up (arguments, the anchor table, the
+ * fields read) into the state table's arguments slot: they live as long
+ * as the run. */
+static void keep_args(lua_State *L, int from, int to, int state) {
+    int i;
+    lua_createtable(L, to - from + 1, 0);
+    for (i = from; i <= to; i++) {
+        lua_pushvalue(L, i);
+        lua_rawseti(L, -2, i - from + 1);
+    }
+    lua_rawseti(L, state, ST_ARGS);
+}
+
+static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
+    switch (run->kind) {
+    case RUN_SEND:
+        if (!run->one.params.sender)
+            run->one.params.sender = st_client_sender(core);
+        run->send_hooks.on_start = NULL;
+        run->send_hooks.on_result = keep_send_result;
+        run->send_hooks.ctx = run;
+        return st_task_send_many(core, &run->one, 1, &run->send_hooks, err);
+    case RUN_SEND_MANY:
+        default_senders(&run->box, st_client_sender(core));
+        run->send_hooks.on_start = run->has_on_start ? stream_on_start : NULL;
+        run->send_hooks.on_result = stream_send_result;
+        run->send_hooks.ctx = &run->sc;
+        return st_task_send_many(core, run->box.items, run->box.nitems,
+                                 &run->send_hooks, err);
+    case RUN_STATUS:
+        run->status_hooks.on_result = keep_status;
+        run->status_hooks.ctx = run;
+        return st_task_status_many(core, run->box.ids, 1, &run->status,
+                                   &run->err, &run->status_hooks, err);
+    case RUN_STATUS_MANY: /* read_ids sized statuses and errors */
+        run->sc.ids = run->box.ids;
+        run->status_hooks.on_result = stream_status_result;
+        run->status_hooks.ctx = &run->sc;
+        return st_task_status_many(core, run->box.ids, run->box.nids,
+                                   run->box.statuses, run->box.errors,
+                                   &run->status_hooks, err);
+    default: {
+        st_task *t = st_task_balance(core, &run->balance, &run->err);
+        if (!t)
+            *err = run->err;
+        return t;
+    }
+    }
+}
+
+static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
+    lst_run *run = (lst_run *)lua_newuserdata(L, sizeof *run);
+    memset(run, 0, sizeof *run);
+    run->box.ref = LUA_NOREF;
+    run->owner = u;
+    run->kind = kind;
+    luaL_getmetatable(L, RUN_MT);
+    lua_setmetatable(L, -2);
+    return run;
+}
+
+/* core:_begin(call, ...): a run of one call, for a driver to drive. */
+static int l_begin(lua_State *L) {
+    static const char *const calls[] = {"send", "status", "balance",
+                                        "send_many", "status_many", NULL};
+    lst_client *u = check_client(L);
+    int kind = luaL_checkoption(L, 2, NULL, calls), top, rc;
+    lst_run *run;
+    st_error err;
+    luaL_checkstack(L, METHOD_STACK, "streamtelecom");
+    if (!u->driven)
+        luaL_error(L, "streamtelecom: _begin is for driven clients (st._driven)");
+    lua_remove(L, 2);
+    lua_settop(L, 4); /* 2..4: the call's own arguments */
+    run = push_run(L, u, kind); /* 5 */
+    lua_newtable(L);            /* 6: anchors */
+    if (kind != RUN_SEND_MANY && kind != RUN_STATUS_MANY)
+        lua_pushnil(L), lua_pushnil(L); /* 7, 8: no on_start, on_result */
+    rc = read_run_args(L, run, 6, &err); /* the bulk ones push 7, 8 */
+    run->has_on_start = !lua_isnil(L, 7);
+    top = lua_gettop(L);
+    if (!client_is_open(u))
+        return push_closed(L);
+    if (rc != 0)
+        return push_failure(L, &err);
+    make_stream_state(L, &run->box, 2, 7, &run->sc); /* top + 1 */
+    keep_args(L, 1, top, top + 1);
+    run->sc.core = u->core;
+    run->task = start_task(run, u->core, &err);
+    if (!run->task)
+        return push_failure(L, &err);
+    run->sc.task = run->task;
+    u->runs++;
+    lua_pushvalue(L, 5);
+    return 1;
+}
+
+/* Callbacks of the run's client run on the state of this driver call. */
+static void arm(lua_State *L, lst_run *run, hook_ctx *ctx) {
+    lst_client *u = run->owner;
+    run->sc.L = L;
+    ctx->L = L;
+    ctx->ref = u->on_request;
+    ctx->info = NULL;
+    st_client_set_hook(u->core, u->on_request == LUA_NOREF ? NULL
+                                                           : call_on_request,
+                       ctx);
+}
+
+static void disarm(lst_run *run) {
+    st_client_set_hook(run->owner->core, NULL, NULL);
+}
+
+static lst_run *check_running(lua_State *L) {
+    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    if (!run->task)
+        luaL_error(L, "streamtelecom: this run is %s",
+                   run->done ? "done" : "closed");
+    luaL_checkstack(L, METHOD_STACK, "streamtelecom");
+    return run;
+}
+
+/* run:next() -> "start", job, url | "wait", seconds or false | "done" */
+static int run_next(lua_State *L) {
+    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    hook_ctx ctx;
+    size_t job;
+    const char *url;
+    double wait;
+    st_step step;
+    if (run->done) {
+        lua_pushliteral(L, "done");
+        return 1;
+    }
+    run = check_running(L);
+    arm(L, run, &ctx);
+    step = st_task_next(run->task, &job, &url, &wait);
+    disarm(run);
+    if (step == ST_STEP_START) {
+        lua_pushliteral(L, "start");
+        lua_pushinteger(L, (lua_Integer)job);
+        lua_pushstring(L, url);
+        return 3;
+    }
+    if (step == ST_STEP_WAIT) {
+        lua_pushliteral(L, "wait");
+        if (wait >= 0)
+            lua_pushnumber(L, (lua_Number)wait);
+        else
+            lua_pushboolean(L, 0);
+        return 2;
+    }
+    run->done = 1;
+    end_task(L, run);
+    lua_pushliteral(L, "done");
+    return 1;
+}
+
+/* run:answer(job, http_status, body [, seconds [, new_connection]]) */
+static int run_answer(lua_State *L) {
+    lst_run *run = check_running(L);
+    lua_Integer job = luaL_checkinteger(L, 2);
+    lua_Integer status = luaL_checkinteger(L, 3);
+    size_t n;
+    const char *body = luaL_checklstring(L, 4, &n);
+    double seconds = (double)luaL_optnumber(L, 5, 0);
+    hook_ctx ctx;
+    int rc;
+    arm(L, run, &ctx);
+    rc = job > 0 ? st_task_answer(run->task, (size_t)job, (long)status, body,
+                                  n, seconds, lua_toboolean(L, 6))
+                 : -1;
+    disarm(run);
+    if (rc != 0)
+        return luaL_error(L, "streamtelecom: job %d is not running", (int)job);
+    return 0;
+}
+
+/* The transport codes a driver may report. */
+static st_code transport_code(lua_State *L, int arg) {
+    static const char *const names[] = {"timeout", "connect", "tls",
+                                        "network", "too_large", NULL};
+    static const st_code codes[] = {ST_E_TIMEOUT, ST_E_CONNECT, ST_E_TLS,
+                                    ST_E_NETWORK, ST_E_TOO_LARGE};
+    return codes[luaL_checkoption(L, arg, NULL, names)];
+}
+
+/* run:fail(job, code, message, sent [, seconds [, new_connection]]) */
+static int run_fail(lua_State *L) {
+    lst_run *run = check_running(L);
+    lua_Integer job = luaL_checkinteger(L, 2);
+    st_code code = transport_code(L, 3);
+    const char *message = luaL_checkstring(L, 4);
+    double seconds = (double)luaL_optnumber(L, 6, 0);
+    hook_ctx ctx;
+    int rc;
+    arm(L, run, &ctx);
+    rc = job > 0 ? st_task_fail(run->task, (size_t)job, code, message,
+                                lua_toboolean(L, 5), seconds,
+                                lua_toboolean(L, 7))
+                 : -1;
+    disarm(run);
+    if (rc != 0)
+        return luaL_error(L, "streamtelecom: job %d is not running", (int)job);
+    return 0;
+}
+
+static int push_send_outcome(lua_State *L, const st_send_result *res) {
+    st_error closed;
+    if (res->accepted) {
+        push_send_result(L, res);
+        return 1;
+    }
+    if (res->count == 0) { /* never started: the client was closed */
+        st_fail(&closed, ST_E_CLOSED, "client is closed");
+        return push_failure(L, &closed);
+    }
+    return push_failure(L, &res->failure);
+}
+
+/* run:result(): what the blocking method returns, once next() said done. */
+static int run_result(lua_State *L) {
+    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    int n;
+    if (!run->done)
+        return luaL_error(L, "streamtelecom: the run is not done: call "
+                             "next() until it says \"done\"");
+    luaL_checkstack(L, METHOD_STACK, "streamtelecom");
+    switch (run->kind) {
+    case RUN_SEND:
+        return push_send_outcome(L, &run->result);
+    case RUN_STATUS:
+        if (run->err.code != ST_OK)
+            return push_failure(L, &run->err);
+        push_status(L, run->id, &run->status);
+        return 1;
+    case RUN_BALANCE:
+        if (run->err.code != ST_OK)
+            return push_failure(L, &run->err);
+        push_balance(L, &run->balance);
+        return 1;
+    default:
+        n = finish_stream(L, &run->box, &run->sc);
+        if (run->kind == RUN_SEND_MANY)
+            fill_unstarted(L, run->box.nitems);
+        return n;
+    }
+}
+
+static const luaL_Reg run_methods[] = {
+    {"next", run_next}, {"answer", run_answer}, {"fail", run_fail},
+    {"result", run_result}, {"close", run_close}, {NULL, NULL},
+};
+
+static void register_run(lua_State *L) {
+    luaL_newmetatable(L, RUN_MT);
+    lua_pushcfunction(L, run_close);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, run_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 /* ---- the class ---------------------------------------------------------- */
 
 static const luaL_Reg client_methods[] = {
     {"send", l_send},       {"status", l_status}, {"balance", l_balance},
     {"stats", l_stats},     {"close", l_close},   {"wait", l_wait},
     {"url", l_url},         {"send_many", l_send_many},
-    {"status_many", l_status_many}, {NULL, NULL},
+    {"status_many", l_status_many}, {"_begin", l_begin}, {NULL, NULL},
 };
 
 static const luaL_Reg client_meta[] = {
@@ -892,6 +1272,7 @@ void lst_register_client(lua_State *L) {
     luaL_setfuncs(L, client_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
+    register_run(L);
     luaL_newmetatable(L, BOX_MT);
     lua_pushcfunction(L, box_gc);
     lua_setfield(L, -2, "__gc");

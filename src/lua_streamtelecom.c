@@ -172,6 +172,7 @@ static const luaL_Reg module_functions[] = {
     {"parse", l_parse},
     {"segments", l_segments},
     {"_fdatasync", l_fdatasync},
+    {"_driven", lst_driven},
     {NULL, NULL},
 };
 
@@ -192,6 +193,7 @@ ST_EXPORT int luaopen_streamtelecom(lua_State *L);
 ST_EXPORT int luaopen_streamtelecom(lua_State *L) {
     lst_register_client(L);
     luaL_newlib(L, module_functions);
+    lst_register_http(L);
     set_string(L, "_VERSION", "streamtelecom " ST_VERSION);
     set_string(L, "DEFAULT_URL", ST_DEFAULT_URL);
     push_errors_set(L);

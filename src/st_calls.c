@@ -114,6 +114,7 @@ typedef struct send_source {
     const st_send_hooks *hooks;
     st_chunk *plan;      /* a single send's parts, planned when checked */
     size_t plan_n;
+    st_job_source *src;  /* stopped through it when on_start says so */
 } send_source;
 
 static void open_item_free(open_item *item) {
@@ -180,7 +181,7 @@ static open_item *start_next_item(send_source *s) {
         open_item *item;
         if (s->hooks->on_start &&
             s->hooks->on_start(s->hooks->ctx, index) != 0) {
-            st_client_stop(s->c);
+            s->src->stop = 1;
             return NULL;
         }
         s->next_item++;
@@ -269,25 +270,168 @@ static int check_items(send_source *s, int name_items, st_error *err) {
     return 0;
 }
 
+/* ---- calls: a source and its run, for any driver -------------------------- */
+
+struct st_task {
+    st_client *c;
+    st_job_source src;
+    st_run run;
+    send_source send;
+    struct status_source *status;
+    struct balance_source *balance;
+};
+
+static st_task *call_new(st_client *c) {
+    st_task *call = calloc(1, sizeof *call);
+    if (call)
+        call->c = c;
+    return call;
+}
+
+/* A call whose run never began (a bad argument, no memory). */
+static void task_free_unstarted(st_task *call) {
+    free(call->send.plan);
+    free(call->status);
+    free(call->balance);
+    free(call);
+}
+
+static st_task *call_start(st_task *call) {
+    st_run_init(&call->run, call->c, &call->src);
+    return call;
+}
+
+
+void st_task_stop(st_task *call) { call->src.stop = 1; }
+
+void st_task_free(st_task *call) {
+    if (!call)
+        return;
+    st_run_finish(&call->run);
+    free(call->send.plan); /* set only when its item never started */
+    free(call->status);
+    free(call->balance);
+    free(call);
+}
+
+/* ---- the driver's side (docs/DRIVERS.md) ---- */
+
+st_step st_task_next(st_task *call, size_t *job, const char **url,
+                     double *wait) {
+    st_job *j;
+    double wake;
+    st_run_step step = st_run_next(&call->run, &j, &wake);
+    *wait = -1;
+    if (step == ST_RUN_START) {
+        *job = (size_t)(j - call->run.slots) + 1;
+        *url = st_buf_str(&j->url);
+        if (j->url.failed) { /* could not even build it */
+            st_fail(&j->err, ST_E_NETWORK, "out of memory");
+            st_run_not_sent(&call->run, j);
+            return st_task_next(call, job, url, wait);
+        }
+        return ST_STEP_START;
+    }
+    if (step == ST_RUN_DONE)
+        return ST_STEP_DONE;
+    if (wake > 0) {
+        double left = wake - st_now();
+        *wait = left > 0 ? left : 0;
+    }
+    return ST_STEP_WAIT;
+}
+
+/* The running job a driver's handle names, or NULL. */
+static st_job *running_job(st_task *call, size_t job) {
+    st_job *j;
+    if (job < 1 || job > call->run.nslots)
+        return NULL;
+    j = &call->run.slots[job - 1];
+    return j->state == ST_JOB_RUNNING ? j : NULL;
+}
+
+int st_task_answer(st_task *call, size_t job, long http_status,
+                   const char *body, size_t n, double seconds,
+                   int new_connection) {
+    st_job *j = running_job(call, job);
+    if (!j)
+        return -1;
+    j->reply.http_status = http_status;
+    j->reply.request_sent = 1;
+    j->reply.new_connection = new_connection;
+    j->reply.seconds = seconds;
+    st_buf_truncate(&j->reply.body, 0);
+    if (n > (size_t)call->c->opts.max_response)
+        return st_task_fail(call, job, ST_E_TOO_LARGE,
+                            "gateway answer is larger than max_response", 1,
+                            seconds, new_connection);
+    if (st_buf_append(&j->reply.body, body, n) != 0)
+        return st_task_fail(call, job, ST_E_NETWORK, "out of memory", 1,
+                            seconds, new_connection);
+    st_run_answered(&call->run, j);
+    return 0;
+}
+
+int st_task_fail(st_task *call, size_t job, st_code code,
+                 const char *message, int sent, double seconds,
+                 int new_connection) {
+    st_job *j = running_job(call, job);
+    if (!j)
+        return -1;
+    j->reply.http_status = 0;
+    j->reply.request_sent = sent;
+    j->reply.new_connection = new_connection;
+    j->reply.seconds = seconds;
+    st_fail(&j->err, code, "%s", message);
+    st_run_failed(&call->run, j);
+    return 0;
+}
+
+/* The libcurl driver runs a call to its end. */
+static void run_blocking(st_task *call) {
+    call->c->stopped = 0; /* a stop asked during an earlier call is over */
+    st_engine_drive(&call->run);
+    st_task_free(call);
+}
+
+static st_task *begin_send(st_client *c, const st_send_item *items, size_t n,
+                           int name_items, const st_send_hooks *hooks,
+                           st_error *err) {
+    st_task *call = call_new(c);
+    send_source *s;
+    if (!call) {
+        st_fail(err, ST_E_NETWORK, "out of memory");
+        return NULL;
+    }
+    s = &call->send;
+    s->c = c;
+    s->items = items;
+    s->n = n;
+    s->hooks = hooks;
+    s->src = &call->src;
+    if (check_items(s, name_items, err) != 0) {
+        task_free_unstarted(call);
+        return NULL;
+    }
+    call->src.next = send_next;
+    call->src.read = send_read;
+    call->src.done = send_done;
+    call->src.ctx = s;
+    return call_start(call);
+}
+
+st_task *st_task_send_many(st_client *c, const st_send_item *items, size_t n,
+                           const st_send_hooks *hooks, st_error *err) {
+    return begin_send(c, items, n, 1, hooks, err);
+}
+
 static int send_items(st_client *c, const st_send_item *items, size_t n,
                       int name_items, const st_send_hooks *hooks,
                       st_error *err) {
-    send_source s;
-    st_job_source src;
-    memset(&s, 0, sizeof s);
-    s.c = c;
-    s.items = items;
-    s.n = n;
-    s.hooks = hooks;
-    if (check_items(&s, name_items, err) != 0)
+    st_task *call = begin_send(c, items, n, name_items, hooks, err);
+    if (!call)
         return -1;
-    src.next = send_next;
-    src.read = send_read;
-    src.done = send_done;
-    src.ctx = &s;
-    c->stopped = 0;
-    st_engine_run(c, &src);
-    free(s.plan); /* set only when its item never started */
+    run_blocking(call);
     return 0;
 }
 
@@ -397,26 +541,55 @@ static void status_done(void *ctx, st_job *job) {
                             &s->errs[job->part]);
 }
 
+static st_task *begin_status(st_client *c, const char *const *ids,
+                             const size_t *which, size_t m, st_status *out,
+                             st_error *errs, const st_status_hooks *hooks) {
+    st_task *call = call_new(c);
+    status_source *s = calloc(1, sizeof *s);
+    if (!call || !s) {
+        free(call), free(s);
+        return NULL;
+    }
+    call->status = s;
+    s->c = c;
+    s->ids = ids;
+    s->which = which;
+    s->m = m;
+    s->out = out;
+    s->errs = errs;
+    s->hooks = hooks;
+    call->src.next = status_next;
+    call->src.read = status_read;
+    call->src.done = status_done;
+    call->src.ctx = s;
+    return call_start(call);
+}
+
 /* Asks for the statuses of ids[which[k]], k < m (all n when which is
  * NULL): out[i] where errs[i].code is ST_OK, for each i asked. */
 static void status_round(st_client *c, const char *const *ids,
                          const size_t *which, size_t m, st_status *out,
                          st_error *errs, const st_status_hooks *hooks) {
-    status_source s;
-    st_job_source src;
-    memset(&s, 0, sizeof s);
-    s.c = c;
-    s.ids = ids;
-    s.which = which;
-    s.m = m;
-    s.out = out;
-    s.errs = errs;
-    s.hooks = hooks;
-    src.next = status_next;
-    src.read = status_read;
-    src.done = status_done;
-    src.ctx = &s;
-    st_engine_run(c, &src);
+    st_task *call = begin_status(c, ids, which, m, out, errs, hooks);
+    size_t k;
+    if (call) {
+        run_blocking(call);
+        return;
+    }
+    for (k = 0; k < m; k++)
+        st_fail(&errs[which ? which[k] : k], ST_E_NETWORK, "out of memory");
+}
+
+st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,
+                             st_status *out, st_error *errs,
+                             const st_status_hooks *hooks, st_error *err) {
+    st_task *call;
+    if (check_ids(ids, n, 1, err) != 0)
+        return NULL;
+    call = begin_status(c, ids, NULL, n, out, errs, hooks);
+    if (!call)
+        st_fail(err, ST_E_NETWORK, "out of memory");
+    return call;
 }
 
 int st_client_status_many(st_client *c, const char *const *ids, size_t n,
@@ -424,7 +597,6 @@ int st_client_status_many(st_client *c, const char *const *ids, size_t n,
                           const st_status_hooks *hooks, st_error *err) {
     if (check_ids(ids, n, 1, err) != 0)
         return -1;
-    c->stopped = 0;
     status_round(c, ids, NULL, n, out, errs, hooks);
     return 0;
 }
@@ -433,7 +605,6 @@ int st_client_status(st_client *c, const char *id, st_status *out,
                      st_error *err) {
     if (check_ids(&id, 1, 0, err) != 0)
         return -1;
-    c->stopped = 0;
     status_round(c, &id, NULL, 1, out, err, NULL);
     return err->code == ST_OK ? 0 : -1;
 }
@@ -545,19 +716,30 @@ static void balance_done(void *ctx, st_job *job) {
     *s->err = job->err;
 }
 
-int st_client_balance(st_client *c, st_balance *out, st_error *err) {
-    balance_source s;
-    st_job_source src;
-    s.c = c;
-    s.out = out;
-    s.err = err;
-    s.given = 0;
-    src.next = balance_next;
-    src.read = balance_read;
-    src.done = balance_done;
-    src.ctx = &s;
+st_task *st_task_balance(st_client *c, st_balance *out, st_error *err) {
+    st_task *call = call_new(c);
+    balance_source *s = calloc(1, sizeof *s);
+    if (!call || !s) {
+        free(call), free(s);
+        st_fail(err, ST_E_NETWORK, "out of memory");
+        return NULL;
+    }
+    call->balance = s;
+    s->c = c;
+    s->out = out;
+    s->err = err;
     err->code = ST_E_NETWORK; /* balance_done always sets it */
-    c->stopped = 0;
-    st_engine_run(c, &src);
+    call->src.next = balance_next;
+    call->src.read = balance_read;
+    call->src.done = balance_done;
+    call->src.ctx = s;
+    return call_start(call);
+}
+
+int st_client_balance(st_client *c, st_balance *out, st_error *err) {
+    st_task *call = st_task_balance(c, out, err);
+    if (!call)
+        return -1;
+    run_blocking(call);
     return err->code == ST_OK ? 0 : -1;
 }

@@ -127,35 +127,41 @@ static int copy_strings(st_options *dst, const st_options *src) {
     return failed ? -1 : 0;
 }
 
-st_client *st_client_new(const st_options *o, st_error *err) {
+/* The client, with a libcurl transport or (driven) without one. */
+static st_client *client_new(const st_options *o, int driven, st_error *err) {
     st_client *c;
     st_credentials cred;
     if (st_options_check(o, err) != 0)
         return NULL;
     c = calloc(1, sizeof *c);
-    if (!c) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
-        return NULL;
-    }
+    if (!c)
+        goto no_memory;
     c->opts = *o;
-    if (copy_strings(&c->opts, o) != 0) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
-        st_client_free(c);
-        return NULL;
-    }
+    if (copy_strings(&c->opts, o) != 0)
+        goto no_memory;
     cred = st_client_credentials(c); /* no prefix yet: it encodes one */
-    c->transport = st_transport_new(&c->opts, err);
-    if (c->transport && st_build_prefix(&c->prefix, &cred) != 0) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
-        st_transport_free(c->transport);
-        c->transport = NULL;
-    }
-    if (!c->transport) {
+    if (st_build_prefix(&c->prefix, &cred) != 0)
+        goto no_memory;
+    if (!driven && !(c->transport = st_transport_new(&c->opts, err))) {
         st_client_free(c);
         return NULL;
     }
     return c;
+no_memory:
+    st_fail(err, ST_E_NETWORK, "out of memory");
+    st_client_free(c);
+    return NULL;
 }
+
+st_client *st_client_new(const st_options *o, st_error *err) {
+    return client_new(o, 0, err);
+}
+
+st_client *st_client_new_driven(const st_options *o, st_error *err) {
+    return client_new(o, 1, err);
+}
+
+long st_client_max_response(const st_client *c) { return c->opts.max_response; }
 
 void st_client_free(st_client *c) {
     if (!c)

@@ -333,6 +333,44 @@ int st_client_status_many(st_client *c, const char *const *ids, size_t n,
                           const st_status_hooks *hooks, st_error *err);
 int st_client_balance(st_client *c, st_balance *out, st_error *err);
 
+/* ---- calls driven from outside (event loops: see docs/DRIVERS.md) ---- */
+
+typedef struct st_task st_task;
+
+/* A call ready to run: checked (NULL and err for a bad argument, nothing
+ * sent), its requests not started yet. The arguments, out arrays and hooks
+ * must outlive it. */
+st_task *st_task_send_many(st_client *c, const st_send_item *items, size_t n,
+                           const st_send_hooks *hooks, st_error *err);
+st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,
+                             st_status *out, st_error *errs,
+                             const st_status_hooks *hooks, st_error *err);
+st_task *st_task_balance(st_client *c, st_balance *out, st_error *err);
+/* Starts no more requests; those in flight still end. */
+void st_task_stop(st_task *call);
+void st_task_free(st_task *call);
+
+typedef enum st_step { ST_STEP_START, ST_STEP_WAIT, ST_STEP_DONE } st_step;
+
+/* What the driver does next: START sending *url as job *job (1, 2, ...);
+ * WAIT for a job's end, or at most *wait seconds when that is not negative;
+ * or DONE. */
+st_step st_task_next(st_task *call, size_t *job, const char **url,
+                     double *wait);
+/* How job ended: an HTTP answer (its body at most max_response bytes), or
+ * a transport failure (code, message, and whether the request may have
+ * left). -1 for a job that is not running. */
+int st_task_answer(st_task *call, size_t job, long http_status,
+                   const char *body, size_t n, double seconds,
+                   int new_connection);
+int st_task_fail(st_task *call, size_t job, st_code code,
+                 const char *message, int sent, double seconds,
+                 int new_connection);
+/* The client's max_response, for drivers that read answers themselves. */
+long st_client_max_response(const st_client *c);
+/* A client without a transport of its own: only driven calls run on it. */
+st_client *st_client_new_driven(const st_options *o, st_error *err);
+
 /* wait never polls more often than this, whatever interval it is given:
  * a tight loop of status requests would flood the gateway. */
 #define ST_WAIT_MIN_INTERVAL 1.0

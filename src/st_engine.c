@@ -153,6 +153,12 @@ static st_job *free_slot(st_run *run) {
     return NULL;
 }
 
+/* No new job starts once the call or the whole client was asked to stop
+ * (a callback raised, or closed the client). */
+static int stopping(const st_run *run) {
+    return run->src->stop || run->c->stopped;
+}
+
 st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
     st_client *c = run->c;
     int timed = run->waiting > 0 || c->opts.rate > 0;
@@ -165,13 +171,13 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
         return hand_out(run, next, job);
     }
     next = free_slot(run);
-    if (next && !run->exhausted && !c->stopped && rate_ready(c, now, wake) &&
+    if (next && !run->exhausted && !stopping(run) && rate_ready(c, now, wake) &&
         take_new_job(run, next)) {
         rate_take(c, now);
         return hand_out(run, next, job);
     }
     if (run->running == 0 && run->waiting == 0 &&
-        (run->exhausted || c->stopped))
+        (run->exhausted || stopping(run)))
         return ST_RUN_DONE;
     return ST_RUN_WAIT;
 }
@@ -241,7 +247,7 @@ void st_engine_free_slots(st_client *c) {
     c->slots = NULL;
 }
 
-void st_run_init(st_run *run, st_client *c, const st_job_source *src) {
+void st_run_init(st_run *run, st_client *c, st_job_source *src) {
     memset(run, 0, sizeof *run);
     run->c = c;
     run->src = src;
@@ -302,21 +308,18 @@ static void collect_finished(st_run *run) {
     }
 }
 
-void st_engine_run(st_client *c, const st_job_source *src) {
-    st_run run;
+void st_engine_drive(st_run *run) {
     st_job *job;
     double wake;
-    st_run_init(&run, c, src);
     for (;;) {
-        st_run_step step = st_run_next(&run, &job, &wake);
+        st_run_step step = st_run_next(run, &job, &wake);
         if (step == ST_RUN_START) {
-            start_transfer(&run, job);
+            start_transfer(run, job);
             continue;
         }
         if (step == ST_RUN_DONE)
             break;
-        st_transport_poll(c->transport, poll_time(wake));
-        collect_finished(&run);
+        st_transport_poll(run->c->transport, poll_time(wake));
+        collect_finished(run);
     }
-    st_run_finish(&run);
 }

@@ -55,6 +55,7 @@ typedef struct st_job_source {
      * for good (job->err, redacted). */
     void (*done)(void *ctx, st_job *job);
     void *ctx;
+    int stop; /* set by the source (or its caller): start no more jobs */
 } st_job_source;
 
 /* ---- one call's run, for any driver ----
@@ -70,7 +71,7 @@ typedef enum st_run_step { ST_RUN_START, ST_RUN_WAIT, ST_RUN_DONE } st_run_step;
 
 typedef struct st_run {
     st_client *c;
-    const st_job_source *src;
+    st_job_source *src;
     st_job *slots;
     size_t nslots;
     size_t running;
@@ -79,16 +80,16 @@ typedef struct st_run {
     st_job one;      /* the slot when no memory was left for more */
 } st_run;
 
-void st_run_init(st_run *run, st_client *c, const st_job_source *src);
+void st_run_init(st_run *run, st_client *c, st_job_source *src);
 st_run_step st_run_next(st_run *run, st_job **job, double *wake);
 void st_run_answered(st_run *run, st_job *job);
 void st_run_failed(st_run *run, st_job *job);
 void st_run_not_sent(st_run *run, st_job *job);
 void st_run_finish(st_run *run);
 
-/* The libcurl driver: runs the source's jobs on the client's transport,
- * at most `concurrency` at once, until every job is done. */
-void st_engine_run(st_client *c, const st_job_source *src);
+/* The libcurl driver: runs a run's jobs on the client's transport, at
+ * most `concurrency` at once, until every job is done. */
+void st_engine_drive(st_run *run);
 /* Frees the slots a client keeps between calls. */
 void st_engine_free_slots(st_client *c);
 

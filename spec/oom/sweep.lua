@@ -100,6 +100,39 @@ local function new_client()
   return c
 end
 
+-- A driven client (made once) and a driver that answers every job from a
+-- canned body: a send gets one id per recipient, a status "deliver".
+local driven_core
+local function driven()
+  if not driven_core then
+    driven_core = assert(st._driven(client_options()))
+  end
+  return driven_core
+end
+
+local function canned(url)
+  if url:find("&smsid=", 1, true) then return "deliver" end
+  if url:find("&balance=1", 1, true) then return "100.5" end
+  local dadr = url:match("&dadr=([^&]*)") or ""
+  local ids = { "1000000001" }
+  for _ in dadr:gmatch("%%2C") do ids[#ids + 1] = "100000000" .. (#ids + 1) end
+  return table.concat(ids, ",")
+end
+
+local function drive(run, err, code)
+  if not run then return nil, err, code end
+  while true do
+    local what, job, url = run:next()
+    if what == "start" then
+      run:answer(job, 200, canned(url))
+    elseif what == "wait" and not job then -- answers all come at once
+      error("the canned driver has nothing in flight to wait for")
+    elseif what == "done" then
+      return run:result()
+    end -- else a wait for the rate (10 us here): ask again
+  end
+end
+
 -- ---- what a normal answer looks like ------------------------------------
 
 local function is_send(r, n)
@@ -216,6 +249,28 @@ local CALLS = {
   { name = "balance",
     run = function(c) return c:balance() end,
     ok = function(r) return type(r) == "table" and type(r.balance) == "number" end },
+  -- The driver interface (docs/DRIVERS.md), driven by canned answers: no
+  -- network, only the module's own paths.
+  { name = "driven(balance)",
+    run = function() return drive(driven():_begin("balance")) end,
+    ok = function(r) return type(r) == "table" and r.balance == 100.5 end },
+  { name = "driven(send_many)",
+    prep = function()
+      return { { to = PHONE1, text = text() }, { to = { PHONE2, PHONE3 }, text = text() } }
+    end,
+    run = function(_, items)
+      local seen = {}
+      return drive(driven():_begin("send_many", items, {
+        on_result = function(i, r) seen[i] = r; return #seen end }))
+    end,
+    ok = function(r) return type(r) == "table" and is_send(r[1], 1) and is_send(r[2], 2) end },
+  { name = "driven(status_many)",
+    prep = function() return { "1000000001", "1000000002" } end,
+    run = function(_, ids) return drive(driven():_begin("status_many", ids)) end,
+    ok = function(r)
+      return type(r) == "table" and type(r["1000000001"]) == "table"
+             and r["1000000001"].state == "delivered"
+    end },
   { name = "url(send)",
     prep = function() return { { PHONE1, PHONE2 }, "Привет, " .. text(), { name = "oom" } } end,
     run = function(c, a) return c:url("send", a[1], a[2], a[3]) end,

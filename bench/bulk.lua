@@ -1,0 +1,63 @@
+-- One send_many in a process of its own, so that its memory figures are its
+-- alone: make bench runs it once a measurement against the fake gateway.
+--   lua bench/bulk.lua URL N CONCURRENCY
+-- Prints key=value lines: call (the wall clock, socket.gettime(), just
+-- before send_many), first_start (seconds from the call to on_start(1)),
+-- seconds (the whole call), failed (items without an id), rss_before,
+-- hwm_after and rss_after (bytes: VmRSS before the call, VmHWM after it,
+-- VmRSS after the results are dropped and collected), rss_closed (VmRSS
+-- after client:close() as well).
+local st = require("streamtelecom")
+local socket = require("socket")
+
+local url, n, concurrency = arg[1], tonumber(arg[2]), tonumber(arg[3])
+
+local function vm(field)
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^" .. field .. ":%s+(%d+) kB")
+    if kb then return tonumber(kb) * 1024 end
+  end
+end
+
+local function make_items(count)
+  local items = {}
+  for i = 1, count do items[i] = { to = ("7903%07d"):format(i), text = "bench " .. i } end
+  return items
+end
+
+local function count_failed(results)
+  local failed = 0
+  for i = 1, #results do
+    if not (results[i][1] and results[i][1].id) then failed = failed + 1 end
+  end
+  return failed
+end
+
+-- The call itself; its results are dropped on return, for rss_after.
+local function measure(client, items, out)
+  local first_start
+  local function on_start(i)
+    if i == 1 then first_start = socket.gettime() end
+  end
+  out.call = socket.gettime()
+  local results = assert(client:send_many(items, { on_start = on_start }))
+  out.seconds = socket.gettime() - out.call
+  out.first_start = first_start - out.call
+  out.hwm_after = vm("VmHWM")
+  out.failed = count_failed(results)
+end
+
+local client = assert(st.new{ user = "rich", password = "p&ss=w%rd+?", sender = "MyShop",
+                              url = url, concurrency = concurrency })
+local items = make_items(n)
+collectgarbage()
+local out = { rss_before = vm("VmRSS") }
+measure(client, items, out)
+collectgarbage()
+collectgarbage()
+out.rss_after = vm("VmRSS")
+client:close()
+collectgarbage()
+out.rss_closed = vm("VmRSS")
+
+for k, v in pairs(out) do print(("%s=%.17g"):format(k, v)) end

@@ -1,0 +1,150 @@
+-- The driver interface (docs/DRIVERS.md), through the example driver
+-- examples/driver/luasocket.lua against the fake gateway: the engine decides
+-- everything, the driver only moves bytes; the same answers as the blocking
+-- client, its retry rules, its redaction.
+local st = require("streamtelecom")
+local fake = require("spec.fake")
+local helper = require("spec.helper")
+local driver = require("examples.driver.luasocket")
+
+local PASSWORD = "p&ss=w%rd+?"
+
+local function client(opts)
+  local o = { user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url,
+              timeout = 2 }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(driver.new(o))
+end
+
+describe("a driven client (examples/driver/luasocket.lua)", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  it("answers send, status, balance, send_many and status_many as the blocking client does", function()
+    local c = client()
+    local msgs = assert(c:send({ "79031234567", "+7 916 123-45-67" }, "Hello"))
+    assert.same({ "79031234567", "79161234567" }, { msgs[1].to, msgs[2].to })
+    local s = assert(c:status(msgs[1].id))
+    assert.same({ msgs[1].id, "sent", "send", false }, { s.id, s.state, s.raw, s.final })
+    assert.equals("number", type(assert(c:balance()).balance))
+    local many = assert(c:send_many({ { to = "79031234567", text = "a" },
+                                      { to = "8613912345678", text = "b" } }))
+    assert.matches("^%d+$", many[1][1].id)
+    assert.equals("direction_closed", many[2].code)
+    local map = assert(c:status_many({ msgs[1].id, "999" }))
+    assert.equals("sent", map[msgs[1].id].state)
+    assert.equals("not_found", map["999"].code)
+    c:close()
+  end)
+
+  it("keeps one connection for many calls", function()
+    local c = client()
+    for _ = 1, 5 do assert(c:balance()) end
+    assert.equals(1, fake.stats().connections)
+    assert.same({ 1, 4 }, { c:stats().connections_opened, c:stats().connections_reused })
+    c:close()
+  end)
+
+  it("answers a gateway refusal with its code, and invalid values before anything is sent", function()
+    local c = client()
+    fake.set{ body = "Flood SMS" }
+    helper.assert_fails(PASSWORD, "flood", "Flood", c:send("79031234567", "Hi"))
+    fake.set{ body = false }
+    helper.assert_fails(PASSWORD, "invalid", "sendr", c:send("79031234567", "Hi", { sendr = "x" }))
+    helper.assert_fails(PASSWORD, "invalid", "item 2",
+                        c:send_many({ { to = "79031234567", text = "a" }, { to = "x", text = "b" } }))
+    assert.equals(1, fake.stats().requests)
+    c:close()
+  end)
+
+  it("retries a status after a timeout, but never a send once it may have left", function()
+    local c = client({ timeout = 0.3, retries = 1 })
+    fake.set{ latency = 1 }
+    helper.assert_fails(PASSWORD, "timeout", "timeout", c:balance())
+    assert.equals(2, fake.stats().requests)
+    fake.reset()
+    fake.set{ latency = 1 }
+    local ok, err, code = c:send("79031234567", "Hi")
+    helper.assert_fails(PASSWORD, "timeout", "outcome is unknown", ok, err, code)
+    assert.equals(1, fake.stats().requests)
+    c:close()
+  end)
+
+  it("retries a send whose connection was refused: it never left", function()
+    local c = client({ url = "http://127.0.0.1:1/get/", retries = 2 })
+    helper.assert_fails(PASSWORD, "connect", "connect", c:send("79031234567", "Hi"))
+    assert.equals(2, c:stats().retries)
+    c:close()
+  end)
+
+  it("calls on_request with the redacted url, and streams on_result", function()
+    local seen, results = {}, {}
+    local c = client({ on_request = function(info) seen[#seen + 1] = info end })
+    assert(c:send_many({ { to = "79031234567", text = "a" }, { to = "79161234567", text = "b" } },
+                       { on_result = function(i, r) results[i] = r end }))
+    assert.equals(2, #seen)
+    assert.matches("pwd=%*%*%*", seen[1].url)
+    helper.assert_no_secret(seen[1].url, PASSWORD)
+    assert.matches("^%d+$", results[2][1].id)
+    c:close()
+  end)
+end)
+
+describe("the driver interface itself", function()
+  lazy_setup(function() fake.start() end)
+  before_each(function() fake.reset() end)
+
+  local function core()
+    return assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0 })
+  end
+
+  it("refuses the blocking methods on a driven client, and _begin on a blocking one", function()
+    local c = core()
+    assert.has_error(function() c:balance() end)
+    local b = assert(st.new{ user = "rich", password = PASSWORD, url = fake.url })
+    assert.has_error(function() b:_begin("balance") end)
+    b:close()
+    c:close()
+  end)
+
+  it("hands out a job, and raises for a job that is not running", function()
+    local c = core()
+    local run = assert(c:_begin("balance"))
+    local what, job, url = run:next()
+    assert.equals("start", what)
+    assert.matches("balance=1", url)
+    assert.has_error(function() run:answer(job + 1, 200, "1") end)
+    assert.has_error(function() run:result() end)
+    run:answer(job, 200, "12.5")
+    assert.equals("done", run:next())
+    assert.equals(12.5, run:result().balance)
+    assert.has_error(function() run:answer(job, 200, "1") end)
+    c:close()
+  end)
+
+  it("waits for a closed client until its runs end", function()
+    local c = core()
+    local run = assert(c:_begin("balance"))
+    local _, job = run:next()
+    c:close()
+    run:fail(job, "network", "gone", true)
+    assert.equals("done", run:next())
+    helper.assert_fails(PASSWORD, "network", "gone", run:result())
+    assert.equals("closed", select(3, c:_begin("balance")))
+  end)
+
+  it("frames requests and parses answers in C", function()
+    local target, request = st._http_request("http://127.0.0.1:8089/get/?a=1", "x/1", true)
+    assert.same({ "127.0.0.1", 8089, false, "/get/?a=1" },
+                { target.host, target.port, target.tls, target.target })
+    assert.matches("^GET /get/%?a=1 HTTP/1.1\r\nHost: 127.0.0.1:8089\r\n", request)
+    assert.is_nil((st._http_request("http://h/\r\nX: y")))
+    local p = st._http_response(10)
+    assert.equals("more", p:feed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n1"))
+    assert.equals("done", p:feed("23"))
+    assert.same({ 200, "123", true }, { p:status(), p:body(), p:keep() })
+    local big = st._http_response(2)
+    local state, _, kind = big:feed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n123")
+    assert.same({ nil, "too_large" }, { state, kind })
+  end)
+end)
