@@ -126,9 +126,6 @@ local function start_haproxy(extra)
   assert(f, "no Lua 5.3 build of the module: " .. build_log)
   f:close()
   local last
-  -- TEMPORARY: a config loaded first (the driver interface's stand-in).
-  local preload = os.getenv("HAPROXY_SPEC_PRELOAD")
-  preload = preload and ("-f " .. shell_quote(preload) .. " ") or ""
   for _ = 1, 5 do
     local port = rand(20000, 59980)
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-haproxy-spec-"
@@ -178,7 +175,7 @@ local function start_haproxy(extra)
     }
     -- HAProxy's Lua 5.3 must not take its package paths from this suite's.
     local p = assert(io.popen(sh("env -u LUA_PATH -u LUA_CPATH -u LUA_INIT "
-      .. table.concat(env, " ") .. " " .. HAPROXY .. " -db " .. preload .. "-f "
+      .. table.concat(env, " ") .. " " .. HAPROXY .. " -db -f "
       .. shell_quote(root .. "/examples/haproxy/haproxy.cfg") .. " -f "
       .. shell_quote(dir .. "/spec.cfg") .. " >" .. shell_quote(dir .. "/haproxy.log")
       .. " 2>&1 </dev/null & echo $!")))

@@ -127,7 +127,7 @@ end
 
 -- Drives one call of the engine to its end; answers what the blocking method does.
 local function drive(self, call, ...)
-  local run, err, code = self.engine:begin(call, ...)
+  local run, err, code = self.engine:_begin(call, ...)
   if not run then return nil, err, code end
   while true do
     local what, a, b = run:next()
