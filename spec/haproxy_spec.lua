@@ -349,6 +349,11 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.matches("httpclient.ssl.verify", res.verify.err, 1, true)
     assert.is_true(res.verify_true)
     assert.is_true(res.raises)
+    -- A wrong argument type raises, naming the method.
+    for method, err in pairs({ send = "'send'", status = "'status'",
+                               send_many = "'send_many'", wait = "'wait'" }) do
+      assert.matches(err, res.type_errors[method], 1, true)
+    end
     assert.equals("invalid", res.wait.code)
     assert.equals("closed", res.after_close.code)
     assert.equals("closed", res.balance_after_close)

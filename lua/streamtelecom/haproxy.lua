@@ -125,9 +125,18 @@ local function exchange(self, run, job, url)
   return run:answer(job, res.status, body, seconds, true)
 end
 
+-- The engine checks argument types; its messages name the method called.
+local function begin(self, call, ...)
+  local ok, run, err, code = pcall(self.engine._begin, self.engine, call, ...)
+  if not ok then
+    error((tostring(run):gsub("'_begin'", "'" .. call .. "'")), 4)
+  end
+  return run, err, code
+end
+
 -- Drives one call of the engine to its end; answers what the blocking method does.
 local function drive(self, call, ...)
-  local run, err, code = self.engine:_begin(call, ...)
+  local run, err, code = begin(self, call, ...)
   if not run then return nil, err, code end
   while true do
     local what, a, b = run:next()
@@ -151,8 +160,24 @@ end
 function Client:send(to, text, opts) return drive(self, "send", to, text, opts) end
 function Client:status(id) return drive(self, "status", id) end
 function Client:balance() return drive(self, "balance") end
-function Client:send_many(items, opts) return drive(self, "send_many", items, opts) end
-function Client:status_many(ids, opts) return drive(self, "status_many", ids, opts) end
+local function check_list(method, list, opts)
+  if type(list) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(method, type(list)), 3)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to '%s' (table or nil expected, got %s)"):format(method, type(opts)), 3)
+  end
+end
+
+function Client:send_many(items, opts)
+  check_list("send_many", items, opts)
+  return drive(self, "send_many", items, opts)
+end
+
+function Client:status_many(ids, opts)
+  check_list("status_many", ids, opts)
+  return drive(self, "status_many", ids, opts)
+end
 
 local function wait_number(opts, key, default)
   if opts == nil then return default end

@@ -68,6 +68,12 @@ CALLS.misc = function()
   out.verify_true = st.new(with("verify", true)) ~= nil
   out.raises = not pcall(st.new, "opts")
   local c = assert(st.new(base))
+  local function raised(f, ...)
+    local ok, err = pcall(f, c, ...)
+    return not ok and tostring(err) or nil
+  end
+  out.type_errors = { send = raised(c.send, nil, "x"), status = raised(c.status, {}),
+                      send_many = raised(c.send_many, 5), wait = raised(c.wait, "1") }
   local _, werr, wcode = c:wait({ "1" }, { interval = -1 })
   out.wait = { err = werr, code = wcode }
   out.close = c:close()
