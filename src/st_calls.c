@@ -304,9 +304,35 @@ static st_task *call_start(st_task *call) {
 
 void st_task_stop(st_task *call) { call->src.stop = 1; }
 
+/* A driven task dropped before its end (its driver raised, or gave up)
+ * still holds the items in flight: each once, however many of its parts
+ * were running. */
+static void free_open_items(st_task *call) {
+    open_item **seen = calloc(call->run.nslots + 1, sizeof *seen);
+    size_t i, j, n = 0;
+    if (!seen) /* no memory to tell them apart: better a leak than a crash */
+        return;
+    if (call->send.starting)
+        seen[n++] = call->send.starting;
+    for (i = 0; i < call->run.nslots; i++) {
+        open_item *item = call->run.slots[i].tag;
+        if (call->run.slots[i].state == ST_JOB_FREE || !item)
+            continue;
+        for (j = 0; j < n && seen[j] != item; j++)
+            ;
+        if (j == n)
+            seen[n++] = item;
+    }
+    for (i = 0; i < n; i++)
+        open_item_free(seen[i]);
+    free(seen);
+}
+
 void st_task_free(st_task *call) {
     if (!call)
         return;
+    if (call->src.next == send_next)
+        free_open_items(call);
     st_run_finish(&call->run);
     free(call->send.plan); /* set only when its item never started */
     free(call->status);

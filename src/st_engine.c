@@ -267,6 +267,11 @@ void st_run_init(st_run *run, st_client *c, st_job_source *src) {
 }
 
 void st_run_finish(st_run *run) {
+    size_t i;
+    for (i = 0; i < run->nslots; i++) { /* a run dropped midway leaves jobs */
+        run->slots[i].state = ST_JOB_FREE;
+        run->slots[i].tag = NULL;
+    }
     if (run->slots == run->c->slots)
         run->c->slots_in_use = 0;
     else if (run->slots == &run->one)
