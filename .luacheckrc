@@ -22,3 +22,8 @@ files[".luacheckrc"] = { allow_defined_top = true, ignore = { "131" } }
 -- resty.streamtelecom runs inside nginx's Lua module.
 files["lua/resty/**/*.lua"] = { read_globals = { "ngx" } }
 files["spec/resty/**/*.lua"] = { globals = { "ngx" } }
+
+-- HAProxy runs these with its Lua, which provides the core table.
+files["lua/streamtelecom/haproxy.lua"] = { read_globals = { "core" } }
+files["examples/haproxy/**/*.lua"] = { read_globals = { "core" } }
+files["spec/haproxy/**/*.lua"] = { read_globals = { "core" } }

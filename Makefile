@@ -90,8 +90,10 @@ endif
 FAKEGW_DEBS := nginx libnginx-mod-http-lua lua-cjson openssl curl
 DEBS_all := gcc make pkg-config libcurl4-openssl-dev $(LUA_DEBS)
 DEBS_demo := $(DEBS_all) $(FAKEGW_DEBS)
-# The OpenResty spec builds for LuaJIT; the LuaRocks spec builds the rockspec.
-DEBS_test := $(DEBS_demo) lua-busted lua-socket lua-cjson libluajit2-5.1-dev luarocks
+# The OpenResty spec builds for LuaJIT; the LuaRocks spec builds the rockspec;
+# the HAProxy spec builds for Lua 5.3 (HAProxy's Lua) and runs Debian's haproxy.
+DEBS_test := $(DEBS_demo) lua-busted lua-socket lua-cjson libluajit2-5.1-dev luarocks \
+             haproxy lua5.3 liblua5.3-dev
 DEBS_asan := $(DEBS_test)
 DEBS_valgrind := $(DEBS_test) valgrind
 DEBS_test-all := $(DEBS_test) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
@@ -243,6 +245,7 @@ install: $(SO) $(BUILD)/streamtelecom
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_CMOD)/streamtelecom.so
 	install -d $(DESTDIR)$(LUA_LMOD)/streamtelecom
 	install -m 0644 lua/streamtelecom/campaign.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/campaign.lua
+	install -m 0644 lua/streamtelecom/haproxy.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/haproxy.lua
 	install -d $(DESTDIR)$(BINDIR)
 	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/streamtelecom \
 	  >$(DESTDIR)$(BINDIR)/streamtelecom

@@ -32,8 +32,7 @@ build = {
   -- src/check_curl_headers.c first: it stops a build without libcurl's
   -- headers with a sentence saying what to install (spec/packaging_spec.lua
   -- checks that this list matches src/). Pure-Lua modules are one line each;
-  -- the non-blocking clients go here once they exist:
-  --   ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
+  -- the non-blocking clients are Lua modules, one line each below.
   modules = {
     streamtelecom = {
       sources = {
@@ -62,6 +61,7 @@ build = {
     },
     ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua",
     ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
+    ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
   },
   install = {
     bin = {

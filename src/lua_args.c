@@ -96,6 +96,11 @@ static int type_error(lua_State *L, const char *method, int arg, int idx,
                                      luaL_typename(L, idx)));
 }
 
+void check_table_arg(lua_State *L, const char *method, int arg) {
+    if (lua_type(L, arg) != LUA_TTABLE)
+        type_error(L, method, arg, arg, "table");
+}
+
 const char *check_string_arg(lua_State *L, const char *method, int arg,
                              size_t *len) {
     if (lua_type(L, arg) != LUA_TSTRING)

@@ -61,6 +61,8 @@ int push_closed(lua_State *L);
  * idx, N counted as the caller sees it: a method's client is not counted;
  * module functions are named "st.parse" and have no client. */
 int arg_error(lua_State *L, const char *method, int idx, const char *why);
+/* Raises unless the argument at arg is a table. */
+void check_table_arg(lua_State *L, const char *method, int arg);
 /* A Lua string argument, with no coercion from numbers (API.md). */
 const char *check_string_arg(lua_State *L, const char *method, int arg,
                              size_t *len);

@@ -776,7 +776,7 @@ static int l_send_many(lua_State *L) {
     hook_ctx ctx;
     call_box *box;
     int rc;
-    luaL_checktype(L, 2, LUA_TTABLE);
+    check_table_arg(L, "send_many", 2);
     lua_settop(L, 3);
     box = box_push(L); /* 4 */
     lua_newtable(L);   /* 5: anchors the items' strings */
@@ -965,6 +965,7 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
         run->one.recipients = &run->box.recipients;
         return read_send_args(L, "_begin", 2, &run->box, &run->one.params, err);
     case RUN_SEND_MANY:
+        check_table_arg(L, "_begin", 2);
         read_stream_opts(L, "_begin", 3, 1);
         return read_send_items(L, 2, anchor, &run->box, err);
     case RUN_STATUS:

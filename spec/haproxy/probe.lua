@@ -1,0 +1,102 @@
+-- Loaded beside examples/haproxy/sms.lua by spec/haproxy_spec.lua: GET
+-- /probe?op=send|status|balance|send_many|status_many|wait&client=relay|dead&...
+-- runs one call of streamtelecom.haproxy inside an HAProxy service and answers
+-- its three values and the client's stats as JSON.
+local st = require "streamtelecom.haproxy"
+local cjson = require "cjson"
+
+local function account(url, retries)
+  return assert(st.new{
+    user = os.getenv("STREAM_TELECOM_USER"),
+    password = os.getenv("STREAM_TELECOM_PASSWORD"),
+    sender = "MyShop", url = url, retries = retries, timeout = 15,
+  })
+end
+
+local clients = {
+  relay = account("http://" .. os.getenv("SMS_RELAY") .. "/get/"),
+  -- A relay whose server refuses every connection.
+  dead = account("http://" .. os.getenv("SPEC_DEAD_RELAY") .. "/get/", 0),
+  -- A relay that gives the gateway half a second to answer.
+  slow = account("http://" .. os.getenv("SPEC_SLOW_RELAY") .. "/get/"),
+  -- A relay that cannot verify the gateway's certificate.
+  badca = account("http://" .. os.getenv("SPEC_BADCA_RELAY") .. "/get/", 0),
+}
+
+local function unescape(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local CALLS = {
+  send = function(c, a) return c:send(a.to, a.text) end,
+  status = function(c, a) return c:status(a.id) end,
+  balance = function(c) return c:balance() end,
+  send_many = function(c, a)
+    local items = {}
+    for to in a.to:gmatch("[^,]+") do items[#items + 1] = { to = to, text = a.text } end
+    return c:send_many(items)
+  end,
+  status_many = function(c, a)
+    local ids = {}
+    for id in a.id:gmatch("[^,]+") do ids[#ids + 1] = id end
+    return c:status_many(ids)
+  end,
+  wait = function(c, a)
+    local ids = {}
+    for id in a.id:gmatch("[^,]+") do ids[#ids + 1] = id end
+    return c:wait(ids, { timeout = tonumber(a.timeout), interval = 1 })
+  end,
+}
+
+-- Options HAProxy takes care of, bad values, and a closed client.
+CALLS.misc = function()
+  local out = {}
+  local base = { user = "rich", password = os.getenv("STREAM_TELECOM_PASSWORD"),
+                 url = "http://" .. os.getenv("SMS_RELAY") .. "/get/" }
+  local function with(k, v)
+    local o = {}
+    for key, val in pairs(base) do o[key] = val end
+    o[k] = v
+    return o
+  end
+  for _, case in ipairs({ { "verify", false }, { "ca_file", "/tmp/ca.pem" },
+                          { "timeout", "5" }, { "retries", -1 }, { "sendr", "x" },
+                          { "user_agent", "a\nb" } }) do
+    local c, err, code = st.new(with(case[1], case[2]))
+    out[case[1]] = { ok = c ~= nil, err = err, code = code }
+  end
+  out.verify_true = st.new(with("verify", true)) ~= nil
+  out.raises = not pcall(st.new, "opts")
+  local c = assert(st.new(base))
+  local function raised(f, ...)
+    local ok, err = pcall(f, c, ...)
+    return not ok and tostring(err) or nil
+  end
+  out.type_errors = { send = raised(c.send, nil, "x"), status = raised(c.status, {}),
+                      send_many = raised(c.send_many, 5), wait = raised(c.wait, "1") }
+  local _, werr, wcode = c:wait({ "1" }, { interval = -1 })
+  out.wait = { err = werr, code = wcode }
+  out.close = c:close()
+  local r, err, code = c:send("79031234567", "after close")
+  out.after_close = { ok = r ~= nil, err = err, code = code }
+  _, _, out.balance_after_close = c:balance()
+  out.tostring = tostring(c)
+  return out
+end
+
+core.register_service("probe", "http", function(applet)
+  local a = {}
+  for k, v in (applet.qs or ""):gmatch("([^&=]+)=([^&]*)") do a[unescape(k)] = unescape(v) end
+  local c = clients[a.client or "relay"]
+  local t0 = core.now()
+  local r, err, code = CALLS[a.op](c, a)
+  local t1 = core.now()
+  local body = cjson.encode{ r = r or cjson.null, err = err, code = code, stats = c:stats(),
+                             seconds = (t1.sec - t0.sec) + (t1.usec - t0.usec) / 1e6,
+                             tostring = tostring(c) }
+  applet:set_status(200)
+  applet:add_header("content-type", "application/json")
+  applet:add_header("content-length", tostring(#body))
+  applet:start_response()
+  applet:send(body)
+end)
