@@ -44,6 +44,7 @@ build = {
         "src/st_buf.c",
         "src/st_calls.c",
         "src/st_client.c",
+        "src/st_clock.c",
         "src/st_engine.c",
         "src/st_error.c",
         "src/st_http.c",

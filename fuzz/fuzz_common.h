@@ -9,7 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "st_core.h"
+#include "st_error.h"
+#include "st_parse.h"
+#include "st_request.h"
+#include "st_segments.h"
+#include "st_text.h"
+#include "st_validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

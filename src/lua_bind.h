@@ -12,7 +12,12 @@
 #define LUA_BIND_H
 
 #include "compat.h"
-#include "st_core.h"
+#include "st_client.h"
+#include "st_segments.h"
+#include "st_validate.h"
+#include "st_parse.h"
+#include "st_request.h"
+#include "st_error.h"
 
 #define CLIENT_MT "streamtelecom.client"
 #define BOX_MT "streamtelecom.call"

@@ -10,7 +10,8 @@
 #ifndef ST_ENGINE_H
 #define ST_ENGINE_H
 
-#include "st_core.h"
+#include "st_client.h"
+#include "st_clock.h"
 #include "st_transport.h"
 
 struct st_client {

@@ -3,7 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "st_core.h"
+#include "st_error.h"
+#include "st_text.h"
 
 static const char *const code_names[ST_CODE_COUNT] = {
     "",          "auth",    "blocked",   "direction_closed", "no_sender",

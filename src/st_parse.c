@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "st_core.h"
+#include "st_parse.h"
+#include "st_text.h"
 
 static const struct {
     const char *sentence;

@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "st_core.h"
+#include "st_request.h"
+#include "st_text.h"
 
 /* "&name=" and the value encoded; head is the literal "&name=". */
 #define ADD_PARAM(url, head, value, len)                                     \

@@ -3,7 +3,8 @@
  * table (extension characters take an escape septet too), UCS-2 otherwise. */
 #include <string.h>
 
-#include "st_core.h"
+#include "st_segments.h"
+#include "st_text.h"
 
 #define GSM_SINGLE 160
 #define GSM_MULTI 153

@@ -2,7 +2,7 @@
  * case-insensitive comparison the gateway's sentences need. */
 #include <string.h>
 
-#include "st_core.h"
+#include "st_text.h"
 
 
 /* 1 for the bytes RFC 3986 leaves unreserved (A-Z a-z 0-9 - . _ ~), 3 for

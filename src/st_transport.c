@@ -1,5 +1,7 @@
 #include "st_transport.h"
 
+#include "st_clock.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
@@ -40,24 +42,6 @@ static CURLcode global_rc = CURLE_FAILED_INIT;
 /* curl_global_init is not thread-safe on older libcurl: run it once. */
 static void global_init(void) {
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-double st_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void st_sleep(double seconds) {
-    struct timespec ts;
-    if (!(seconds > 0))
-        return;
-    if (seconds > ST_SLEEP_MAX) /* time_t must not overflow */
-        seconds = ST_SLEEP_MAX;
-    ts.tv_sec = (time_t)seconds;
-    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {

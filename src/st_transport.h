@@ -4,7 +4,8 @@
 #ifndef ST_TRANSPORT_H
 #define ST_TRANSPORT_H
 
-#include "st_core.h"
+#include "st_client.h"
+#include "st_error.h"
 
 typedef struct st_transport st_transport;
 

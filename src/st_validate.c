@@ -2,7 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "st_core.h"
+#include "st_validate.h"
+#include "st_text.h"
 
 /* Characters people write inside phone numbers that carry no digit. */
 static int is_phone_decoration(char ch) {
