@@ -913,7 +913,8 @@ typedef struct lst_run {
     st_status_hooks status_hooks;
     st_send_item one;        /* RUN_SEND's item */
     st_send_result result;   /* RUN_SEND */
-    const char *id;          /* RUN_STATUS */
+    const char *id;          /* RUN_STATUS: idbuf once copied */
+    char idbuf[ST_ID_MAX + 1];
     st_status status;        /* RUN_STATUS */
     st_balance balance;      /* RUN_BALANCE */
     st_error err;            /* RUN_STATUS, RUN_BALANCE */
@@ -968,14 +969,20 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
         check_table_arg(L, "_begin", 2);
         read_stream_opts(L, "_begin", 3, 1);
         return read_send_items(L, 2, anchor, &run->box, err);
-    case RUN_STATUS:
-        run->id = check_string_arg(L, "_begin", 2, NULL);
+    case RUN_STATUS: {
+        size_t len;
+        run->id = check_string_arg(L, "_begin", 2, &len);
+        if (len < sizeof run->idbuf && strlen(run->id) == len) {
+            memcpy(run->idbuf, run->id, len + 1); /* a valid id: no anchor */
+            run->id = run->idbuf;
+        }
         run->box.ids = calloc(1, sizeof *run->box.ids);
         if (!run->box.ids)
             return luaL_error(L, "not enough memory");
         run->box.ids[0] = run->id;
         run->box.nids = 1;
         return 0;
+    }
     case RUN_STATUS_MANY:
         read_stream_opts(L, "_begin", 3, 0);
         read_ids(L, "_begin", 2, anchor, &run->box);
@@ -1070,8 +1077,13 @@ static int l_begin(lua_State *L) {
         return push_closed(L);
     if (rc != 0)
         return push_failure(L, &err);
-    make_stream_state(L, &run->box, 2, 7, &run->sc); /* top + 1 */
-    keep_args(L, 1, top, top + 1);
+    if (kind == RUN_BALANCE || kind == RUN_STATUS) {
+        lua_pushvalue(L, 1); /* nothing to anchor but the client itself */
+        run->box.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        make_stream_state(L, &run->box, 2, 7, &run->sc); /* top + 1 */
+        keep_args(L, 1, top, top + 1);
+    }
     run->sc.core = u->core;
     run->task = start_task(run, u->core, &err);
     if (!run->task)

@@ -296,9 +296,15 @@ static void task_free_unstarted(st_task *call) {
     free(call);
 }
 
-static st_task *call_start(st_task *call) {
-    st_run_init(&call->run, call->c, &call->src);
-    return call;
+/* The task's run, with slots for at most max_jobs (0: unknown); NULL
+ * (err says so when given) without memory for them. */
+static st_task *call_start(st_task *call, size_t max_jobs, st_error *err) {
+    if (st_run_init(&call->run, call->c, &call->src, max_jobs) == 0)
+        return call;
+    task_free_unstarted(call);
+    if (err)
+        st_fail(err, ST_E_NETWORK, "out of memory");
+    return NULL;
 }
 
 
@@ -443,7 +449,7 @@ static st_task *begin_send(st_client *c, const st_send_item *items, size_t n,
     call->src.read = send_read;
     call->src.done = send_done;
     call->src.ctx = s;
-    return call_start(call);
+    return call_start(call, s->plan ? s->plan_n : 0, err);
 }
 
 st_task *st_task_send_many(st_client *c, const st_send_item *items, size_t n,
@@ -588,7 +594,7 @@ static st_task *begin_status(st_client *c, const char *const *ids,
     call->src.read = status_read;
     call->src.done = status_done;
     call->src.ctx = s;
-    return call_start(call);
+    return call_start(call, m, NULL);
 }
 
 /* Asks for the statuses of ids[which[k]], k < m (all n when which is
@@ -759,7 +765,7 @@ st_task *st_task_balance(st_client *c, st_balance *out, st_error *err) {
     call->src.read = balance_read;
     call->src.done = balance_done;
     call->src.ctx = s;
-    return call_start(call);
+    return call_start(call, 1, err);
 }
 
 int st_client_balance(st_client *c, st_balance *out, st_error *err) {

@@ -247,35 +247,33 @@ void st_engine_free_slots(st_client *c) {
     c->slots = NULL;
 }
 
-void st_run_init(st_run *run, st_client *c, st_job_source *src) {
+int st_run_init(st_run *run, st_client *c, st_job_source *src,
+                size_t max_jobs) {
+    size_t want = (size_t)c->opts.concurrency;
     memset(run, 0, sizeof *run);
     run->c = c;
     run->src = src;
-    run->nslots = (size_t)c->opts.concurrency;
-    if (run->nslots <= ST_KEPT_SLOTS && !c->slots_in_use) {
-        if (!c->slots)
-            c->slots = calloc(run->nslots, sizeof(st_job));
+    if (c->opts.concurrency <= ST_KEPT_SLOTS && !c->slots_in_use) {
+        if (!c->slots) /* sized for the client's widest run */
+            c->slots = calloc(want, sizeof(st_job));
         run->slots = c->slots;
+        run->nslots = want;
         c->slots_in_use = run->slots != NULL;
-    } else {
+    } else { /* a run of its own: no more slots than it has jobs */
+        run->nslots = max_jobs > 0 && max_jobs < want ? max_jobs : want;
         run->slots = calloc(run->nslots, sizeof(st_job));
     }
-    if (!run->slots) { /* no memory for many: one at a time still works */
-        run->slots = &run->one;
-        run->nslots = 1;
-    }
+    return run->slots ? 0 : -1;
 }
 
 void st_run_finish(st_run *run) {
     size_t i;
-    for (i = 0; i < run->nslots; i++) { /* a run dropped midway leaves jobs */
+    for (i = 0; run->slots && i < run->nslots; i++) { /* dropped midway */
         run->slots[i].state = ST_JOB_FREE;
         run->slots[i].tag = NULL;
     }
-    if (run->slots == run->c->slots)
+    if (run->slots && run->slots == run->c->slots)
         run->c->slots_in_use = 0;
-    else if (run->slots == &run->one)
-        st_buf_free(&run->one.url), st_reply_free(&run->one.reply);
     else
         free_slots(run->slots, run->nslots);
 }

@@ -78,10 +78,12 @@ typedef struct st_run {
     size_t running;
     size_t waiting;  /* retries waiting for their backoff */
     int exhausted;   /* the source has no more jobs */
-    st_job one;      /* the slot when no memory was left for more */
 } st_run;
 
-void st_run_init(st_run *run, st_client *c, st_job_source *src);
+/* -1 when there is no memory for its slots. max_jobs: as many as the run
+ * can have (0: unknown), so a single call takes one slot. */
+int st_run_init(st_run *run, st_client *c, st_job_source *src,
+                size_t max_jobs);
 st_run_step st_run_next(st_run *run, st_job **job, double *wake);
 void st_run_answered(st_run *run, st_job *job);
 void st_run_failed(st_run *run, st_job *job);
