@@ -104,6 +104,23 @@ local function connect_failure(err)
 end
 
 -- Runs in its own ngx.thread: answers job once it has reported it to the run.
+-- Milliseconds left until a deadline, at least 1 (0 would mean no limit).
+-- The event loop's cached clock is close enough for a deadline; the clock
+-- is read afresh only where a duration is reported.
+local function ms(until_) return math_max(1, (until_ - now()) * 1000) end
+
+-- The connection pool's name for a target: one per client's gateway (its
+-- url is fixed), built once.
+local function pool_of(self, target)
+  local pool = self.pool_name
+  if not pool or self.pool_host ~= target.host then
+    pool = (target.tls and "https" or "http") .. ":" .. target.host .. ":" .. target.port
+           .. (target.tls and not self.verify and ":unverified" or "")
+    self.pool_name, self.pool_host = pool, target.host
+  end
+  return pool
+end
+
 local function exchange(self, run, job, url, state)
   local target, request = http_request(url, self.user_agent, true)
   if not target then
@@ -116,7 +133,6 @@ local function exchange(self, run, job, url, state)
   local started = fclock()
   local deadline = started + self.timeout
   local connect_deadline = started + math_min(self.connect_timeout, self.timeout)
-  local function ms(until_) return math_max(1, (until_ - fclock()) * 1000) end
 
   local sock = tcp()
   local function failed(code, message, sent, new_conn)
@@ -127,8 +143,7 @@ local function exchange(self, run, job, url, state)
 
   local host = target.host
   local address = host == "localhost" and "127.0.0.1" or host
-  local pool = (target.tls and "https" or "http") .. ":" .. host .. ":" .. target.port
-               .. (target.tls and not self.verify and ":unverified" or "")
+  local pool = pool_of(self, target)
   local t = ms(connect_deadline)
   sock:settimeouts(t, t, t)
   local ok, err = sock:connect(address, target.port, { pool = pool, pool_size = self.pool_size })
@@ -172,7 +187,7 @@ local function exchange(self, run, job, url, state)
   local got, perr, kind
   local received = 0
   repeat
-    local left = deadline - fclock()
+    local left = deadline - now()
     if left <= 0 then
       return failed("timeout", "timeout: no complete answer from the gateway within "
                     .. self.timeout .. " s", true, new_conn)
