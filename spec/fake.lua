@@ -33,15 +33,7 @@ local function publish()
   for _, k in ipairs(FIELDS) do fake[k] = inst[k] end
 end
 
-local function repo_root()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then
-    local dir = src:sub(2):match("^(.*)[/\\]spec[/\\][^/\\]*$")
-    if dir then return dir == "" and "." or dir end
-    if src:sub(2):match("^spec[/\\]") then return "." end
-  end
-  return "."
-end
+local repo_root = require("spec.helper").repo_root
 
 local FAKEGW = repo_root() .. "/fakegw/fakegw"
 

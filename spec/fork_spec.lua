@@ -11,11 +11,7 @@ local fake = require("spec.fake")
 
 local PASSWORD = "p&ss=w%rd+?"
 
-local function repo_root()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/spec/[^/]*$")
-  return dir and dir ~= "" and dir or "."
-end
+local repo_root = require("spec.helper").repo_root
 
 -- Builds forkmod.so for this Lua; answers the module, or nil and the log.
 local function build_forkmod()

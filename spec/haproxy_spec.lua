@@ -20,14 +20,7 @@ local PHONE = "79031234567"
 
 local HAPROXY = "/usr/sbin/haproxy"
 
-local function repo_root()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then
-    local dir = src:sub(2):match("^(.*)[/\\]spec[/\\][^/\\]*$")
-    if dir then return dir == "" and "." or dir end
-  end
-  return "."
-end
+local repo_root = require("spec.helper").repo_root
 
 local function abs_root()
   local p = assert(io.popen("cd " .. shell_quote(repo_root()) .. " && pwd -P"))

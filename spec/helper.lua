@@ -16,6 +16,17 @@ function helper.assert_no_secret(message, secret)
   assert(not message:find(encoded, 1, true), "encoded password leaked: " .. message)
 end
 
+-- The repository's root, as busted runs from it ("." there), found from
+-- this file's own path so that it holds from any directory.
+local HELPER_SOURCE = debug.getinfo(1, "S").source
+function helper.repo_root()
+  if HELPER_SOURCE:sub(1, 1) == "@" then
+    local dir = HELPER_SOURCE:sub(2):match("^(.*)[/\\]spec[/\\][^/\\]*$")
+    if dir then return dir == "" and "." or dir end
+  end
+  return "."
+end
+
 -- A string as one word for /bin/sh.
 function helper.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

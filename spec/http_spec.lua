@@ -4,11 +4,7 @@
 -- and once with AddressSanitizer and UndefinedBehaviorSanitizer.
 local helper = require("spec.helper")
 
-local function repo_root()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/spec/[^/]*$")
-  return dir and dir ~= "" and dir or "."
-end
+local repo_root = require("spec.helper").repo_root
 
 local ROOT = repo_root()
 local q = helper.shell_quote

@@ -13,14 +13,7 @@ local st = require("streamtelecom")
 
 local PHONE = "79031234567"
 
-local function repo_root()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then
-    local dir = src:sub(2):match("^(.*)[/\\]spec[/\\][^/\\]*$")
-    if dir then return dir == "" and "." or dir end
-  end
-  return "."
-end
+local repo_root = require("spec.helper").repo_root
 
 local helper = require("spec.helper")
 local shell_quote, sh, capture = helper.shell_quote, helper.unsanitized, helper.capture

@@ -658,6 +658,8 @@ static void read_stream_opts(lua_State *L, const char *method, int arg,
 The statuses of many messages, up to `concurrency` requests at once.
 @function client:status_many
 @tparam {string,...} ids message ids
+@tparam[opt] table opts `on_result = function(id, record)`: called as soon as
+each id's answer is read (a raise is raised again once every status is in)
 @treturn table map from id to a status record or `{ err =, code = }`
 @treturn[2] nil for a bad id (the message names its index); nothing is sent
 @treturn[2] string message
@@ -762,6 +764,10 @@ multi), at most `concurrency` requests in flight. The whole list is checked
 before anything is sent; one failing item never stops the others.
 @function client:send_many
 @tparam {table,...} items each `{ to =, text = [, sender =, callback_url =, name =] }`
+@tparam[opt] table opts `on_start = function(i, item)` before item i's
+request can leave the machine, `on_result = function(i, result)` as soon as
+its answer is read (`result` is `results[i]`). A callback that raises stops
+new items; those in flight finish, then the error is raised again
 @treturn table `results[i]` is what `client:send` would return for item i,
 or `{ err =, code = }` where that send failed
 @treturn[2] nil for a bad item (the message names its index)
