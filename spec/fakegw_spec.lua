@@ -358,7 +358,9 @@ describe("the fake gateway", function()
       local t0 = socket.gettime()
       send{}
       local rec = fake.sends()[1]
-      assert.is_true(rec.arrived >= t0 - 0.01 and rec.arrived < t0 + 0.1)
+      -- Not before it was sent, and the latency between arrival and answer
+      -- (no upper bound: a loaded machine may take any time to deliver it).
+      assert.is_true(rec.arrived >= t0 - 0.01)
       assert.is_true(rec.time - rec.arrived >= 0.14)
     end)
 

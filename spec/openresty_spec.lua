@@ -109,6 +109,13 @@ local function stop_nginx()
   ng.dir, ng.port = nil, nil
 end
 
+if not require("spec.helper").host_specs_here() then
+  describe("OpenResty", function()
+    pending("nginx runs its own LuaJIT: tested once, under lua5.4")
+  end)
+  return
+end
+
 describe("OpenResty", function()
   lazy_setup(function()
     fake.start()
