@@ -355,12 +355,11 @@ describe("the fake gateway", function()
 
     it("logs when a send arrived, before its latency, and when it was answered", function()
       fake.set{ latency = 0.15 }
-      local t0 = socket.gettime()
       send{}
       local rec = fake.sends()[1]
-      -- Not before it was sent, and the latency between arrival and answer
-      -- (no upper bound: a loaded machine may take any time to deliver it).
-      assert.is_true(rec.arrived >= t0 - 0.01)
+      -- The latency lies between arrival and answer. (Compared with this
+      -- process's clock no bound holds: nginx reads its cached time.)
+      assert.is_number(rec.arrived)
       assert.is_true(rec.time - rec.arrived >= 0.14)
     end)
 

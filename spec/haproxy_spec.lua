@@ -444,7 +444,14 @@ describe("HAProxy with a log line in global (the trap the example avoids)", func
   before_each(function() fake.reset() end)
 
   it("logs the httpclient's request line, password and all", function()
-    local status, res = sms(PHONE, "Logged")
+    -- A freshly started HAProxy on a loaded machine may drop the very first
+    -- service request: this case proves the log trap, so it may ask again.
+    local called, status, res
+    for _ = 1, 3 do
+      called, status, res = pcall(sms, PHONE, "Logged")
+      if called then break end
+    end
+    assert(called, status)
     assert.equals(200, status)
     assert.is_true(res.ok)
     -- The line is written as the httpclient's stream ends: poll for it.
