@@ -414,9 +414,9 @@ local function file_sha256(path)
   return out:match("^(%x+)")
 end
 
--- How a journal makes what it wrote durable: the module's st._fdatasync, else
--- fdatasync through LuaJIT's FFI,
--- else coreutils `sync --data` (one process per call: the caller batches).
+-- How a journal makes what it wrote durable: the module's st._fdatasync,
+-- else fdatasync through LuaJIT's FFI, else coreutils `sync --data` (one
+-- process per call: the caller batches).
 -- STREAMTELECOM_JOURNAL_SYNC=command forces the latter, =none skips syncing
 -- (only to measure what syncing costs: a crash of the machine may then lose
 -- records).
