@@ -39,18 +39,11 @@ local PASSWORD = "p&ss=w%rd+?"
 local PHONE = "79031234567"
 local unpack = table.unpack or unpack
 
-local function client(opts)
-  return helper.client({ user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url },
-                       opts)
-end
+local client = helper.rich_client
 
 local function assert_fails(...) return helper.assert_fails(PASSWORD, ...) end
 
-local function assert_closed(ok, err, code)
-  assert.is_nil(ok)
-  assert.equals("client is closed", err)
-  assert.equals("closed", code)
-end
+local assert_closed = helper.assert_closed
 
 local function requests() return fake.stats().requests end
 

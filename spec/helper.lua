@@ -120,6 +120,13 @@ end
 
 -- The words that run bin/streamtelecom with exactly these environment
 -- variables changed (a value of false unsets one), for /bin/sh.
+-- A call that answered the closed client's error.
+function helper.assert_closed(ok, err, code)
+  expect.is_nil(ok)
+  expect.equals("client is closed", err)
+  expect.equals("closed", code)
+end
+
 function helper.cli_command(env, args)
   local names = {}
   for k in pairs(env) do names[#names + 1] = k end

@@ -357,11 +357,6 @@ st_step st_task_next(st_task *call, size_t *job, const char **url,
     if (step == ST_RUN_START) {
         *job = (size_t)(j - call->run.slots) + 1;
         *url = st_buf_str(&j->url);
-        if (j->url.failed) { /* could not even build it */
-            st_fail(&j->err, ST_E_NETWORK, "out of memory");
-            st_run_not_sent(&call->run, j);
-            return st_task_next(call, job, url, wait);
-        }
         return ST_STEP_START;
     }
     if (step == ST_RUN_DONE)

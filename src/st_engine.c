@@ -170,11 +170,15 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
         rate_take(c, now);
         return hand_out(run, next, job);
     }
-    next = free_slot(run);
-    if (next && !run->exhausted && !stopping(run) && rate_ready(c, now, wake) &&
-        take_new_job(run, next)) {
+    while ((next = free_slot(run)) != NULL && !run->exhausted &&
+           !stopping(run) && rate_ready(c, now, wake) &&
+           take_new_job(run, next)) {
         rate_take(c, now);
-        return hand_out(run, next, job);
+        if (!next->url.failed)
+            return hand_out(run, next, job);
+        /* No memory to build its URL: it ends here, for every driver. */
+        st_fail(&next->err, ST_E_NETWORK, "out of memory");
+        finish_job(run, next);
     }
     if (run->running == 0 && run->waiting == 0 &&
         (run->exhausted || stopping(run)))
@@ -287,13 +291,10 @@ static double poll_time(double wake) {
 }
 
 static void start_transfer(st_run *run, st_job *job) {
-    if (job->url.failed)
-        st_fail(&job->err, ST_E_NETWORK, "out of memory");
-    else if (st_transport_start(run->c->transport, job->url.data,
-                                job->call == ST_CALL_SEND, &job->reply, job,
-                                &job->err) == 0)
-        return;
-    st_run_not_sent(run, job);
+    if (st_transport_start(run->c->transport, job->url.data,
+                           job->call == ST_CALL_SEND, &job->reply, job,
+                           &job->err) != 0)
+        st_run_not_sent(run, job);
 }
 
 static void collect_finished(st_run *run) {
