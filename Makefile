@@ -144,6 +144,8 @@ test-all: check-deps-test-all
 	  line=$$(grep -E '^[0-9]+ passed, [0-9]+ failed' build/test-$$v.log | tail -1); \
 	  if [ -z "$$line" ]; then tail -n 30 build/test-$$v.log; line="0 passed, 1 failed"; fi; \
 	  echo "   $$line"; \
+	  case "$$line" in *" 0 failed"*) ;; \
+	    *) sed -n '/^\(Failure\|Error\) → /,$$p' build/test-$$v.log | head -n 60;; esac; \
 	  passed=$$((passed + $$(echo "$$line" | cut -d' ' -f1))); \
 	  failed=$$((failed + $$(echo "$$line" | cut -d' ' -f3))); \
 	done; \

@@ -98,8 +98,9 @@ local function closed_port()
   error("no free port found")
 end
 
+-- The shell's own kill: a bare Debian has no /bin/kill (procps).
 local function alive(pid)
-  local r = os.execute(sh("kill -0 " .. pid .. " 2>/dev/null"))
+  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
   return r == true or r == 0
 end
 
@@ -112,7 +113,7 @@ function haproxy_log()
 end
 
 local function stop_haproxy()
-  if hp.pid then os.execute(sh("kill " .. hp.pid .. " 2>/dev/null")) end
+  if hp.pid then os.execute("kill " .. hp.pid .. " 2>/dev/null") end
   if hp.dir and not os.getenv("HAPROXY_KEEP") then os.execute(sh("rm -rf " .. shell_quote(hp.dir))) end
   hp.pid, hp.dir, hp.port, hp.probe_port = nil, nil, nil, nil
 end
