@@ -2,6 +2,7 @@
 -- worker and answers the seconds it took.
 --   /resty?url=&n=   n sequential client:balance() on one resty.streamtelecom client
 --   /bare?url=&n=    n keep-alive GETs on a bare cosocket, no library at all
+--   /blocking?url=&n= n sequential balance() on the blocking client (libcurl)
 --   /many?url=&n=&c= one send_many of n items at concurrency c
 local st = require "resty.streamtelecom"
 
@@ -21,6 +22,19 @@ function M.resty()
   local t0 = clock()
   for _ = 1, n do assert(client:balance()) end
   ngx.say(clock() - t0)
+end
+
+-- The blocking client (libcurl) in the same worker: it holds the worker
+-- for each request, but how long does one take?
+function M.blocking()
+  local n = tonumber(arg("n"))
+  local client = assert(require("streamtelecom").new{ user = "bench", password = "bench-secret",
+                                                      url = ngx.unescape_uri(arg("url")) })
+  assert(client:balance())
+  local t0 = clock()
+  for _ = 1, n do assert(client:balance()) end
+  ngx.say(clock() - t0)
+  client:close()
 end
 
 -- What any cosocket client must do at least: the same request line and

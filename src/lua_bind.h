@@ -117,5 +117,7 @@ int lst_driven(lua_State *L);
 void lst_register_client(lua_State *L);
 /* st._http_request and st._http_response, into the module table at -1. */
 void lst_register_http(lua_State *L);
+/* The response parser (st._http_response) at arg, or raises. */
+struct st_http_response *lst_check_parser(lua_State *L, int arg);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lua_bind.h"
+#include "st_http.h"
 
 /***
 @submodule streamtelecom
@@ -335,8 +336,9 @@ static int l_close(lua_State *L) {
     if (u->busy && u->core) { /* from its own callback: the call ends first */
         u->close_pending = 1;
         st_client_stop(u->core);
-    } else if (u->runs > 0 && u->core) { /* driven runs end first */
-        u->close_pending = 1;
+    } else if (u->runs > 0 && u->core) { /* driven runs end first, and */
+        u->close_pending = 1;            /* start nothing more */
+        st_client_stop(u->core);
     } else {
         free_client(L, u);
     }
@@ -901,7 +903,15 @@ static int l_stats(lua_State *L) {
 
 #define RUN_MT "streamtelecom.run"
 
-enum run_kind { RUN_SEND, RUN_STATUS, RUN_BALANCE, RUN_SEND_MANY, RUN_STATUS_MANY };
+enum run_kind {
+    RUN_SEND, RUN_STATUS, RUN_BALANCE, RUN_SEND_MANY, RUN_STATUS_MANY,
+    RUN_WAIT
+};
+
+/* The calls a run can be, by kind; the name errors give. */
+static const char *const run_calls[] = {"send",      "status",      "balance",
+                                        "send_many", "status_many", "wait",
+                                        NULL};
 
 /* One call driven from Lua: its task in the core, the C memory of its
  * arguments (the box, first, so the box's own fields stay in place), and
@@ -924,6 +934,7 @@ typedef struct lst_run {
     st_status status;        /* RUN_STATUS */
     st_balance balance;      /* RUN_BALANCE */
     st_error err;            /* RUN_STATUS, RUN_BALANCE */
+    double timeout, interval; /* RUN_WAIT */
 } lst_run;
 
 /* The task ends (every job done, or abandoned); the client may now close. */
@@ -967,17 +978,18 @@ static void keep_status(void *ud, size_t i, const st_status *s,
  * value; raises for a wrong type. Anchors stay on the stack. */
 static int read_run_args(lua_State *L, lst_run *run, int anchor,
                          st_error *err) {
+    const char *method = run_calls[run->kind];
     switch (run->kind) {
     case RUN_SEND:
         run->one.recipients = &run->box.recipients;
-        return read_send_args(L, "_begin", 2, &run->box, &run->one.params, err);
+        return read_send_args(L, method, 2, &run->box, &run->one.params, err);
     case RUN_SEND_MANY:
-        check_table_arg(L, "_begin", 2);
-        read_stream_opts(L, "_begin", 3, 1);
+        check_table_arg(L, method, 2);
+        read_stream_opts(L, method, 3, 1);
         return read_send_items(L, 2, anchor, &run->box, err);
     case RUN_STATUS: {
         size_t len;
-        run->id = check_string_arg(L, "_begin", 2, &len);
+        run->id = check_string_arg(L, method, 2, &len);
         if (len < sizeof run->idbuf && strlen(run->id) == len) {
             memcpy(run->idbuf, run->id, len + 1); /* a valid id: no anchor */
             run->id = run->idbuf;
@@ -990,8 +1002,14 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
         return 0;
     }
     case RUN_STATUS_MANY:
-        read_stream_opts(L, "_begin", 3, 0);
-        read_ids(L, "_begin", 2, anchor, &run->box);
+        read_stream_opts(L, method, 3, 0);
+        read_ids(L, method, 2, anchor, &run->box);
+        return 0;
+    case RUN_WAIT:
+        read_ids(L, method, 2, anchor, &run->box);
+        run->timeout = number_field(L, method, 3, "timeout", 60);
+        run->interval = number_field(L, method, 3, "interval", 5);
+        lua_pushnil(L), lua_pushnil(L); /* no on_start, on_result */
         return 0;
     default:
         return 0;
@@ -1039,6 +1057,10 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
         return st_task_status_many(core, run->box.ids, run->box.nids,
                                    run->box.statuses, run->box.errors,
                                    &run->status_hooks, err);
+    case RUN_WAIT:
+        return st_task_wait(core, run->box.ids, run->box.nids, run->timeout,
+                            run->interval, run->box.statuses,
+                            run->box.errors, err);
     default: {
         st_task *t = st_task_balance(core, &run->balance, &run->err);
         if (!t)
@@ -1061,10 +1083,8 @@ static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
 
 /* core:_begin(call, ...): a run of one call, for a driver to drive. */
 static int l_begin(lua_State *L) {
-    static const char *const calls[] = {"send", "status", "balance",
-                                        "send_many", "status_many", NULL};
     lst_client *u = check_client(L);
-    int kind = luaL_checkoption(L, 2, NULL, calls), top, rc;
+    int kind = luaL_checkoption(L, 2, NULL, run_calls), top, rc;
     lst_run *run;
     st_error err;
     luaL_checkstack(L, METHOD_STACK, "streamtelecom");
@@ -1073,9 +1093,12 @@ static int l_begin(lua_State *L) {
     lua_remove(L, 2);
     lua_settop(L, 4); /* 2..4: the call's own arguments */
     run = push_run(L, u, kind); /* 5 */
-    lua_newtable(L);            /* 6: anchors */
-    if (kind != RUN_SEND_MANY && kind != RUN_STATUS_MANY)
+    if (kind == RUN_SEND_MANY || kind == RUN_STATUS_MANY || kind == RUN_WAIT) {
+        lua_newtable(L); /* 6: anchors */
+    } else {
+        lua_pushnil(L); /* 6: nothing to anchor */
         lua_pushnil(L), lua_pushnil(L); /* 7, 8: no on_start, on_result */
+    }
     rc = read_run_args(L, run, 6, &err); /* the bulk ones push 7, 8 */
     run->has_on_start = !lua_isnil(L, 7);
     top = lua_gettop(L);
@@ -1125,28 +1148,25 @@ static lst_run *check_running(lua_State *L) {
     return run;
 }
 
-/* run:next() -> "start", job, url | "wait", seconds or false | "done" */
-static int run_next(lua_State *L) {
-    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+/* One step of the run; ST_STEP_DONE once ended (then always). */
+static st_step next_step(lua_State *L, lst_run *run, size_t *job,
+                         const char **url, double *wait) {
     hook_ctx ctx;
-    size_t job;
-    const char *url;
-    double wait;
     st_step step;
-    if (run->done) {
-        lua_pushliteral(L, "done");
-        return 1;
-    }
+    if (run->done)
+        return ST_STEP_DONE;
     run = check_running(L);
     arm(L, run, &ctx);
-    step = st_task_next(run->task, &job, &url, &wait);
+    step = st_task_next(run->task, job, url, wait);
     disarm(run);
-    if (step == ST_STEP_START) {
-        lua_pushliteral(L, "start");
-        lua_pushinteger(L, (lua_Integer)job);
-        lua_pushstring(L, url);
-        return 3;
+    if (step == ST_STEP_DONE) {
+        run->done = 1;
+        end_task(L, run);
     }
+    return step;
+}
+
+static int push_wait_or_done(lua_State *L, st_step step, double wait) {
     if (step == ST_STEP_WAIT) {
         lua_pushliteral(L, "wait");
         if (wait >= 0)
@@ -1155,10 +1175,78 @@ static int run_next(lua_State *L) {
             lua_pushboolean(L, 0);
         return 2;
     }
-    run->done = 1;
-    end_task(L, run);
     lua_pushliteral(L, "done");
     return 1;
+}
+
+/* run:next() -> "start", job, url | "wait", seconds or false | "done" */
+static int run_next(lua_State *L) {
+    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    size_t job;
+    const char *url;
+    double wait;
+    st_step step = next_step(L, run, &job, &url, &wait);
+    if (step != ST_STEP_START)
+        return push_wait_or_done(L, step, wait);
+    lua_pushliteral(L, "start");
+    lua_pushinteger(L, (lua_Integer)job);
+    lua_pushstring(L, url);
+    return 3;
+}
+
+/* The request bytes of url into the run's buffer, with its host, port
+ * and scheme in t; on failure the job has been failed (it never left). */
+static int frame_request(lua_State *L, lst_run *run, size_t job,
+                         const char *url, const char *agent,
+                         st_http_target *t) {
+    st_http_error e;
+    hook_ctx ctx;
+    st_buf_truncate(&run->box.url, 0); /* the run's buffer, reused */
+    run->box.url.failed = 0;
+    e = st_http_target_parse(t, url, strlen(url));
+    if (e == ST_HTTP_OK)
+        e = st_http_request(&run->box.url, t, agent, 1);
+    st_buf_free(&t->target); /* host, port and tls stay */
+    if (e == ST_HTTP_OK && run->box.url.failed)
+        e = ST_HTTP_E_NOMEM;
+    if (e == ST_HTTP_OK)
+        return 0;
+    arm(L, run, &ctx);
+    st_task_fail(run->task, job, ST_E_NETWORK, st_http_error_text(e), 0, 0,
+                 0);
+    disarm(run);
+    return -1;
+}
+
+/* run:next_request([user_agent]) -> "start", job, request bytes, host,
+ * port, tls, full | "wait", seconds or false | "done": next() for drivers
+ * that let the core frame HTTP/1.1 (keep-alive). full: nothing else can
+ * start before this job ends (the next step would be a plain "wait"), so
+ * the driver may run it at once. A URL that cannot be framed fails its
+ * job here; the driver never sees it. */
+static int run_next_request(lua_State *L) {
+    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    const char *agent = lua_isnoneornil(L, 2)
+                            ? NULL
+                            : check_string_arg(L, "next_request", 2, NULL);
+    st_http_target t = ST_HTTP_TARGET_INIT;
+    size_t job;
+    const char *url;
+    double wait;
+    st_step step;
+    while ((step = next_step(L, run, &job, &url, &wait)) == ST_STEP_START) {
+        if (frame_request(L, run, job, url, agent, &t) != 0)
+            continue;
+        lua_pushliteral(L, "start");
+        lua_pushinteger(L, (lua_Integer)job);
+        lua_pushlstring(L, st_buf_str(&run->box.url), run->box.url.len);
+        lua_pushstring(L, t.host);
+        lua_pushinteger(L, (lua_Integer)t.port);
+        lua_pushboolean(L, t.tls);
+        lua_pushboolean(L, st_task_full(run->task));
+        return 7;
+    }
+    return push_wait_or_done(L, step, wait);
 }
 
 /* run:answer(job, http_status, body [, seconds [, new_connection]]) */
@@ -1179,6 +1267,30 @@ static int run_answer(lua_State *L) {
     if (rc != 0)
         return luaL_error(L, "streamtelecom: job %d is not running", (int)job);
     return 0;
+}
+
+/* run:answer_http(job, parser [, seconds [, new_connection]]) -> keep:
+ * answer() with the status and body of a parser that said "done";
+ * keep says whether the connection may carry the next request. */
+static int run_answer_http(lua_State *L) {
+    lst_run *run = check_running(L);
+    lua_Integer job = luaL_checkinteger(L, 2);
+    st_http_response *r = lst_check_parser(L, 3);
+    double seconds = (double)luaL_optnumber(L, 4, 0);
+    hook_ctx ctx;
+    int rc;
+    luaL_argcheck(L, st_http_response_done(r), 3,
+                  "the parser has no whole response yet");
+    arm(L, run, &ctx);
+    rc = job > 0 ? st_task_answer(run->task, (size_t)job, (long)r->status,
+                                  st_buf_str(&r->body), r->body.len, seconds,
+                                  lua_toboolean(L, 5))
+                 : -1;
+    disarm(run);
+    if (rc != 0)
+        return luaL_error(L, "streamtelecom: job %d is not running", (int)job);
+    lua_pushboolean(L, r->keep);
+    return 1;
 }
 
 /* The transport codes a driver may report. */
@@ -1244,6 +1356,9 @@ static int run_result(lua_State *L) {
             return push_failure(L, &run->err);
         push_balance(L, &run->balance);
         return 1;
+    case RUN_WAIT:
+        push_status_map(L, &run->box);
+        return 1;
     default:
         n = finish_stream(L, &run->box, &run->sc);
         if (run->kind == RUN_SEND_MANY)
@@ -1254,6 +1369,7 @@ static int run_result(lua_State *L) {
 
 static const luaL_Reg run_methods[] = {
     {"next", run_next}, {"answer", run_answer}, {"fail", run_fail},
+    {"next_request", run_next_request}, {"answer_http", run_answer_http},
     {"result", run_result}, {"close", run_close}, {NULL, NULL},
 };
 

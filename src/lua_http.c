@@ -46,8 +46,12 @@ static int l_http_request(lua_State *L) {
     return 2;
 }
 
+st_http_response *lst_check_parser(lua_State *L, int arg) {
+    return (st_http_response *)luaL_checkudata(L, arg, PARSER_MT);
+}
+
 static st_http_response *check_parser(lua_State *L) {
-    return (st_http_response *)luaL_checkudata(L, 1, PARSER_MT);
+    return lst_check_parser(L, 1);
 }
 
 /* st._http_response(max_body) -> a parser */
@@ -107,6 +111,12 @@ static int parser_keep(lua_State *L) {
     return 1;
 }
 
+/* parser:reset(): ready for the next response, its memory kept. */
+static int parser_reset(lua_State *L) {
+    st_http_response_reset(check_parser(L));
+    return 0;
+}
+
 static int parser_gc(lua_State *L) {
     st_http_response_free(check_parser(L));
     return 0;
@@ -115,7 +125,8 @@ static int parser_gc(lua_State *L) {
 static const luaL_Reg parser_methods[] = {
     {"feed", parser_feed},     {"finish", parser_finish},
     {"status", parser_status}, {"body", parser_body},
-    {"keep", parser_keep},     {NULL, NULL},
+    {"keep", parser_keep},     {"reset", parser_reset},
+    {NULL, NULL},
 };
 
 void lst_register_http(lua_State *L) {

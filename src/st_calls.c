@@ -279,6 +279,8 @@ struct st_task {
     send_source send;
     struct status_source *status;
     struct balance_source *balance;
+    struct wait_state *wait; /* a wait: rounds of status, one at a time */
+    st_task *round;          /* the wait's round in progress */
 };
 
 static st_task *call_new(st_client *c) {
@@ -308,7 +310,11 @@ static st_task *call_start(st_task *call, size_t max_jobs, st_error *err) {
 }
 
 
-void st_task_stop(st_task *call) { call->src.stop = 1; }
+void st_task_stop(st_task *call) {
+    call->src.stop = 1;
+    if (call->round)
+        st_task_stop(call->round);
+}
 
 /* A driven task dropped before its end (its driver raised, or gave up)
  * still holds the items in flight: each once, however many of its parts
@@ -334,9 +340,17 @@ static void free_open_items(st_task *call) {
     free(seen);
 }
 
+static void wait_free(struct wait_state *w);
+
 void st_task_free(st_task *call) {
     if (!call)
         return;
+    if (call->wait) {
+        st_task_free(call->round);
+        wait_free(call->wait);
+        free(call);
+        return;
+    }
     if (call->src.next == send_next)
         free_open_items(call);
     st_run_finish(&call->run);
@@ -348,11 +362,17 @@ void st_task_free(st_task *call) {
 
 /* ---- the driver's side (docs/DRIVERS.md) ---- */
 
+static st_step wait_task_next(st_task *call, size_t *job, const char **url,
+                              double *wait);
+
 st_step st_task_next(st_task *call, size_t *job, const char **url,
                      double *wait) {
     st_job *j;
     double wake;
-    st_run_step step = st_run_next(&call->run, &j, &wake);
+    st_run_step step;
+    if (call->wait)
+        return wait_task_next(call, job, url, wait);
+    step = st_run_next(&call->run, &j, &wake);
     *wait = -1;
     if (step == ST_RUN_START) {
         *job = (size_t)(j - call->run.slots) + 1;
@@ -368,6 +388,12 @@ st_step st_task_next(st_task *call, size_t *job, const char **url,
     return ST_STEP_WAIT;
 }
 
+int st_task_full(const st_task *call) {
+    if (call->wait)
+        return call->round && st_task_full(call->round);
+    return st_run_full(&call->run);
+}
+
 /* The running job a driver's handle names, or NULL. */
 static st_job *running_job(st_task *call, size_t job) {
     st_job *j;
@@ -380,7 +406,12 @@ static st_job *running_job(st_task *call, size_t job) {
 int st_task_answer(st_task *call, size_t job, long http_status,
                    const char *body, size_t n, double seconds,
                    int new_connection) {
-    st_job *j = running_job(call, job);
+    st_job *j;
+    if (call->wait)
+        return call->round ? st_task_answer(call->round, job, http_status,
+                                            body, n, seconds, new_connection)
+                           : -1;
+    j = running_job(call, job);
     if (!j)
         return -1;
     j->reply.http_status = http_status;
@@ -402,7 +433,12 @@ int st_task_answer(st_task *call, size_t job, long http_status,
 int st_task_fail(st_task *call, size_t job, st_code code,
                  const char *message, int sent, double seconds,
                  int new_connection) {
-    st_job *j = running_job(call, job);
+    st_job *j;
+    if (call->wait)
+        return call->round ? st_task_fail(call->round, job, code, message,
+                                          sent, seconds, new_connection)
+                           : -1;
+    j = running_job(call, job);
     if (!j)
         return -1;
     j->reply.http_status = 0;
@@ -666,36 +702,161 @@ static size_t unsettled(const st_status *out, const st_error *errs,
     return m;
 }
 
+/* One wait, whoever drives it: its ids, its answers so far, and when the
+ * next round of status requests may start. */
+typedef struct wait_state {
+    st_client *c;
+    const char *const *ids;
+    size_t n;
+    st_status *out;
+    st_error *errs;
+    size_t *which; /* the ids of the next round */
+    size_t m;      /* how many */
+    double deadline, interval, not_before;
+    int round;     /* rounds started */
+    int planned;   /* which/m/not_before hold the next round */
+    int over;
+} wait_state;
+
+typedef enum wait_step { WAIT_ROUND, WAIT_SLEEP, WAIT_OVER } wait_step;
+
+static void wait_free(wait_state *w) {
+    if (w)
+        free(w->which);
+    free(w);
+}
+
+static wait_state *wait_new(st_client *c, const char *const *ids, size_t n,
+                            double timeout, double interval, st_status *out,
+                            st_error *errs, st_error *err) {
+    wait_state *w;
+    if (st_wait_check(timeout, interval, err) != 0 ||
+        check_ids(ids, n, 1, err) != 0)
+        return NULL;
+    w = calloc(1, sizeof *w);
+    if (w)
+        w->which = malloc((n ? n : 1) * sizeof *w->which);
+    if (!w || !w->which) {
+        wait_free(w);
+        st_fail(err, ST_E_NETWORK, "out of memory");
+        return NULL;
+    }
+    w->c = c;
+    w->ids = ids;
+    w->n = n;
+    w->out = out;
+    w->errs = errs;
+    w->deadline = st_now() + timeout;
+    w->interval =
+        interval < ST_WAIT_MIN_INTERVAL ? ST_WAIT_MIN_INTERVAL : interval;
+    return w;
+}
+
+/* The rule of wait, for every driver: a first round asks every id; each
+ * later one, an interval after the one before, asks those not settled
+ * (final, or never accepted). It ends when all are settled, when the next
+ * round would start after the timeout, or when the client is stopped.
+ * ROUND: the round of w->which[0..m) may start now; SLEEP: not before
+ * *left seconds; OVER. */
+static wait_step wait_next(wait_state *w, double *left) {
+    double now;
+    if (w->over)
+        return WAIT_OVER;
+    if (!w->planned) {
+        w->m = unsettled(w->out, w->errs, w->n, w->round == 0, w->which);
+        if (w->m == 0 || (w->round > 0 && st_client_stopped(w->c))) {
+            w->over = 1;
+            return WAIT_OVER;
+        }
+        if (w->round > 0) {
+            now = st_now();
+            if (now + w->interval > w->deadline) {
+                w->over = 1;
+                return WAIT_OVER;
+            }
+            w->not_before = now + w->interval;
+        }
+        w->planned = 1;
+    }
+    if (w->round > 0 && (now = st_now()) < w->not_before) {
+        *left = w->not_before - now;
+        return WAIT_SLEEP;
+    }
+    w->planned = 0;
+    w->round++;
+    return WAIT_ROUND;
+}
+
 int st_client_wait(st_client *c, const char *const *ids, size_t n,
                    double timeout, double interval, st_status *out,
                    st_error *errs, st_error *err) {
-    double deadline = st_now() + timeout;
-    size_t *which, m;
-    int round;
-    if (st_wait_check(timeout, interval, err) != 0 ||
-        check_ids(ids, n, 1, err) != 0)
+    wait_state *w = wait_new(c, ids, n, timeout, interval, out, errs, err);
+    wait_step step;
+    double left;
+    if (!w)
         return -1;
-    if (interval < ST_WAIT_MIN_INTERVAL)
-        interval = ST_WAIT_MIN_INTERVAL;
-    which = malloc((n ? n : 1) * sizeof *which);
-    if (!which)
-        return st_fail(err, ST_E_NETWORK, "out of memory");
     c->stopped = 0;
-    for (round = 0;; round++) {
-        m = unsettled(out, errs, n, round == 0, which);
-        if (m == 0 || (round > 0 && st_client_stopped(c)))
-            break;
-        if (round > 0) {
-            if (st_now() + interval > deadline)
-                break;
-            st_sleep(interval);
-        }
-        status_round(c, ids, which, m, out, errs, NULL);
-        if (st_client_stopped(c))
-            break;
+    while ((step = wait_next(w, &left)) != WAIT_OVER) {
+        if (step == WAIT_SLEEP)
+            st_sleep(left);
+        else
+            status_round(c, ids, w->which, w->m, out, errs, NULL);
     }
-    free(which);
+    wait_free(w);
     return 0;
+}
+
+st_task *st_task_wait(st_client *c, const char *const *ids, size_t n,
+                      double timeout, double interval, st_status *out,
+                      st_error *errs, st_error *err) {
+    st_task *call;
+    wait_state *w = wait_new(c, ids, n, timeout, interval, out, errs, err);
+    if (!w)
+        return NULL;
+    call = call_new(c);
+    if (!call) {
+        wait_free(w);
+        st_fail(err, ST_E_NETWORK, "out of memory");
+        return NULL;
+    }
+    call->wait = w;
+    return call;
+}
+
+/* A wait driven from outside: its rounds' steps, with the sleeps between
+ * them as WAITs that have a time. */
+static st_step wait_task_next(st_task *call, size_t *job, const char **url,
+                              double *wait) {
+    wait_state *w = call->wait;
+    double left;
+    size_t k;
+    for (;;) {
+        if (call->round) {
+            st_step step = st_task_next(call->round, job, url, wait);
+            if (step != ST_STEP_DONE)
+                return step;
+            st_task_free(call->round);
+            call->round = NULL;
+        }
+        if (call->src.stop) /* stopped: no further round */
+            w->over = 1;
+        switch (wait_next(w, &left)) {
+        case WAIT_OVER:
+            return ST_STEP_DONE;
+        case WAIT_SLEEP:
+            *wait = left;
+            return ST_STEP_WAIT;
+        default:
+            call->round = begin_status(call->c, w->ids, w->which, w->m, w->out,
+                                       w->errs, NULL);
+            if (!call->round) /* as status_round does without memory */
+                for (k = 0; k < w->m; k++)
+                    st_fail(&w->errs[w->which[k]], ST_E_NETWORK,
+                            "out of memory");
+            if (call->src.stop && call->round)
+                st_task_stop(call->round);
+        }
+    }
 }
 
 int st_client_build_url(const st_client *c, st_call call, const char *id,

@@ -148,6 +148,11 @@ st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,
                              st_status *out, st_error *errs,
                              const st_status_hooks *hooks, st_error *err);
 st_task *st_task_balance(st_client *c, st_balance *out, st_error *err);
+/* st_client_wait as a task: its rounds' requests, and the pauses between
+ * rounds as WAITs with a time. */
+st_task *st_task_wait(st_client *c, const char *const *ids, size_t n,
+                      double timeout, double interval, st_status *out,
+                      st_error *errs, st_error *err);
 /* Starts no more requests; those in flight still end. */
 void st_task_stop(st_task *call);
 void st_task_free(st_task *call);
@@ -159,6 +164,9 @@ typedef enum st_step { ST_STEP_START, ST_STEP_WAIT, ST_STEP_DONE } st_step;
  * or DONE. */
 st_step st_task_next(st_task *call, size_t *job, const char **url,
                      double *wait);
+/* 1 when, after a START, the next step could only be a WAIT with no time
+ * limit: the driver may run the job at once, without asking. */
+int st_task_full(const st_task *call);
 /* How job ended: an HTTP answer (its body at most max_response bytes), or
  * a transport failure (code, message, and whether the request may have
  * left). -1 for a job that is not running. */

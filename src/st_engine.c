@@ -186,6 +186,18 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
     return ST_RUN_WAIT;
 }
 
+int st_run_full(const st_run *run) {
+    size_t i;
+    if (run->waiting > 0)
+        return 0;
+    if (run->exhausted || stopping(run))
+        return 1;
+    for (i = 0; i < run->nslots; i++)
+        if (run->slots[i].state == ST_JOB_FREE)
+            return 0;
+    return 1;
+}
+
 void st_run_answered(st_run *run, st_job *job) {
     st_client *c = run->c;
     run->running--;

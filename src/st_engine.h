@@ -85,6 +85,10 @@ typedef struct st_run {
 int st_run_init(st_run *run, st_client *c, st_job_source *src,
                 size_t max_jobs);
 st_run_step st_run_next(st_run *run, st_job **job, double *wake);
+/* 1 when the next step can only be a WAIT with no wake time: nothing more
+ * can start until a job in flight ends (every slot busy, or no more jobs),
+ * and no retry is waiting. */
+int st_run_full(const st_run *run);
 void st_run_answered(st_run *run, st_job *job);
 void st_run_failed(st_run *run, st_job *job);
 void st_run_not_sent(st_run *run, st_job *job);

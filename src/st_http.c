@@ -211,9 +211,11 @@ static st_http_error split_url(st_http_target *t, const char *url, size_t n) {
     start = scheme_length(url, n, &t->tls);
     if (start == 0)
         return ST_HTTP_E_URL_SCHEME;
-    for (auth_end = start; auth_end < n; auth_end++)
-        if (strchr("/?#", url[auth_end]))
+    for (auth_end = start; auth_end < n; auth_end++) {
+        char c = url[auth_end];
+        if (c == '/' || c == '?' || c == '#')
             break;
+    }
     e = split_authority(t, url + start, auth_end - start);
     if (e != ST_HTTP_OK)
         return e;
@@ -264,9 +266,15 @@ static void append_host_header(st_buf *out, const st_http_target *t) {
     st_buf_append_str(out, t->host);
     if (t->ipv6)
         st_buf_append_char(out, ']');
-    if (t->port != (t->tls ? 443u : 80u)) {
-        n = snprintf(port, sizeof port, ":%u", t->port);
-        st_buf_append(out, port, (size_t)n);
+    if (t->port != (t->tls ? 443u : 80u)) { /* ":port", without printf */
+        unsigned p = t->port;
+        n = (int)sizeof port;
+        do {
+            port[--n] = (char)('0' + p % 10);
+            p /= 10;
+        } while (p > 0 && n > 1);
+        port[--n] = ':';
+        st_buf_append(out, port + n, sizeof port - (size_t)n);
     }
     st_buf_append_str(out, "\r\n");
 }
@@ -316,6 +324,21 @@ void st_http_response_init(st_http_response *r, size_t max_body) {
      * so it must always be "too large". */
     r->max_body = max_body < SIZE_MAX ? max_body : SIZE_MAX - 1;
     r->state = S_STATUS_LINE;
+}
+
+int st_http_response_done(const st_http_response *r) {
+    return r->state == S_DONE;
+}
+
+void st_http_response_reset(st_http_response *r) {
+    st_buf body = r->body, line = r->line;
+    size_t max_body = r->max_body;
+    st_buf_truncate(&body, 0);
+    st_buf_truncate(&line, 0);
+    body.failed = line.failed = 0; /* a failed allocation may succeed now */
+    st_http_response_init(r, max_body);
+    r->body = body;
+    r->line = line;
 }
 
 void st_http_response_free(st_http_response *r) {

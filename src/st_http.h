@@ -118,6 +118,10 @@ st_http_progress st_http_feed(st_http_response *r, const char *data,
 /* The server closed the connection: DONE for a body that runs to the
  * close, else TRUNCATED (NO_RESPONSE if not one byte came). */
 st_http_progress st_http_finish(st_http_response *r);
+/* 1 once a whole response was read (feed or finish said DONE). */
+int st_http_response_done(const st_http_response *r);
+/* Ready for the next response on the same terms, keeping the memory. */
+void st_http_response_reset(st_http_response *r);
 void st_http_response_free(st_http_response *r);
 
 #endif

@@ -35,7 +35,7 @@ local ngx = ngx
 local spawn, wait_thread, kill_thread = ngx.thread.spawn, ngx.thread.wait, ngx.thread.kill
 local sleep, now, update_time = ngx.sleep, ngx.now, ngx.update_time
 local tcp = ngx.socket.tcp
-local http_request, http_response = st._http_request, st._http_response
+local http_response = st._http_response
 local unpack = unpack or table.unpack -- luacheck: ignore 143
 local pairs, type, tostring, pcall, error, setmetatable, math_max, math_min =
       pairs, type, tostring, pcall, error, setmetatable, math.max, math.min
@@ -103,130 +103,162 @@ local function connect_failure(err)
   return msg
 end
 
--- Runs in its own ngx.thread: answers job once it has reported it to the run.
 -- Milliseconds left until a deadline, at least 1 (0 would mean no limit).
 -- The event loop's cached clock is close enough for a deadline; the clock
 -- is read afresh only where a duration is reported.
 local function ms(until_) return math_max(1, (until_ - now()) * 1000) end
 
--- The connection pool's name for a target: one per client's gateway (its
--- url is fixed), built once.
-local function pool_of(self, target)
-  local pool = self.pool_name
-  if not pool or self.pool_host ~= target.host then
-    pool = (target.tls and "https" or "http") .. ":" .. target.host .. ":" .. target.port
-           .. (target.tls and not self.verify and ":unverified" or "")
-    self.pool_name, self.pool_host = pool, target.host
+-- The connect options for a gateway: one pool per client's gateway (its
+-- url is fixed), made once.
+local function connect_options(self, host, port, tls)
+  local opts = self.connect_opts
+  if not opts or self.pool_host ~= host then
+    opts = { pool = (tls and "https" or "http") .. ":" .. host .. ":" .. port
+                    .. (tls and not self.verify and ":unverified" or ""),
+             pool_size = self.pool_size }
+    self.connect_opts, self.pool_host = opts, host
   end
-  return pool
+  return opts
 end
 
-local function exchange(self, run, job, url, state)
-  local target, request = http_request(url, self.user_agent, true)
-  if not target then
-    state.reported = true
-    run:fail(job, "network", tostring(request), false, 0, false)
-    return
+-- A response parser: one kept per client for reuse (its buffers too).
+local function take_parser(self)
+  local parser = self.spare_parser
+  if parser then
+    self.spare_parser = nil
+    return parser
   end
-  if self.dict then take_slot(self) end
+  return http_response(self.max_response)
+end
 
-  local started = fclock()
-  local deadline = started + self.timeout
-  local connect_deadline = started + math_min(self.connect_timeout, self.timeout)
+local function give_back_parser(self, parser)
+  parser:reset()
+  self.spare_parser = parser
+end
 
-  local sock = tcp()
-  local function failed(code, message, sent, new_conn)
-    pcall(sock.close, sock) -- after a raising sslhandshake the socket may be odd
-    state.reported = true
-    run:fail(job, code, message, sent, fclock() - started, new_conn)
-  end
+-- The exchange failed: its socket is dropped and the run told, once.
+local function failed(run, job, sock, state, started, code, message, sent, new_conn)
+  pcall(sock.close, sock) -- after a raising sslhandshake the socket may be odd
+  state.reported = true
+  run:fail(job, code, message, sent, fclock() - started, new_conn)
+end
 
-  local host = target.host
-  local address = host == "localhost" and "127.0.0.1" or host
-  local pool = pool_of(self, target)
-  local t = ms(connect_deadline)
+local function handshake(self, run, job, sock, state, started, host, t)
   sock:settimeouts(t, t, t)
-  local ok, err = sock:connect(address, target.port, { pool = pool, pool_size = self.pool_size })
-  if not ok then
-    return failed(err == "timeout" and "timeout" or "connect", connect_failure(err), false, true)
+  -- lua-resty-core 0.1.25 may raise "assertion failed!" instead of
+  -- answering nil, err when verification fails at once (HOSTS.md).
+  local called, session, herr = pcall(sock.sslhandshake, sock, nil, host, self.verify)
+  if called and session then return true end
+  herr = called and herr or session
+  if herr == "timeout" then
+    failed(run, job, sock, state, started, "timeout",
+           "timeout: TLS handshake with the gateway took over the connect timeout", false, true)
+  else
+    failed(run, job, sock, state, started, "tls",
+           "TLS handshake with the gateway " .. host .. " failed: " .. tostring(herr)
+           .. (self.verify and " (verify = true: the CA that signed the gateway's"
+               .. " certificate must be in the file named by nginx's"
+               .. " lua_ssl_trusted_certificate directive)" or ""), false, true)
   end
-  local new_conn = (sock:getreusedtimes() or 0) == 0
+  return false
+end
 
-  if target.tls and new_conn then
-    t = ms(math_min(connect_deadline, deadline))
-    sock:settimeouts(t, t, t)
-    -- lua-resty-core 0.1.25 may raise "assertion failed!" instead of
-    -- answering nil, err when verification fails at once (HOSTS.md).
-    local called, session, herr = pcall(sock.sslhandshake, sock, nil, host, self.verify)
-    if not called or not session then
-      herr = called and herr or session
-      if herr == "timeout" then
-        return failed("timeout", "timeout: TLS handshake with the gateway took over the connect timeout",
-                      false, true)
-      end
-      return failed("tls", "TLS handshake with the gateway " .. host .. " failed: " .. tostring(herr)
-                    .. (self.verify and " (verify = true: the CA that signed the gateway's"
-                        .. " certificate must be in the file named by nginx's"
-                        .. " lua_ssl_trusted_certificate directive)" or ""),
-                    false, true)
-    end
-  end
-
-  t = ms(deadline)
-  sock:settimeouts(t, t, t)
-  local sent
-  sent, err = sock:send(request)
-  if not sent then
-    -- Part of the request may have left: a send is never repeated.
-    return failed(err == "timeout" and "timeout" or "network",
-                  (err == "timeout" and "timeout: " or "")
-                  .. "sending the request to the gateway failed: " .. tostring(err), true, new_conn)
-  end
-
-  local parser = http_response(self.max_response)
+-- Reads the answer into parser: true once whole, else the run was told.
+local function receive(self, run, job, sock, state, started, deadline, parser, new_conn)
   local got, perr, kind
   local received = 0
   repeat
-    local left = deadline - now()
-    if left <= 0 then
-      return failed("timeout", "timeout: no complete answer from the gateway within "
-                    .. self.timeout .. " s", true, new_conn)
+    if received > 0 then -- the first read has the timeout set at connect
+      local left = deadline - now()
+      if left <= 0 then
+        failed(run, job, sock, state, started, "timeout", "timeout: no complete answer from"
+               .. " the gateway within " .. self.timeout .. " s", true, new_conn)
+        return false
+      end
+      local t = math_max(1, left * 1000)
+      sock:settimeouts(t, t, t)
     end
-    sock:settimeouts(t, t, math_max(1, left * 1000))
     local data, rerr = sock:receiveany(8192)
     if data then
       received = received + #data
       got, perr, kind = parser:feed(data)
     elseif rerr == "closed" and received == 0 then
-      return failed("network", "the gateway closed the connection without an answer"
-                    .. " (the request had been sent)", true, new_conn)
+      failed(run, job, sock, state, started, "network", "the gateway closed the connection"
+             .. " without an answer (the request had been sent)", true, new_conn)
+      return false
     elseif rerr == "closed" then
       got, perr, kind = parser:finish()
       if got == "more" then got, perr, kind = nil, "the answer ended early", "malformed" end
     elseif rerr == "timeout" then
-      return failed("timeout", "timeout: no complete answer from the gateway within "
-                    .. self.timeout .. " s", true, new_conn)
+      failed(run, job, sock, state, started, "timeout", "timeout: no complete answer from"
+             .. " the gateway within " .. self.timeout .. " s", true, new_conn)
+      return false
     else
-      return failed("network", "reading the gateway's answer failed: " .. tostring(rerr), true, new_conn)
+      failed(run, job, sock, state, started, "network", "reading the gateway's answer"
+             .. " failed: " .. tostring(rerr), true, new_conn)
+      return false
     end
   until got ~= "more"
-
-  if got ~= "done" then
-    if kind == "too_large" then
-      return failed("too_large", "gateway answer is larger than max_response ("
-                    .. self.max_response .. " bytes)", true, new_conn)
-    end
-    return failed("network", "the gateway's answer is not valid HTTP: " .. tostring(perr), true, new_conn)
+  if got == "done" then return true end
+  if kind == "too_large" then
+    failed(run, job, sock, state, started, "too_large", "gateway answer is larger than"
+           .. " max_response (" .. self.max_response .. " bytes)", true, new_conn)
+  else
+    failed(run, job, sock, state, started, "network", "the gateway's answer is not valid"
+           .. " HTTP: " .. tostring(perr), true, new_conn)
   end
+  return false
+end
+
+-- One request, framed by the core (run:next_request), on a pooled cosocket.
+local function exchange(self, run, job, request, host, port, tls, state)
+  if self.dict then take_slot(self) end
+  local started = fclock()
+  local deadline = started + self.timeout
+  local connect_deadline = started + math_min(self.connect_timeout, self.timeout)
+
+  local sock = tcp()
+  local t = ms(deadline)
+  sock:settimeouts(ms(connect_deadline), t, t) -- send and read: see receive
+  local ok, err = sock:connect(host == "localhost" and "127.0.0.1" or host, port,
+                               connect_options(self, host, port, tls))
+  if not ok then
+    return failed(run, job, sock, state, started, err == "timeout" and "timeout" or "connect",
+                  connect_failure(err), false, true)
+  end
+  local new_conn = (sock:getreusedtimes() or 0) == 0
+  if tls and new_conn
+     and not handshake(self, run, job, sock, state, started, host,
+                       ms(math_min(connect_deadline, deadline))) then
+    return
+  end
+  if new_conn then -- connecting took time; a pooled connection took none
+    t = ms(deadline)
+    sock:settimeouts(t, t, t)
+  end
+  local sent
+  sent, err = sock:send(request)
+  if not sent then
+    -- Part of the request may have left: a send is never repeated.
+    return failed(run, job, sock, state, started, err == "timeout" and "timeout" or "network",
+                  (err == "timeout" and "timeout: " or "")
+                  .. "sending the request to the gateway failed: " .. tostring(err), true, new_conn)
+  end
+
+  local parser = take_parser(self)
+  if not receive(self, run, job, sock, state, started, deadline, parser, new_conn) then
+    return -- the parser is dropped with its failure
+  end
+  state.reported = true
+  local keep = run:answer_http(job, parser, fclock() - started, new_conn)
+  give_back_parser(self, parser)
   -- keepalive_timeout = 0 means no keep-alive (setkeepalive's 0 would keep
   -- the connection for ever).
-  if parser:keep() and self.keepalive_ms > 0 then
+  if keep and self.keepalive_ms > 0 then
     sock:setkeepalive(self.keepalive_ms, self.pool_size)
   else
     sock:close()
   end
-  state.reported = true
-  run:answer(job, parser:status(), parser:body(), fclock() - started, new_conn)
 end
 
 local SLEPT = {}
@@ -237,67 +269,65 @@ local function sleeper(seconds)
 end
 
 -- The thread body: whatever happens, the job is reported once.
-local function exchange_thread(self, run, job, url)
+local function exchange_thread(self, run, job, request, host, port, tls)
   local state = {}
-  local ok, err = pcall(exchange, self, run, job, url, state)
+  local ok, err = pcall(exchange, self, run, job, request, host, port, tls, state)
   if not ok and not state.reported then
     -- A bug here must not leave the run waiting for this job for ever. The
-    -- message is ours (never the URL); the engine redacts it anyway.
+    -- message is ours (never the request); the engine redacts it anyway.
     pcall(run.fail, run, job, "network", "resty.streamtelecom: " .. tostring(err), true)
   end
   return job
+end
+
+local function launch(self, run, in_flight, job, request, host, port, tls)
+  local th, err = spawn(exchange_thread, self, run, job, request, host, port, tls)
+  if not th then
+    run:fail(job, "network", "could not start an ngx.thread: " .. tostring(err), false)
+    return 0
+  end
+  in_flight[job] = th
+  return 1
+end
+
+-- Waits for the first of the threads in flight (or the timer, after
+-- `seconds`); answers how many threads ended (0 or 1).
+local function wait_any(in_flight, seconds)
+  local list = {}
+  for _, th in pairs(in_flight) do list[#list + 1] = th end
+  local timer = seconds and spawn(sleeper, seconds)
+  if timer then list[#list + 1] = timer end
+  local ok, which = wait_thread(unpack(list))
+  if timer and which ~= SLEPT then kill_thread(timer) end
+  if not ok then error(which, 0) end
+  if which == SLEPT then return 0 end
+  in_flight[which] = nil
+  return 1
 end
 
 -- Drives a run to its end on the calling coroutine; answers run:result().
 --
 -- Each request runs in an ngx.thread of its own, so that up to `concurrency`
 -- are in flight at once. One case needs no thread: a start that is the only
--- request of the moment, followed by a wait with no timer (the engine has
--- nothing else to do until an answer comes: a single send, status or balance,
--- or a bulk call at concurrency 1). That one runs on this coroutine, which
--- saves a thread spawn and wait per call.
+-- request of the moment, when the engine says nothing else can start before
+-- it ends (`full`: a single send, status or balance, or a bulk call at
+-- concurrency 1). That one runs on this coroutine, which saves a thread
+-- spawn and wait per call.
 local function drive(self, run)
-  local in_flight, n = {}, 0
-  local held_job, held_url -- a start kept back while it may still run here
-  local function launch(job, url)
-    local th, err = spawn(exchange_thread, self, run, job, url)
-    if not th then
-      run:fail(job, "network", "could not start an ngx.thread: " .. tostring(err), false)
-    else
-      in_flight[job], n = th, n + 1
-    end
-  end
+  local in_flight, n = nil, 0 -- made at the first thread
+  local agent = self.user_agent
   while true do
-    local what, a, b = run:next()
+    local what, a, b, c, d, e, full = run:next_request(agent)
     if what == "start" then
-      if held_job then
-        launch(held_job, held_url)
-        held_job = nil
+      if full and n == 0 then
+        exchange_thread(self, run, a, b, c, d, e)
+      else
+        in_flight = in_flight or {}
+        n = n + launch(self, run, in_flight, a, b, c, d, e)
       end
-      if n > 0 then launch(a, b) else held_job, held_url = a, b end
     elseif what == "wait" then
-      local ran_here = false
-      if held_job then
-        local job, url = held_job, held_url
-        held_job = nil
-        if a then
-          launch(job, url) -- a timer runs meanwhile: the loop must stay free for it
-        else
-          exchange_thread(self, run, job, url)
-          ran_here = true
-        end
-      end
-      if ran_here then -- luacheck: ignore 542
-        -- answered: ask the engine what next
-      elseif n > 0 then
-        local list = {}
-        for _, th in pairs(in_flight) do list[#list + 1] = th end
-        local timer = a and spawn(sleeper, a)
-        if timer then list[#list + 1] = timer end
-        local ok, which = wait_thread(unpack(list))
-        if timer and which ~= SLEPT then kill_thread(timer) end
-        if not ok then error(which, 0) end
-        if which ~= SLEPT then in_flight[which], n = nil, n - 1 end
+      if n > 0 then
+        n = n - wait_any(in_flight, a or nil)
       elseif a then
         sleep(a)
       else
@@ -333,55 +363,9 @@ function client:balance() return call(self, "balance") end
 function client:send_many(...) return call(self, "send_many", ...) end
 function client:status_many(...) return call(self, "status_many", ...) end
 
--- wait: status_many in rounds, ngx.sleep between them, as the blocking
--- client's wait (interval at least 1 s; an id is settled when its state is
--- final or the gateway never accepted it).
-local MIN_INTERVAL = 1
-
-local function wait_option(opts, name, default)
-  if opts == nil then return default end
-  if type(opts) ~= "table" then error("bad argument #2 to 'wait' (table or nil expected)", 3) end
-  local v = opts[name]
-  if v == nil then return default end
-  if type(v) ~= "number" then error("bad argument #2 to 'wait' ('" .. name .. "' must be a number)", 3) end
-  if v ~= v or v < 0 or v == math.huge then
-    return nil, "invalid wait option '" .. name .. "': want a finite number of seconds, 0 or more"
-  end
-  return v
-end
-
-local function settled(rec)
-  return rec.final == true or rec.code == "not_found"
-end
-
-function client:wait(ids, opts)
-  local timeout, err = wait_option(opts, "timeout", 60)
-  if not timeout then return nil, err, "invalid" end
-  local interval
-  interval, err = wait_option(opts, "interval", 5)
-  if not interval then return nil, err, "invalid" end
-  interval = math_max(interval, MIN_INTERVAL)
-  local deadline = fclock() + timeout
-  local map, code
-  local pending = ids
-  while true do
-    local got
-    got, err, code = self:status_many(pending)
-    if not got then
-      if map then return map end -- closed between rounds: the last known states
-      return nil, err, code
-    end
-    map = map or {}
-    for id, rec in pairs(got) do map[id] = rec end
-    pending = {}
-    for _, id in ipairs(ids) do
-      local rec = map[id]
-      if not (rec and settled(rec)) then pending[#pending + 1] = id end
-    end
-    if #pending == 0 or fclock() + interval > deadline then return map end
-    sleep(interval)
-  end
-end
+-- wait: the engine's rounds of status requests (st_task_wait), the pauses
+-- between them slept with ngx.sleep by drive.
+function client:wait(...) return call(self, "wait", ...) end
 
 function client:stats() return self.core:stats() end
 

@@ -41,7 +41,6 @@ local M = {
 
 local DEFAULT_TIMEOUT = 15
 local DEFAULT_MAX_RESPONSE = 65536
-local WAIT_MIN_INTERVAL = 1
 local USER_AGENT = "streamtelecom-haproxy"
 
 -- HAProxy's own error pages (its built-in answers when no server answered).
@@ -125,12 +124,11 @@ local function exchange(self, run, job, url)
   return run:answer(job, res.status, body, seconds, true)
 end
 
--- The engine checks argument types; its messages name the method called.
+-- The engine checks argument types; its messages name the method called,
+-- raised again here at the caller's line.
 local function begin(self, call, ...)
   local ok, run, err, code = pcall(self.engine._begin, self.engine, call, ...)
-  if not ok then
-    error((tostring(run):gsub("'_begin'", "'" .. call .. "'")), 4)
-  end
+  if not ok then error(tostring(run), 4) end
   return run, err, code
 end
 
@@ -160,79 +158,12 @@ end
 function Client:send(to, text, opts) return drive(self, "send", to, text, opts) end
 function Client:status(id) return drive(self, "status", id) end
 function Client:balance() return drive(self, "balance") end
-local function check_list(method, list, opts)
-  if type(list) ~= "table" then
-    error(("bad argument #1 to '%s' (table expected, got %s)"):format(method, type(list)), 3)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #2 to '%s' (table or nil expected, got %s)"):format(method, type(opts)), 3)
-  end
-end
+function Client:send_many(items, opts) return drive(self, "send_many", items, opts) end
+function Client:status_many(ids, opts) return drive(self, "status_many", ids, opts) end
 
-function Client:send_many(items, opts)
-  check_list("send_many", items, opts)
-  return drive(self, "send_many", items, opts)
-end
-
-function Client:status_many(ids, opts)
-  check_list("status_many", ids, opts)
-  return drive(self, "status_many", ids, opts)
-end
-
-local function wait_number(opts, key, default)
-  if opts == nil then return default end
-  local v = opts[key]
-  if v == nil then return default end
-  if type(v) ~= "number" then
-    error(("bad argument #2 to 'wait' ('%s' must be a number)"):format(key), 3)
-  end
-  if v ~= v or v < 0 or v == math.huge then
-    return nil, ("invalid wait option '%s': want a finite number of seconds, 0 or more")
-                :format(key)
-  end
-  return v
-end
-
--- Nothing will change any more: a final state, or an id the gateway never took.
-local function settled(record)
-  return record.final == true or record.code == "not_found"
-end
-
---- Polls status_many until every id is final or timeout passes (core.msleep
--- between rounds; an interval below 1 s is raised to it).
-function Client:wait(ids, opts)
-  if type(ids) ~= "table" then
-    error("bad argument #1 to 'wait' (table expected, got " .. type(ids) .. ")", 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'wait' (table or nil expected, got " .. type(opts) .. ")", 2)
-  end
-  local timeout, err = wait_number(opts, "timeout", 60)
-  if not timeout then return nil, err, "invalid" end
-  local interval
-  interval, err = wait_number(opts, "interval", 5)
-  if not interval then return nil, err, "invalid" end
-  interval = math.max(interval, WAIT_MIN_INTERVAL)
-  local t0 = hap.now()
-  local map, e, code = self:status_many(ids)
-  if not map then return nil, e, code end
-  while true do
-    local pending = {}
-    for _, id in ipairs(ids) do
-      local key = tostring(id)
-      if map[key] and not settled(map[key]) then pending[#pending + 1] = id end
-    end
-    if #pending == 0 or elapsed(t0) + interval > timeout then return map end
-    hap.msleep(math.ceil(interval * 1000))
-    local more
-    more, e, code = self:status_many(pending)
-    if not more then
-      if code == "closed" then return map end
-      return nil, e, code
-    end
-    for id, record in pairs(more) do map[id] = record end
-  end
-end
+--- Polls the statuses until every id is settled or timeout passes: the
+-- engine's rounds (st_task_wait), core.msleep between them.
+function Client:wait(ids, opts) return drive(self, "wait", ids, opts) end
 
 -- The engine keeps the counters and knows whether it is closed: a closed
 -- client answers nil, err, "closed" from every call, as the blocking one.
