@@ -8,6 +8,7 @@ local helper = require("spec.helper")
 local driver = require("examples.driver.luasocket")
 
 local PASSWORD = "p&ss=w%rd+?"
+local feed_answer
 
 local function client(opts)
   local o = { user = "rich", password = PASSWORD, sender = "MyShop", url = fake.url,
@@ -34,6 +35,21 @@ describe("a driven client (examples/driver/luasocket.lua)", function()
     local map = assert(c:status_many({ msgs[1].id, "999" }))
     assert.equals("sent", map[msgs[1].id].state)
     assert.equals("not_found", map["999"].code)
+    c:close()
+  end)
+
+  it("waits as the blocking client does: rounds until every id is final", function()
+    fake.set{ auto_deliver = 0.15 }
+    local c = client()
+    local msgs = assert(c:send({ "79031234567", "79161234567" }, "Hi"))
+    local map = assert(c:wait({ msgs[1].id, msgs[2].id, "999" }, { timeout = 10, interval = 0.05 }))
+    assert.same({ "delivered", "delivered", "not_found" },
+                { map[msgs[1].id].state, map[msgs[2].id].state, map["999"].code })
+    -- A first round of 3, then rounds of the ids not delivered yet.
+    assert.is_true(fake.stats().status_requests >= 5)
+    helper.assert_fails(PASSWORD, "invalid", "interval", c:wait({ "1" }, { interval = -1 }))
+    assert.has_error(function() c:wait({ "1" }, { timeout = "5" }) end,
+                     "bad argument #2 to 'wait' ('timeout' must be a number)")
     c:close()
   end)
 
@@ -101,6 +117,13 @@ describe("the driver interface itself", function()
     return assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0 })
   end
 
+  -- A parser holding a whole 200 answer with this body.
+  function feed_answer(body)
+    local p = st._http_response(1000)
+    local state = p:feed("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+    return state == "done" and p or nil
+  end
+
   it("refuses the blocking methods on a driven client, and _begin on a blocking one", function()
     local c = core()
     assert.has_error(function() c:balance() end)
@@ -151,6 +174,49 @@ describe("the driver interface itself", function()
     again:answer(job, 200, "7")
     assert.equals("done", again:next())
     assert.equals(7, again:result().balance)
+    c:close()
+  end)
+
+  it("pauses a wait between rounds as a timed wait, and ends it at the timeout", function()
+    local c = core()
+    local run = assert(c:_begin("wait", { "1000000001" }, { timeout = 1.5, interval = 0 }))
+    local what, job = run:next_request()
+    assert.equals("start", what)
+    assert.is_not_nil(run:answer_http(job, assert(feed_answer("send")), 0))
+    local step, seconds = run:next_request()
+    assert.equals("wait", step)
+    assert.is_true(seconds > 0.9 and seconds <= 1, "the minimum interval is 1 s: " .. seconds)
+    assert.equals("wait", (run:next_request())) -- asking early changes nothing
+    require("socket").sleep(seconds)
+    assert.equals("start", (run:next_request())) -- the second round
+    run:close()
+    c:close()
+  end)
+
+  it("stops starting jobs once its client is closed; those in flight end", function()
+    local c = core()
+    local items = {}
+    for i = 1, 3 do items[i] = { to = "79031234567", text = "m" .. i } end
+    local run = assert(c:_begin("send_many", items))
+    local _, job = run:next_request()
+    c:close()
+    run:answer_http(job, assert(feed_answer("1000000001")), 0)
+    assert.equals("done", run:next_request())
+    local res = run:result()
+    assert.equals("1000000001", res[1][1].id)
+    assert.same({ "closed", "closed" }, { res[2].code, res[3].code })
+  end)
+
+  it("fails a job whose URL cannot be framed, before anything is sent", function()
+    local c = assert(st._driven{ user = "rich", password = PASSWORD, retries = 0,
+                                 url = fake.url:gsub("^http://", "http://someone@") })
+    local run = assert(c:_begin("balance"))
+    assert.equals("done", run:next_request())
+    local ok, err, code = run:result()
+    assert.is_nil(ok)
+    assert.equals("network", code)
+    assert.matches("user", err)
+    assert.equals(0, fake.stats().requests)
     c:close()
   end)
 

@@ -14,15 +14,15 @@ local socket = require("socket")
 local Driver = {}
 Driver.__index = Driver
 
--- Connects to the target's host and port, or reuses the kept connection.
-local function connection(self, target, timeout)
-  local key = target.host .. ":" .. target.port
+-- Connects to host:port, or reuses the kept connection.
+local function connection(self, host, port, timeout)
+  local key = host .. ":" .. port
   if self.sock and self.key == key then return self.sock, false end
   if self.sock then self.sock:close() end
   self.sock, self.key = nil, nil
   local sock = socket.tcp()
   sock:settimeout(timeout)
-  local ok, err = sock:connect(target.host, target.port)
+  local ok, err = sock:connect(host, port)
   if not ok then
     sock:close()
     return nil, err
@@ -56,15 +56,14 @@ local function receive(sock, parser, timeout)
   end
 end
 
--- One exchange: the job's answer or failure, told to the run.
-local function exchange(self, run, job, url)
+-- One exchange: the job's answer or failure, told to the run. The engine
+-- framed the request (run:next_request); the answer goes to a C parser.
+local function exchange(self, run, job, request, host, port, tls)
   local t0 = socket.gettime()
-  local target, request = st._http_request(url, nil, true)
-  if not target then return run:fail(job, "network", request, false, 0) end
-  if target.tls then
+  if tls then
     return run:fail(job, "tls", "this example driver speaks plain HTTP only", false, 0)
   end
-  local sock, fresh = connection(self, target, self.timeout)
+  local sock, fresh = connection(self, host, port, self.timeout)
   if not sock then
     return run:fail(job, "connect", "could not connect: " .. tostring(fresh), false,
                     socket.gettime() - t0, true)
@@ -86,18 +85,18 @@ local function exchange(self, run, job, url)
     return run:fail(job, code, (code == "timeout" and "timeout: " or "network failure: ") .. tostring(err),
                     true, seconds, fresh)
   end
-  if not parser:keep() then drop(self) end
-  return run:answer(job, parser:status(), parser:body(), seconds, fresh)
+  if not run:answer_http(job, parser, seconds, fresh) then drop(self) end
 end
 
 -- Drives a run to its end, one request at a time.
 local function drive(self, run)
   while true do
-    local what, a, b = run:next()
+    local what, a, b, c, d, e = run:next_request()
     if what == "start" then
-      exchange(self, run, a, b)
+      exchange(self, run, a, b, c, d, e)
     elseif what == "wait" then
-      if a then socket.sleep(a) end -- nothing in flight: only a rate or a backoff
+      -- Nothing in flight: a rate, a backoff, or wait's pause between rounds.
+      if a then socket.sleep(a) end
     else
       return run:result()
     end
@@ -117,6 +116,7 @@ Driver.status = call("status")
 Driver.balance = call("balance")
 Driver.send_many = call("send_many")
 Driver.status_many = call("status_many")
+Driver.wait = call("wait")
 
 function Driver:stats() return self.core:stats() end
 
