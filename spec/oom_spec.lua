@@ -24,6 +24,7 @@ local CALLS = {
   { "send_many", 3 }, { "send_many(callbacks)", 3 },
   { "status", 2 }, { "status_many", 3 }, { "status_many(on_result)", 3 }, { "wait", 3 }, { "balance", 2 },
   { "driven(balance)", 3 }, { "driven(send_many)", 3 }, { "driven(status_many)", 3 },
+  { "driven(wait)", 3 }, { "driven(next_request)", 3 },
   { "url(send)", 1 }, { "url(status)", 1 }, { "url(balance)", 0 },
   { "st.parse(send)", 3 }, { "st.parse(send, no extra)", 3 },
   { "st.parse(status)", 1 }, { "st.parse(balance)", 1 }, { "st.segments", 1 },

@@ -119,6 +119,26 @@ local function canned(url)
   return table.concat(ids, ",")
 end
 
+-- The same, with the framing in C: next_request's bytes, answer_http's parser.
+local function drive_framed(run, err, code)
+  if not run then return nil, err, code end
+  local parser = st._http_response(1000)
+  while true do
+    local what, job, request = run:next_request("oom")
+    if what == "start" then
+      local body = canned(request)
+      parser:reset()
+      assert(parser:feed("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+             == "done")
+      run:answer_http(job, parser)
+    elseif what == "wait" and not job then
+      error("the canned driver has nothing in flight to wait for")
+    elseif what == "done" then
+      return run:result()
+    end
+  end
+end
+
 local function drive(run, err, code)
   if not run then return nil, err, code end
   while true do
@@ -267,6 +287,20 @@ local CALLS = {
   { name = "driven(status_many)",
     prep = function() return { "1000000001", "1000000002" } end,
     run = function(_, ids) return drive(driven():_begin("status_many", ids)) end,
+    ok = function(r)
+      return type(r) == "table" and type(r["1000000001"]) == "table"
+             and r["1000000001"].state == "delivered"
+    end },
+  { name = "driven(wait)",
+    prep = function() return { "1000000001", "1000000002" } end,
+    run = function(_, ids) return drive(driven():_begin("wait", ids, { timeout = 5 })) end,
+    ok = function(r)
+      return type(r) == "table" and type(r["1000000002"]) == "table"
+             and r["1000000002"].final == true
+    end },
+  { name = "driven(next_request)",
+    prep = function() return { "1000000001" } end,
+    run = function(_, ids) return drive_framed(driven():_begin("status_many", ids)) end,
     ok = function(r)
       return type(r) == "table" and type(r["1000000001"]) == "table"
              and r["1000000001"].state == "delivered"
