@@ -927,15 +927,20 @@ typedef struct lst_run {
     stream_ctx sc;
     st_send_hooks send_hooks;
     st_status_hooks status_hooks;
+    const char *id;          /* RUN_STATUS: out->idbuf once copied */
+    double timeout, interval; /* RUN_WAIT */
+    struct run_out *out;     /* C memory: a small userdata costs the GC less */
+} lst_run;
+
+/* What single calls answer, kept outside the Lua heap. */
+typedef struct run_out {
     st_send_item one;        /* RUN_SEND's item */
     st_send_result result;   /* RUN_SEND */
-    const char *id;          /* RUN_STATUS: idbuf once copied */
     char idbuf[ST_ID_MAX + 1];
     st_status status;        /* RUN_STATUS */
     st_balance balance;      /* RUN_BALANCE */
     st_error err;            /* RUN_STATUS, RUN_BALANCE */
-    double timeout, interval; /* RUN_WAIT */
-} lst_run;
+} run_out;
 
 /* The task ends (every job done, or abandoned); the client may now close. */
 static void end_task(lua_State *L, lst_run *run) {
@@ -950,7 +955,11 @@ static void end_task(lua_State *L, lst_run *run) {
 static int run_close(lua_State *L) {
     lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
     end_task(L, run);
-    st_send_result_free(&run->result);
+    if (run->out) {
+        st_send_result_free(&run->out->result);
+        free(run->out);
+        run->out = NULL;
+    }
     box_release(L, &run->box);
     run->done = 0; /* closed: no result either */
     return 0;
@@ -961,7 +970,7 @@ static int run_close(lua_State *L) {
 static void keep_send_result(void *ud, size_t item, st_send_result *res) {
     lst_run *run = ud;
     (void)item;
-    run->result = *res;
+    run->out->result = *res;
     memset(res, 0, sizeof *res);
 }
 
@@ -970,8 +979,8 @@ static void keep_status(void *ud, size_t i, const st_status *s,
                         const st_error *e) {
     lst_run *run = ud;
     (void)i;
-    run->status = *s;
-    run->err = *e;
+    run->out->status = *s;
+    run->out->err = *e;
 }
 
 /* Reads the call's arguments (at 2..) into the run; -1 with err for a bad
@@ -981,8 +990,8 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
     const char *method = run_calls[run->kind];
     switch (run->kind) {
     case RUN_SEND:
-        run->one.recipients = &run->box.recipients;
-        return read_send_args(L, method, 2, &run->box, &run->one.params, err);
+        run->out->one.recipients = &run->box.recipients;
+        return read_send_args(L, method, 2, &run->box, &run->out->one.params, err);
     case RUN_SEND_MANY:
         check_table_arg(L, method, 2);
         read_stream_opts(L, method, 3, 1);
@@ -990,9 +999,9 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
     case RUN_STATUS: {
         size_t len;
         run->id = check_string_arg(L, method, 2, &len);
-        if (len < sizeof run->idbuf && strlen(run->id) == len) {
-            memcpy(run->idbuf, run->id, len + 1); /* a valid id: no anchor */
-            run->id = run->idbuf;
+        if (len < sizeof run->out->idbuf && strlen(run->id) == len) {
+            memcpy(run->out->idbuf, run->id, len + 1); /* a valid id: no anchor */
+            run->id = run->out->idbuf;
         }
         run->box.ids = calloc(1, sizeof *run->box.ids);
         if (!run->box.ids)
@@ -1032,12 +1041,12 @@ static void keep_args(lua_State *L, int from, int to, int state) {
 static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
     switch (run->kind) {
     case RUN_SEND:
-        if (!run->one.params.sender)
-            run->one.params.sender = st_client_sender(core);
+        if (!run->out->one.params.sender)
+            run->out->one.params.sender = st_client_sender(core);
         run->send_hooks.on_start = NULL;
         run->send_hooks.on_result = keep_send_result;
         run->send_hooks.ctx = run;
-        return st_task_send_many(core, &run->one, 1, &run->send_hooks, err);
+        return st_task_send_many(core, &run->out->one, 1, &run->send_hooks, err);
     case RUN_SEND_MANY:
         default_senders(&run->box, st_client_sender(core));
         run->send_hooks.on_start = run->has_on_start ? stream_on_start : NULL;
@@ -1048,8 +1057,8 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
     case RUN_STATUS:
         run->status_hooks.on_result = keep_status;
         run->status_hooks.ctx = run;
-        return st_task_status_many(core, run->box.ids, 1, &run->status,
-                                   &run->err, &run->status_hooks, err);
+        return st_task_status_many(core, run->box.ids, 1, &run->out->status,
+                                   &run->out->err, &run->status_hooks, err);
     case RUN_STATUS_MANY: /* read_ids sized statuses and errors */
         run->sc.ids = run->box.ids;
         run->status_hooks.on_result = stream_status_result;
@@ -1062,9 +1071,9 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
                             run->interval, run->box.statuses,
                             run->box.errors, err);
     default: {
-        st_task *t = st_task_balance(core, &run->balance, &run->err);
+        st_task *t = st_task_balance(core, &run->out->balance, &run->out->err);
         if (!t)
-            *err = run->err;
+            *err = run->out->err;
         return t;
     }
     }
@@ -1078,6 +1087,9 @@ static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
     run->kind = kind;
     luaL_getmetatable(L, RUN_MT);
     lua_setmetatable(L, -2);
+    run->out = calloc(1, sizeof *run->out);
+    if (!run->out)
+        luaL_error(L, "not enough memory");
     return run;
 }
 
@@ -1203,12 +1215,7 @@ static int frame_request(lua_State *L, lst_run *run, size_t job,
     hook_ctx ctx;
     st_buf_truncate(&run->box.url, 0); /* the run's buffer, reused */
     run->box.url.failed = 0;
-    e = st_http_target_parse(t, url, strlen(url));
-    if (e == ST_HTTP_OK)
-        e = st_http_request(&run->box.url, t, agent, 1);
-    st_buf_free(&t->target); /* host, port and tls stay */
-    if (e == ST_HTTP_OK && run->box.url.failed)
-        e = ST_HTTP_E_NOMEM;
+    e = st_http_request_url(&run->box.url, t, url, strlen(url), agent, 1);
     if (e == ST_HTTP_OK)
         return 0;
     arm(L, run, &ctx);
@@ -1345,16 +1352,16 @@ static int run_result(lua_State *L) {
     luaL_checkstack(L, METHOD_STACK, "streamtelecom");
     switch (run->kind) {
     case RUN_SEND:
-        return push_send_outcome(L, &run->result);
+        return push_send_outcome(L, &run->out->result);
     case RUN_STATUS:
-        if (run->err.code != ST_OK)
-            return push_failure(L, &run->err);
-        push_status(L, run->id, &run->status);
+        if (run->out->err.code != ST_OK)
+            return push_failure(L, &run->out->err);
+        push_status(L, run->id, &run->out->status);
         return 1;
     case RUN_BALANCE:
-        if (run->err.code != ST_OK)
-            return push_failure(L, &run->err);
-        push_balance(L, &run->balance);
+        if (run->out->err.code != ST_OK)
+            return push_failure(L, &run->out->err);
+        push_balance(L, &run->out->balance);
         return 1;
     case RUN_WAIT:
         push_status_map(L, &run->box);

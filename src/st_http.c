@@ -193,6 +193,8 @@ static st_http_error split_authority(st_http_target *t, const char *a,
 
 /* The path and query p[0..n) (the fragment already cut off) as the
  * request target: "" becomes "/", "?q" becomes "/?q". */
+/* The path and query p[0..n) (the fragment already cut off) as the
+ * request target: "" becomes "/", "?q" becomes "/?q". */
 static st_http_error copy_target(st_http_target *t, const char *p, size_t n) {
     if (n == 0 || p[0] == '?')
         st_buf_append_char(&t->target, '/');
@@ -200,7 +202,11 @@ static st_http_error copy_target(st_http_target *t, const char *p, size_t n) {
     return t->target.failed ? ST_HTTP_E_NOMEM : ST_HTTP_OK;
 }
 
-static st_http_error split_url(st_http_target *t, const char *url, size_t n) {
+/* Splits url into t's scheme, host and port, and *path[0..*plen): the
+ * path and query as the URL has them (no fragment; maybe empty or
+ * starting with '?'). Every byte is printable ASCII, no space. */
+static st_http_error split_url(st_http_target *t, const char *url, size_t n,
+                               const char **path, size_t *plen) {
     size_t i, start, auth_end, frag;
     st_http_error e;
     for (i = 0; i < n; i++) {
@@ -221,14 +227,20 @@ static st_http_error split_url(st_http_target *t, const char *url, size_t n) {
         return e;
     for (frag = auth_end; frag < n && url[frag] != '#'; frag++)
         ;
-    return copy_target(t, url + auth_end, frag - auth_end);
+    *path = url + auth_end;
+    *plen = frag - auth_end;
+    return ST_HTTP_OK;
 }
 
 st_http_error st_http_target_parse(st_http_target *t, const char *url,
                                    size_t n) {
     st_http_error e;
+    const char *path;
+    size_t plen;
     st_http_target_free(t);
-    e = split_url(t, url, n);
+    e = split_url(t, url, n, &path, &plen);
+    if (e == ST_HTTP_OK)
+        e = copy_target(t, path, plen);
     if (e != ST_HTTP_OK)
         st_http_target_free(t);
     return e;
@@ -257,50 +269,87 @@ static int request_target_ok(const st_buf *target) {
     return 1;
 }
 
+#define APPEND_LITERAL(out, lit) st_buf_append((out), (lit), sizeof lit - 1)
+
 static void append_host_header(st_buf *out, const st_http_target *t) {
     char port[16];
-    int n;
-    st_buf_append_str(out, "Host: ");
+    size_t n = sizeof port;
+    APPEND_LITERAL(out, "Host: ");
     if (t->ipv6)
         st_buf_append_char(out, '[');
-    st_buf_append_str(out, t->host);
+    st_buf_append(out, t->host, strlen(t->host));
     if (t->ipv6)
         st_buf_append_char(out, ']');
     if (t->port != (t->tls ? 443u : 80u)) { /* ":port", without printf */
         unsigned p = t->port;
-        n = (int)sizeof port;
         do {
             port[--n] = (char)('0' + p % 10);
             p /= 10;
         } while (p > 0 && n > 1);
         port[--n] = ':';
-        st_buf_append(out, port + n, sizeof port - (size_t)n);
+        st_buf_append(out, port + n, sizeof port - n);
     }
-    st_buf_append_str(out, "\r\n");
+    APPEND_LITERAL(out, "\r\n");
+}
+
+/* The host and user agent go into header lines: no control byte. */
+static int header_values_ok(const st_http_target *t, const char *user_agent) {
+    size_t hostlen = strnlen(t->host, sizeof t->host);
+    return hostlen > 0 && hostlen < sizeof t->host &&
+           all_field_chars(t->host, hostlen) &&
+           (!user_agent || all_field_chars(user_agent, strlen(user_agent)));
+}
+
+/* The request for the target path[0..n) ("" and "?q" get their '/'). */
+static st_http_error write_request(st_buf *out, const st_http_target *t,
+                                   const char *path, size_t n,
+                                   const char *user_agent, int keep_alive) {
+    /* One allocation for all of it, mostly: the fixed lines and the parts. */
+    st_buf_reserve_tail(out, n + strlen(t->host) + 96 +
+                                 (user_agent ? strlen(user_agent) + 14 : 0));
+    APPEND_LITERAL(out, "GET ");
+    if (n == 0 || path[0] == '?')
+        st_buf_append_char(out, '/');
+    st_buf_append(out, path, n);
+    APPEND_LITERAL(out, " HTTP/1.1\r\n");
+    append_host_header(out, t);
+    if (user_agent) {
+        APPEND_LITERAL(out, "User-Agent: ");
+        st_buf_append(out, user_agent, strlen(user_agent));
+        APPEND_LITERAL(out, "\r\n");
+    }
+    APPEND_LITERAL(out, "Accept: */*\r\n");
+    if (keep_alive)
+        APPEND_LITERAL(out, "Connection: keep-alive\r\n\r\n");
+    else
+        APPEND_LITERAL(out, "Connection: close\r\n\r\n");
+    return out->failed ? ST_HTTP_E_NOMEM : ST_HTTP_OK;
 }
 
 st_http_error st_http_request(st_buf *out, const st_http_target *t,
                               const char *user_agent, int keep_alive) {
-    size_t hostlen = strnlen(t->host, sizeof t->host);
-    if (!request_target_ok(&t->target) || hostlen == 0 ||
-        hostlen == sizeof t->host || !all_field_chars(t->host, hostlen) ||
-        (user_agent && !all_field_chars(user_agent, strlen(user_agent))))
+    if (!request_target_ok(&t->target) || !header_values_ok(t, user_agent))
         return ST_HTTP_E_HEADER_VALUE;
-    st_buf_append_str(out, "GET ");
-    st_buf_append(out, t->target.data, t->target.len);
-    st_buf_append_str(out, " HTTP/1.1\r\n");
-    append_host_header(out, t);
-    if (user_agent) {
-        st_buf_append_str(out, "User-Agent: ");
-        st_buf_append_str(out, user_agent);
-        st_buf_append_str(out, "\r\n");
+    return write_request(out, t, t->target.data, t->target.len, user_agent,
+                         keep_alive);
+}
+
+st_http_error st_http_request_url(st_buf *out, st_http_target *t,
+                                  const char *url, size_t n,
+                                  const char *user_agent, int keep_alive) {
+    const char *path;
+    size_t plen;
+    st_http_error e;
+    st_http_target_free(t);
+    e = split_url(t, url, n, &path, &plen);
+    if (e != ST_HTTP_OK) {
+        st_http_target_free(t);
+        return e;
     }
-    st_buf_append_str(out, "Accept: */*\r\n");
-    st_buf_append_str(out, keep_alive ? "Connection: keep-alive\r\n\r\n"
-                                      : "Connection: close\r\n\r\n");
-    if (out->failed)
-        return ST_HTTP_E_NOMEM;
-    return ST_HTTP_OK;
+    /* split_url let no space or control byte into the path. */
+    if (!header_values_ok(t, user_agent))
+        return ST_HTTP_E_HEADER_VALUE;
+    return write_request(out, t, path, plen, user_agent, keep_alive);
 }
 
 /* ---- the response parser ---------------------------------------------- */
@@ -415,7 +464,7 @@ static void finish_response(st_http_response *r, int delimited) {
      * read the chunked body, but trust no byte after it. */
     r->keep = delimited && persistent && !(r->chunked && r->has_length);
     r->state = S_DONE;
-    st_buf_free(&r->line);
+    st_buf_truncate(&r->line, 0); /* kept for the next response (reset) */
 }
 
 /* ---- status line and headers ---- */
@@ -444,6 +493,8 @@ static size_t on_status_line(st_http_response *r, const char *data,
                              size_t n) {
     int complete;
     size_t taken;
+    if (r->line.len == 0 && n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+        return take_header_line(r, data, 5, &complete); /* the usual start */
     if (r->line.len < 5) {
         /* "HTTP/" a byte at a time: a server speaking something else (TLS
          * on a plain port) is refused at its first byte, not after 16 KiB */

@@ -77,6 +77,12 @@ void st_http_target_free(st_http_target *t);
 st_http_error st_http_request(st_buf *out, const st_http_target *t,
                               const char *user_agent, int keep_alive);
 
+/* Both at once, without copying the target: t gets url's scheme, host and
+ * port (its target stays empty), out the request bytes for url. */
+st_http_error st_http_request_url(st_buf *out, st_http_target *t,
+                                  const char *url, size_t n,
+                                  const char *user_agent, int keep_alive);
+
 /* ---- the response parser ---------------------------------------------- */
 
 typedef enum st_http_progress {
