@@ -301,6 +301,47 @@ static void check_request(const st_http_target *t, const char *ua) {
     st_buf_free(&req);
 }
 
+/* A framer gives st_http_request_url's bytes for url, whatever it framed
+ * before. */
+static void check_framed(st_http_framer *f, const char *url, size_t n,
+                         const char *ua, int keep) {
+    st_http_target t = ST_HTTP_TARGET_INIT;
+    st_buf want = ST_BUF_INIT, got = ST_BUF_INIT;
+    st_http_error ew = st_http_request_url(&want, &t, url, n, ua, keep);
+    st_http_error eg = st_http_frame(f, &got, url, n, ua, keep);
+    CHECK(ew == eg);
+    CHECK(want.len == got.len && memcmp(st_buf_str(&want), st_buf_str(&got),
+                                        want.len) == 0);
+    if (ew == ST_HTTP_OK) {
+        const st_http_target *ft = st_http_framer_target(f);
+        CHECK(strcmp(t.host, ft->host) == 0 && t.port == ft->port &&
+              t.tls == ft->tls);
+    }
+    st_buf_free(&want);
+    st_buf_free(&got);
+    st_http_target_free(&t);
+}
+
+/* The framer over two fuzzed URLs in turn, each twice (the second time
+ * from its cache when the first fitted). */
+static void fuzz_framer(const char *url, size_t un, const char *ua,
+                        fuzz_reader *rd) {
+    st_http_framer f = ST_HTTP_FRAMER_INIT;
+    const uint8_t *u2;
+    size_t n2;
+    char *url2;
+    int keep = fuzz_byte(rd) & 1;
+    fuzz_field(rd, &u2, &n2);
+    url2 = fuzz_dup(u2, n2);
+    check_framed(&f, url, un, ua, keep);
+    check_framed(&f, url, un, ua, keep);
+    check_framed(&f, url2, n2, ua, keep);
+    check_framed(&f, url2, n2, ua, !keep);
+    check_framed(&f, url, un, ua, keep);
+    st_http_framer_free(&f);
+    free(url2);
+}
+
 static void fuzz_url(const uint8_t *data, size_t size) {
     fuzz_reader rd = {data, size};
     const uint8_t *u, *a;
@@ -322,6 +363,7 @@ static void fuzz_url(const uint8_t *data, size_t size) {
     } else {
         CHECK(t.target.len == 0 && t.host[0] == '\0');
     }
+    fuzz_framer(url, un, an ? ua : NULL, &rd);
     st_http_target_free(&t);
     free(url);
     free(ua);

@@ -591,3 +591,14 @@ double number_field(lua_State *L, const char *method, int arg,
     lua_pop(L, 1);
     return v;
 }
+
+void *lst_check_self(lua_State *L, int idx, const char *mtname) {
+    void *p = lua_touserdata(L, idx);
+    if (p && lua_getmetatable(L, idx)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return luaL_checkudata(L, idx, mtname);
+}

@@ -18,6 +18,7 @@
 #include "st_parse.h"
 #include "st_request.h"
 #include "st_error.h"
+#include "st_http.h"
 
 #define CLIENT_MT "streamtelecom.client"
 #define BOX_MT "streamtelecom.call"
@@ -30,6 +31,7 @@ typedef struct lst_client {
     int driven;        /* made by st._driven: no transport, runs only */
     int runs;          /* driven runs in progress: closing waits for them */
     char shown[256];   /* what tostring() says; never holds the password */
+    st_http_framer framer; /* driven runs' request bytes (next_request) */
 } lst_client;
 
 /* The C memory of one call. A userdata with __gc on the call's stack owns
@@ -117,6 +119,10 @@ int lst_driven(lua_State *L);
 void lst_register_client(lua_State *L);
 /* st._http_request and st._http_response, into the module table at -1. */
 void lst_register_http(lua_State *L);
+/* The userdata at idx, checked fast when its metatable is the calling C
+ * function's first upvalue (methods are registered so), else as
+ * luaL_checkudata checks it (raising its usual error). */
+void *lst_check_self(lua_State *L, int idx, const char *mtname);
 /* The response parser (st._http_response) at arg, or raises. */
 struct st_http_response *lst_check_parser(lua_State *L, int arg);
 

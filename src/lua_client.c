@@ -109,6 +109,7 @@ static void free_client(lua_State *L, lst_client *u) {
         luaL_unref(L, LUA_REGISTRYINDEX, u->on_request);
         u->on_request = LUA_NOREF;
     }
+    st_http_framer_free(&u->framer);
     u->close_pending = 0;
 }
 
@@ -953,7 +954,7 @@ static void end_task(lua_State *L, lst_run *run) {
 }
 
 static int run_close(lua_State *L) {
-    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
     end_task(L, run);
     if (run->out) {
         st_send_result_free(&run->out->result);
@@ -1152,7 +1153,7 @@ static void disarm(lst_run *run) {
 }
 
 static lst_run *check_running(lua_State *L) {
-    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
     if (!run->task)
         luaL_error(L, "streamtelecom: this run is %s",
                    run->done ? "done" : "closed");
@@ -1193,7 +1194,7 @@ static int push_wait_or_done(lua_State *L, st_step step, double wait) {
 
 /* run:next() -> "start", job, url | "wait", seconds or false | "done" */
 static int run_next(lua_State *L) {
-    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
     size_t job;
     const char *url;
     double wait;
@@ -1206,16 +1207,17 @@ static int run_next(lua_State *L) {
     return 3;
 }
 
-/* The request bytes of url into the run's buffer, with its host, port
- * and scheme in t; on failure the job has been failed (it never left). */
+/* The request bytes of url into the run's buffer, framed by the client's
+ * framer (which then holds its host, port and scheme); on failure the job
+ * has been failed (it never left). */
 static int frame_request(lua_State *L, lst_run *run, size_t job,
-                         const char *url, const char *agent,
-                         st_http_target *t) {
+                         const char *url, const char *agent) {
     st_http_error e;
     hook_ctx ctx;
     st_buf_truncate(&run->box.url, 0); /* the run's buffer, reused */
     run->box.url.failed = 0;
-    e = st_http_request_url(&run->box.url, t, url, strlen(url), agent, 1);
+    e = st_http_frame(&run->owner->framer, &run->box.url, url, strlen(url),
+                      agent, 1);
     if (e == ST_HTTP_OK)
         return 0;
     arm(L, run, &ctx);
@@ -1232,24 +1234,24 @@ static int frame_request(lua_State *L, lst_run *run, size_t job,
  * the driver may run it at once. A URL that cannot be framed fails its
  * job here; the driver never sees it. */
 static int run_next_request(lua_State *L) {
-    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
     const char *agent = lua_isnoneornil(L, 2)
                             ? NULL
                             : check_string_arg(L, "next_request", 2, NULL);
-    st_http_target t = ST_HTTP_TARGET_INIT;
+    const st_http_target *t = st_http_framer_target(&run->owner->framer);
     size_t job;
     const char *url;
     double wait;
     st_step step;
     while ((step = next_step(L, run, &job, &url, &wait)) == ST_STEP_START) {
-        if (frame_request(L, run, job, url, agent, &t) != 0)
+        if (frame_request(L, run, job, url, agent) != 0)
             continue;
         lua_pushliteral(L, "start");
         lua_pushinteger(L, (lua_Integer)job);
         lua_pushlstring(L, st_buf_str(&run->box.url), run->box.url.len);
-        lua_pushstring(L, t.host);
-        lua_pushinteger(L, (lua_Integer)t.port);
-        lua_pushboolean(L, t.tls);
+        lua_pushstring(L, t->host);
+        lua_pushinteger(L, (lua_Integer)t->port);
+        lua_pushboolean(L, t->tls);
         lua_pushboolean(L, st_task_full(run->task));
         return 7;
     }
@@ -1344,7 +1346,7 @@ static int push_send_outcome(lua_State *L, const st_send_result *res) {
 
 /* run:result(): what the blocking method returns, once next() said done. */
 static int run_result(lua_State *L) {
-    lst_run *run = (lst_run *)luaL_checkudata(L, 1, RUN_MT);
+    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
     int n;
     if (!run->done)
         return luaL_error(L, "streamtelecom: the run is not done: call "
@@ -1384,7 +1386,9 @@ static void register_run(lua_State *L) {
     luaL_newmetatable(L, RUN_MT);
     lua_pushcfunction(L, run_close);
     lua_setfield(L, -2, "__gc");
-    luaL_newlib(L, run_methods);
+    lua_newtable(L);
+    lua_pushvalue(L, -2); /* the methods' upvalue: lst_check_self */
+    luaL_setfuncs(L, run_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }

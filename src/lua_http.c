@@ -50,8 +50,8 @@ st_http_response *lst_check_parser(lua_State *L, int arg) {
     return (st_http_response *)luaL_checkudata(L, arg, PARSER_MT);
 }
 
-static st_http_response *check_parser(lua_State *L) {
-    return lst_check_parser(L, 1);
+static st_http_response *check_parser(lua_State *L) { /* a method's self */
+    return (st_http_response *)lst_check_self(L, 1, PARSER_MT);
 }
 
 /* st._http_response(max_body) -> a parser */
@@ -133,7 +133,9 @@ void lst_register_http(lua_State *L) {
     luaL_newmetatable(L, PARSER_MT);
     lua_pushcfunction(L, parser_gc);
     lua_setfield(L, -2, "__gc");
-    luaL_newlib(L, parser_methods);
+    lua_newtable(L);
+    lua_pushvalue(L, -2); /* the methods' upvalue: lst_check_self */
+    luaL_setfuncs(L, parser_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_http_request);

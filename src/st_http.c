@@ -352,6 +352,84 @@ st_http_error st_http_request_url(st_buf *out, st_http_target *t,
     return write_request(out, t, path, plen, user_agent, keep_alive);
 }
 
+/* ---- a framer: the request bytes of one gateway's URLs, fast ---------- */
+
+/* url[0..n) in f's cache: same framing options, starting with its
+ * "scheme://authority", and a path and query that need no checks beyond a
+ * byte scan. *path_at: where the path starts. */
+static int framer_fits(const st_http_framer *f, const char *url, size_t n,
+                       const char *agent, int keep_alive, size_t *path_at) {
+    size_t i, p = f->base.len;
+    if (!f->valid || f->keep_alive != keep_alive ||
+        (agent != NULL) != f->has_agent ||
+        (agent && strcmp(agent, st_buf_str(&f->agent)) != 0))
+        return 0;
+    if (n < p || memcmp(url, f->base.data, p) != 0 ||
+        (p < n && url[p] != '/' && url[p] != '?'))
+        return 0;
+    for (i = p; i < n; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c >= 0x7F || c == '#')
+            return 0;
+    }
+    *path_at = p;
+    return 1;
+}
+
+/* After a full framing of url into out[start..): keep what every URL of
+ * this authority shares. On failure the cache is simply left invalid. */
+static void framer_learn(st_http_framer *f, const char *url, size_t n,
+                         const char *agent, int keep_alive, const st_buf *out,
+                         size_t start) {
+    size_t base = scheme_length(url, n, &(int){0}), target_len;
+    while (base < n && url[base] != '/' && url[base] != '?' &&
+           url[base] != '#')
+        base++;
+    if (memchr(url + base, '#', n - base))
+        return; /* framed the slow way each time: rare enough */
+    target_len = n - base + (base == n || url[base] == '?');
+    st_buf_truncate(&f->base, 0);
+    st_buf_truncate(&f->tail, 0);
+    st_buf_truncate(&f->agent, 0);
+    f->base.failed = f->tail.failed = f->agent.failed = 0;
+    st_buf_append(&f->base, url, base);
+    st_buf_append(&f->tail, out->data + start + 4 + target_len,
+                  out->len - start - 4 - target_len);
+    f->has_agent = agent != NULL;
+    if (agent)
+        st_buf_append(&f->agent, agent, strlen(agent));
+    f->keep_alive = keep_alive;
+    f->valid = !f->base.failed && !f->tail.failed && !f->agent.failed &&
+               f->base.len > 0;
+}
+
+st_http_error st_http_frame(st_http_framer *f, st_buf *out, const char *url,
+                            size_t n, const char *agent, int keep_alive) {
+    size_t path_at, start = out->len;
+    st_http_error e;
+    if (framer_fits(f, url, n, agent, keep_alive, &path_at)) {
+        APPEND_LITERAL(out, "GET ");
+        if (path_at == n || url[path_at] == '?')
+            st_buf_append_char(out, '/');
+        st_buf_append(out, url + path_at, n - path_at);
+        st_buf_append(out, f->tail.data, f->tail.len);
+        return out->failed ? ST_HTTP_E_NOMEM : ST_HTTP_OK;
+    }
+    f->valid = 0;
+    e = st_http_request_url(out, &f->target, url, n, agent, keep_alive);
+    if (e == ST_HTTP_OK)
+        framer_learn(f, url, n, agent, keep_alive, out, start);
+    return e;
+}
+
+void st_http_framer_free(st_http_framer *f) {
+    st_buf_free(&f->base);
+    st_buf_free(&f->tail);
+    st_buf_free(&f->agent);
+    st_http_target_free(&f->target);
+    f->valid = 0;
+}
+
 /* ---- the response parser ---------------------------------------------- */
 
 enum parse_state {

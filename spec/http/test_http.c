@@ -507,6 +507,53 @@ static void test_requests(void) {
     st_http_target_free(&t);
 }
 
+/* The framer gives exactly st_http_request_url's bytes and target, URL
+ * after URL, whether its cache fits or not. */
+static void test_framer(void) {
+    static const struct {
+        const char *url, *ua;
+        int keep;
+    } seq[] = {
+        {"http://127.0.0.1:8080/get/?user=u&balance=1", "ua/1", 1},
+        {"http://127.0.0.1:8080/get/?user=u&smsid=1", "ua/1", 1},  /* fits */
+        {"http://127.0.0.1:8080", "ua/1", 1},                      /* empty */
+        {"http://127.0.0.1:8080?x=1", "ua/1", 1},                  /* '?' */
+        {"http://127.0.0.1:80801/get/", "ua/1", 1},                /* port */
+        {"http://127.0.0.1:8080/get/", "ua/2", 1},                 /* agent */
+        {"http://127.0.0.1:8080/get/", NULL, 1},
+        {"http://127.0.0.1:8080/get/", NULL, 0},                   /* keep */
+        {"http://127.0.0.1:8080/get/#frag", NULL, 0},              /* '#' */
+        {"http://127.0.0.1:8080/get/?a b", NULL, 0},               /* bad */
+        {"https://[::1]:8443/get/?x", "ua/1", 1},                  /* other */
+        {"https://[::1]:8443/get/?y", "ua/1", 1},
+    };
+    st_http_framer f = ST_HTTP_FRAMER_INIT;
+    size_t i;
+    for (i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        st_http_target t = ST_HTTP_TARGET_INIT;
+        st_buf want = ST_BUF_INIT, got = ST_BUF_INIT;
+        size_t n = strlen(seq[i].url);
+        st_http_error ew, eg;
+        st_buf_append_str(&got, "x");
+        st_buf_append_str(&want, "x");
+        ew = st_http_request_url(&want, &t, seq[i].url, n, seq[i].ua, seq[i].keep);
+        eg = st_http_frame(&f, &got, seq[i].url, n, seq[i].ua, seq[i].keep);
+        EXPECT(ew == eg, "%s: %d vs %d", seq[i].url, (int)eg, (int)ew);
+        EXPECT(strcmp(st_buf_str(&want), st_buf_str(&got)) == 0,
+               "%s: framed\n%s\nwant\n%s", seq[i].url, st_buf_str(&got),
+               st_buf_str(&want));
+        if (ew == ST_HTTP_OK)
+            EXPECT(strcmp(t.host, st_http_framer_target(&f)->host) == 0 &&
+                       t.port == st_http_framer_target(&f)->port &&
+                       t.tls == st_http_framer_target(&f)->tls,
+                   "%s: target", seq[i].url);
+        st_buf_free(&want);
+        st_buf_free(&got);
+        st_http_target_free(&t);
+    }
+    st_http_framer_free(&f);
+}
+
 static void test_error_texts(void) {
     int e;
     for (e = 0; e <= ST_HTTP_ERROR_COUNT; e++)
@@ -529,6 +576,7 @@ int main(void) {
     test_pipelined();
     test_urls();
     test_requests();
+    test_framer();
     test_error_texts();
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
