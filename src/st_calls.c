@@ -272,13 +272,21 @@ static int check_items(send_source *s, int name_items, st_error *err) {
 
 /* ---- calls: a source and its run, for any driver -------------------------- */
 
+/* balance: a source of one job (below) */
+typedef struct balance_source {
+    st_client *c;
+    st_balance *out;
+    st_error *err;
+    int given;
+} balance_source;
+
 struct st_task {
     st_client *c;
     st_job_source src;
     st_run run;
     send_source send;
     struct status_source *status;
-    struct balance_source *balance;
+    balance_source balance; /* a balance's own source, no allocation */
     struct wait_state *wait; /* a wait: rounds of status, one at a time */
     st_task *round;          /* the wait's round in progress */
 };
@@ -294,7 +302,6 @@ static st_task *call_new(st_client *c) {
 static void task_free_unstarted(st_task *call) {
     free(call->send.plan);
     free(call->status);
-    free(call->balance);
     free(call);
 }
 
@@ -356,7 +363,6 @@ void st_task_free(st_task *call) {
     st_run_finish(&call->run);
     free(call->send.plan); /* set only when its item never started */
     free(call->status);
-    free(call->balance);
     free(call);
 }
 
@@ -874,13 +880,6 @@ int st_client_build_url(const st_client *c, st_call call, const char *id,
 
 /* ---- balance: a source of one job ---------------------------------------- */
 
-typedef struct balance_source {
-    st_client *c;
-    st_balance *out;
-    st_error *err;
-    int given;
-} balance_source;
-
 static int balance_next(void *ctx, st_job *job) {
     balance_source *s = ctx;
     st_credentials cred = st_client_credentials(s->c);
@@ -906,13 +905,12 @@ static void balance_done(void *ctx, st_job *job) {
 
 st_task *st_task_balance(st_client *c, st_balance *out, st_error *err) {
     st_task *call = call_new(c);
-    balance_source *s = calloc(1, sizeof *s);
-    if (!call || !s) {
-        free(call), free(s);
+    balance_source *s;
+    if (!call) {
         st_fail(err, ST_E_NETWORK, "out of memory");
         return NULL;
     }
-    call->balance = s;
+    s = &call->balance;
     s->c = c;
     s->out = out;
     s->err = err;

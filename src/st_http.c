@@ -68,16 +68,33 @@ static int equal_nocase(const char *s, size_t n, const char *word) {
     return 1;
 }
 
-/* RFC 9110 tchar: what a header name is made of. */
-static int is_token_char(unsigned char c) {
-    return is_alpha(c) || is_digit(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+/* Byte classes, one table lookup each: TOKEN is RFC 9110's tchar (what a
+ * header name is made of: letters, digits and !#$%&'*+-.^_`|~); FIELD is
+ * what field values and reason phrases may hold (visible ASCII, space,
+ * tab and bytes above 0x7F; no other control byte: a stray CR, a NUL). */
+enum { TOKEN = 1, FIELD = 2 };
+static const unsigned char byte_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 3, 2, 3, 3, 3, 3, 3, 2, 2, 3, 3, 2, 3, 3, 2,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2,
+    2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 3, 2, 3, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
 
-/* Field values and reason phrases: visible ASCII, space, tab and bytes
- * above 0x7F; no other control byte (a stray CR, a NUL). */
-static int is_field_char(unsigned char c) {
-    return c == '\t' || (c >= 0x20 && c != 0x7F);
-}
+static int is_token_char(unsigned char c) { return byte_class[c] & TOKEN; }
+
+static int is_field_char(unsigned char c) { return byte_class[c] & FIELD; }
 
 static int all_field_chars(const char *s, size_t n) {
     size_t i;
