@@ -506,10 +506,12 @@ static int failed(const st_http_response *r) {
     return r->state == S_FAILED;
 }
 
-/* Takes bytes up to and including the next LF into r->line, refusing
- * with `too_long` the byte that would make the line (LF included) longer
- * than `room` more bytes. *complete says a whole line is in r->line,
- * without its LF and a CR before it. Returns the bytes used. */
+/* Takes bytes up to and including the next LF, refusing with `too_long`
+ * the byte that would make the line (LF included) longer than `room` more
+ * bytes. *complete says a whole line is in r->lp[0..r->ln), without its LF
+ * and a CR before it: straight from data when it all came at once, else
+ * from r->line, where a line's first bytes wait for the rest. Returns the
+ * bytes used. */
 static size_t take_line(st_http_response *r, const char *data, size_t n,
                         size_t room, st_http_error too_long, int *complete) {
     size_t look = n < room ? n : room;
@@ -524,10 +526,17 @@ static size_t take_line(st_http_response *r, const char *data, size_t n,
         return n;
     }
     take = (size_t)(lf - data) + 1;
-    if (st_buf_append(&r->line, data, take - 1) != 0)
-        return fail(r, ST_HTTP_E_NOMEM, take);
-    if (r->line.len > 0 && r->line.data[r->line.len - 1] == '\r')
-        st_buf_truncate(&r->line, r->line.len - 1);
+    if (r->line.len == 0) { /* the usual case: no copy */
+        r->lp = data;
+        r->ln = take - 1;
+    } else {
+        if (st_buf_append(&r->line, data, take - 1) != 0)
+            return fail(r, ST_HTTP_E_NOMEM, take);
+        r->lp = r->line.data;
+        r->ln = r->line.len;
+    }
+    if (r->ln > 0 && r->lp[r->ln - 1] == '\r')
+        r->ln--;
     *complete = 1;
     return take;
 }
@@ -566,8 +575,8 @@ static void finish_response(st_http_response *r, int delimited) {
 
 /* "HTTP/1.x NNN" then nothing or a space and a reason phrase. */
 static void parse_status_line(st_http_response *r) {
-    const char *s = r->line.data;
-    size_t n = r->line.len;
+    const char *s = r->lp;
+    size_t n = r->ln;
     if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 ||
         !is_digit((unsigned char)s[7]) || s[8] != ' ' || s[9] < '1' ||
         s[9] > '9' || !is_digit((unsigned char)s[10]) ||
@@ -588,9 +597,9 @@ static size_t on_status_line(st_http_response *r, const char *data,
                              size_t n) {
     int complete;
     size_t taken;
-    if (r->line.len == 0 && n >= 5 && memcmp(data, "HTTP/", 5) == 0)
-        return take_header_line(r, data, 5, &complete); /* the usual start */
-    if (r->line.len < 5) {
+    if (r->line.len == 0 && n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        taken = take_header_line(r, data, n, &complete); /* the usual start */
+    } else if (r->line.len < 5) {
         /* "HTTP/" a byte at a time: a server speaking something else (TLS
          * on a plain port) is refused at its first byte, not after 16 KiB */
         taken = take_header_line(r, data, 1, &complete);
@@ -598,8 +607,9 @@ static size_t on_status_line(st_http_response *r, const char *data,
             (complete || r->line.data[r->line.len - 1] != "HTTP/"[r->line.len - 1]))
             return fail(r, ST_HTTP_E_STATUS_LINE, taken);
         return taken;
+    } else {
+        taken = take_header_line(r, data, n, &complete);
     }
-    taken = take_header_line(r, data, n, &complete);
     if (complete && !failed(r)) {
         parse_status_line(r);
         st_buf_truncate(&r->line, 0);
@@ -607,13 +617,13 @@ static size_t on_status_line(st_http_response *r, const char *data,
     return taken;
 }
 
-/* Splits r->line into a header's name and its value without the white
+/* Splits the line into a header's name and its value without the white
  * space around it; -1 for a malformed line (a folded line starting with
  * white space is one: nothing this client talks to folds). */
 static int split_header(const st_http_response *r, const char **value,
                         size_t *vlen, size_t *namelen) {
-    const char *s = r->line.data;
-    const char *colon = memchr(s, ':', r->line.len);
+    const char *s = r->lp;
+    const char *colon = memchr(s, ':', r->ln);
     size_t i;
     if (!colon || colon == s)
         return -1;
@@ -622,7 +632,7 @@ static int split_header(const st_http_response *r, const char **value,
         if (!is_token_char((unsigned char)s[i]))
             return -1;
     *value = colon + 1;
-    *vlen = r->line.len - *namelen - 1;
+    *vlen = r->ln - *namelen - 1;
     if (!all_field_chars(*value, *vlen))
         return -1;
     trim_ows(value, vlen);
@@ -684,7 +694,7 @@ static void on_connection(st_http_response *r, const char *v, size_t n) {
 }
 
 static void parse_header(st_http_response *r) {
-    const char *name = r->line.data, *value;
+    const char *name = r->lp, *value;
     size_t namelen, vlen;
     if (split_header(r, &value, &vlen, &namelen) != 0)
         set_failed(r, ST_HTTP_E_HEADER);
@@ -732,7 +742,7 @@ static size_t on_header_line(st_http_response *r, const char *data,
     int complete;
     size_t taken = take_header_line(r, data, n, &complete);
     if (complete && !failed(r)) {
-        if (r->line.len == 0)
+        if (r->ln == 0)
             end_of_headers(r);
         else
             parse_header(r);
@@ -769,8 +779,8 @@ static size_t on_body_to_close(st_http_response *r, const char *data,
 
 /* Hex digits, then optional white space and ";extensions" (ignored). */
 static void parse_chunk_size(st_http_response *r) {
-    const char *s = r->line.data;
-    size_t n = r->line.len, i = 0, size = 0;
+    const char *s = r->lp;
+    size_t n = r->ln, i = 0, size = 0;
     int h;
     while (i < n && (h = hex_value((unsigned char)s[i])) >= 0) {
         size = size > (SIZE_MAX - (size_t)h) / 16 ? SIZE_MAX
@@ -820,7 +830,7 @@ static size_t on_chunk_end(st_http_response *r, const char *data, size_t n) {
     size_t taken = take_line(r, data, n, 2 - r->line.len, ST_HTTP_E_CHUNK,
                              &complete);
     if (complete && !failed(r)) {
-        if (r->line.len != 0)
+        if (r->ln != 0)
             set_failed(r, ST_HTTP_E_CHUNK);
         else
             r->state = S_CHUNK_SIZE;
@@ -836,7 +846,7 @@ static size_t on_trailer(st_http_response *r, const char *data, size_t n) {
     size_t vlen, namelen;
     size_t taken = take_header_line(r, data, n, &complete);
     if (complete && !failed(r)) {
-        if (r->line.len == 0)
+        if (r->ln == 0)
             finish_response(r, 1);
         else if (split_header(r, &value, &vlen, &namelen) != 0)
             set_failed(r, ST_HTTP_E_HEADER);

@@ -123,7 +123,9 @@ typedef struct st_http_response {
     /* The parser's own state; read none of it. */
     size_t max_body;
     int state;
-    st_buf line;          /* the line being read, without its LF */
+    st_buf line;          /* a line's first bytes, waiting for the rest */
+    const char *lp;       /* the whole line just read (no CR LF) */
+    size_t ln;
     size_t header_bytes;  /* status lines, headers and trailers so far */
     size_t received;      /* every byte used so far */
     size_t remaining;     /* bytes still due of a Content-Length or chunk */
