@@ -1152,14 +1152,20 @@ static void disarm(lst_run *run) {
     st_client_set_hook(run->owner->core, NULL, NULL);
 }
 
-static lst_run *check_running(lua_State *L) {
-    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
+/* run, which must still be running, with room for a method's work. */
+static lst_run *require_running(lua_State *L, lst_run *run) {
     if (!run->task)
         luaL_error(L, "streamtelecom: this run is %s",
                    run->done ? "done" : "closed");
     luaL_checkstack(L, METHOD_STACK, "streamtelecom");
     return run;
 }
+
+static lst_run *check_running(lua_State *L) {
+    return require_running(L, (lst_run *)lst_check_self(L, 1, RUN_MT));
+}
+
+static int run_result(lua_State *L);
 
 /* One step of the run; ST_STEP_DONE once ended (then always). */
 static st_step next_step(lua_State *L, lst_run *run, size_t *job,
@@ -1168,7 +1174,7 @@ static st_step next_step(lua_State *L, lst_run *run, size_t *job,
     st_step step;
     if (run->done)
         return ST_STEP_DONE;
-    run = check_running(L);
+    require_running(L, run);
     arm(L, run, &ctx);
     step = st_task_next(run->task, job, url, wait);
     disarm(run);
@@ -1228,11 +1234,13 @@ static int frame_request(lua_State *L, lst_run *run, size_t job,
 }
 
 /* run:next_request([user_agent]) -> "start", job, request bytes, host,
- * port, tls, full | "wait", seconds or false | "done": next() for drivers
- * that let the core frame HTTP/1.1 (keep-alive). full: nothing else can
+ * port, tls, full | "wait", seconds or false | "done" [, result...]:
+ * next() for drivers that let the core frame HTTP/1.1 (keep-alive).
+ * full: nothing else can
  * start before this job ends (the next step would be a plain "wait"), so
  * the driver may run it at once. A URL that cannot be framed fails its
- * job here; the driver never sees it. */
+ * job here; the driver never sees it. The call that ends the run follows
+ * "done" with what run:result() returns (raising what it raises). */
 static int run_next_request(lua_State *L) {
     lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
     const char *agent = lua_isnoneornil(L, 2)
@@ -1243,6 +1251,7 @@ static int run_next_request(lua_State *L) {
     const char *url;
     double wait;
     st_step step;
+    int was_done = run->done;
     while ((step = next_step(L, run, &job, &url, &wait)) == ST_STEP_START) {
         if (frame_request(L, run, job, url, agent) != 0)
             continue;
@@ -1254,6 +1263,10 @@ static int run_next_request(lua_State *L) {
         lua_pushboolean(L, t->tls);
         lua_pushboolean(L, st_task_full(run->task));
         return 7;
+    }
+    if (step == ST_STEP_DONE && !was_done) { /* the call that ended it */
+        lua_pushliteral(L, "done");
+        return 1 + run_result(L);
     }
     return push_wait_or_done(L, step, wait);
 }
@@ -1280,7 +1293,8 @@ static int run_answer(lua_State *L) {
 
 /* run:answer_http(job, parser [, seconds [, new_connection]]) -> keep:
  * answer() with the status and body of a parser that said "done";
- * keep says whether the connection may carry the next request. */
+ * keep says whether the connection may carry the next request. The
+ * parser is then reset, ready for the next answer. */
 static int run_answer_http(lua_State *L) {
     lst_run *run = check_running(L);
     lua_Integer job = luaL_checkinteger(L, 2);
@@ -1299,6 +1313,7 @@ static int run_answer_http(lua_State *L) {
     if (rc != 0)
         return luaL_error(L, "streamtelecom: job %d is not running", (int)job);
     lua_pushboolean(L, r->keep);
+    st_http_response_reset(r);
     return 1;
 }
 
@@ -1369,6 +1384,9 @@ static int run_result(lua_State *L) {
         push_status_map(L, &run->box);
         return 1;
     default:
+        if (run->box.ref == LUA_NOREF) /* its callback's error was raised */
+            return luaL_error(L, "streamtelecom: the run ended with an "
+                                 "error, raised already");
         n = finish_stream(L, &run->box, &run->sc);
         if (run->kind == RUN_SEND_MANY)
             fill_unstarted(L, run->box.nitems);

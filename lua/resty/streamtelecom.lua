@@ -121,7 +121,8 @@ local function connect_options(self, host, port, tls)
   return opts
 end
 
--- A response parser: one kept per client for reuse (its buffers too).
+-- A response parser: one kept per client for reuse (its buffers too); a
+-- parser that saw a failure is dropped.
 local function take_parser(self)
   local parser = self.spare_parser
   if parser then
@@ -131,19 +132,13 @@ local function take_parser(self)
   return http_response(self.max_response)
 end
 
-local function give_back_parser(self, parser)
-  parser:reset()
-  self.spare_parser = parser
-end
-
 -- The exchange failed: its socket is dropped and the run told, once.
-local function failed(run, job, sock, state, started, code, message, sent, new_conn)
+local function failed(run, job, sock, started, code, message, sent, new_conn)
   pcall(sock.close, sock) -- after a raising sslhandshake the socket may be odd
-  state.reported = true
   run:fail(job, code, message, sent, fclock() - started, new_conn)
 end
 
-local function handshake(self, run, job, sock, state, started, host, t)
+local function handshake(self, run, job, sock, started, host, t)
   sock:settimeouts(t, t, t)
   -- lua-resty-core 0.1.25 may raise "assertion failed!" instead of
   -- answering nil, err when verification fails at once (HOSTS.md).
@@ -151,10 +146,10 @@ local function handshake(self, run, job, sock, state, started, host, t)
   if called and session then return true end
   herr = called and herr or session
   if herr == "timeout" then
-    failed(run, job, sock, state, started, "timeout",
+    failed(run, job, sock, started, "timeout",
            "timeout: TLS handshake with the gateway took over the connect timeout", false, true)
   else
-    failed(run, job, sock, state, started, "tls",
+    failed(run, job, sock, started, "tls",
            "TLS handshake with the gateway " .. host .. " failed: " .. tostring(herr)
            .. (self.verify and " (verify = true: the CA that signed the gateway's"
                .. " certificate must be in the file named by nginx's"
@@ -164,14 +159,14 @@ local function handshake(self, run, job, sock, state, started, host, t)
 end
 
 -- Reads the answer into parser: true once whole, else the run was told.
-local function receive(self, run, job, sock, state, started, deadline, parser, new_conn)
+local function receive(self, run, job, sock, started, deadline, parser, new_conn)
   local got, perr, kind
   local received = 0
   repeat
     if received > 0 then -- the first read has the timeout set at connect
       local left = deadline - now()
       if left <= 0 then
-        failed(run, job, sock, state, started, "timeout", "timeout: no complete answer from"
+        failed(run, job, sock, started, "timeout", "timeout: no complete answer from"
                .. " the gateway within " .. self.timeout .. " s", true, new_conn)
         return false
       end
@@ -183,35 +178,35 @@ local function receive(self, run, job, sock, state, started, deadline, parser, n
       received = received + #data
       got, perr, kind = parser:feed(data)
     elseif rerr == "closed" and received == 0 then
-      failed(run, job, sock, state, started, "network", "the gateway closed the connection"
+      failed(run, job, sock, started, "network", "the gateway closed the connection"
              .. " without an answer (the request had been sent)", true, new_conn)
       return false
     elseif rerr == "closed" then
       got, perr, kind = parser:finish()
       if got == "more" then got, perr, kind = nil, "the answer ended early", "malformed" end
     elseif rerr == "timeout" then
-      failed(run, job, sock, state, started, "timeout", "timeout: no complete answer from"
+      failed(run, job, sock, started, "timeout", "timeout: no complete answer from"
              .. " the gateway within " .. self.timeout .. " s", true, new_conn)
       return false
     else
-      failed(run, job, sock, state, started, "network", "reading the gateway's answer"
+      failed(run, job, sock, started, "network", "reading the gateway's answer"
              .. " failed: " .. tostring(rerr), true, new_conn)
       return false
     end
   until got ~= "more"
   if got == "done" then return true end
   if kind == "too_large" then
-    failed(run, job, sock, state, started, "too_large", "gateway answer is larger than"
+    failed(run, job, sock, started, "too_large", "gateway answer is larger than"
            .. " max_response (" .. self.max_response .. " bytes)", true, new_conn)
   else
-    failed(run, job, sock, state, started, "network", "the gateway's answer is not valid"
+    failed(run, job, sock, started, "network", "the gateway's answer is not valid"
            .. " HTTP: " .. tostring(perr), true, new_conn)
   end
   return false
 end
 
 -- One request, framed by the core (run:next_request), on a pooled cosocket.
-local function exchange(self, run, job, request, host, port, tls, state)
+local function exchange(self, run, job, request, host, port, tls)
   if self.dict then take_slot(self) end
   local started = fclock()
   local deadline = started + self.timeout
@@ -223,12 +218,12 @@ local function exchange(self, run, job, request, host, port, tls, state)
   local ok, err = sock:connect(host == "localhost" and "127.0.0.1" or host, port,
                                connect_options(self, host, port, tls))
   if not ok then
-    return failed(run, job, sock, state, started, err == "timeout" and "timeout" or "connect",
+    return failed(run, job, sock, started, err == "timeout" and "timeout" or "connect",
                   connect_failure(err), false, true)
   end
   local new_conn = (sock:getreusedtimes() or 0) == 0
   if tls and new_conn
-     and not handshake(self, run, job, sock, state, started, host,
+     and not handshake(self, run, job, sock, started, host,
                        ms(math_min(connect_deadline, deadline))) then
     return
   end
@@ -240,18 +235,17 @@ local function exchange(self, run, job, request, host, port, tls, state)
   sent, err = sock:send(request)
   if not sent then
     -- Part of the request may have left: a send is never repeated.
-    return failed(run, job, sock, state, started, err == "timeout" and "timeout" or "network",
+    return failed(run, job, sock, started, err == "timeout" and "timeout" or "network",
                   (err == "timeout" and "timeout: " or "")
                   .. "sending the request to the gateway failed: " .. tostring(err), true, new_conn)
   end
 
   local parser = take_parser(self)
-  if not receive(self, run, job, sock, state, started, deadline, parser, new_conn) then
+  if not receive(self, run, job, sock, started, deadline, parser, new_conn) then
     return -- the parser is dropped with its failure
   end
-  state.reported = true
   local keep = run:answer_http(job, parser, fclock() - started, new_conn)
-  give_back_parser(self, parser)
+  self.spare_parser = parser -- answer_http made it ready for the next answer
   -- keepalive_timeout = 0 means no keep-alive (setkeepalive's 0 would keep
   -- the connection for ever).
   if keep and self.keepalive_ms > 0 then
@@ -268,11 +262,13 @@ local function sleeper(seconds)
   return SLEPT
 end
 
--- The thread body: whatever happens, the job is reported once.
+-- The thread body: whatever happens, the job is reported once. Nothing
+-- after a report yields, so a job that raised after its report cannot have
+-- been handed out again: the fallback fail then raises "not running",
+-- harmlessly, inside its pcall.
 local function exchange_thread(self, run, job, request, host, port, tls)
-  local state = {}
-  local ok, err = pcall(exchange, self, run, job, request, host, port, tls, state)
-  if not ok and not state.reported then
+  local ok, err = pcall(exchange, self, run, job, request, host, port, tls)
+  if not ok then
     -- A bug here must not leave the run waiting for this job for ever. The
     -- message is ours (never the request); the engine redacts it anyway.
     pcall(run.fail, run, job, "network", "resty.streamtelecom: " .. tostring(err), true)
@@ -333,11 +329,12 @@ local function drive(self, run)
       else
         error("resty.streamtelecom: the engine waits with nothing in flight", 0)
       end
+    elseif a ~= nil or b ~= nil then -- "done", with the result
+      return a, b, c
     else
-      break
+      return run:result()
     end
   end
-  return run:result()
 end
 
 local function phase_error(method)
