@@ -914,10 +914,21 @@ static const char *const run_calls[] = {"send",      "status",      "balance",
                                         "send_many", "status_many", "wait",
                                         NULL};
 
+/* What single calls answer. */
+typedef struct run_out {
+    st_send_item one;        /* RUN_SEND's item */
+    st_send_result result;   /* RUN_SEND */
+    char idbuf[ST_ID_MAX + 1];
+    st_status status;        /* RUN_STATUS */
+    st_balance balance;      /* RUN_BALANCE */
+    st_error err;            /* RUN_STATUS, RUN_BALANCE */
+} run_out;
+
 /* One call driven from Lua: its task in the core, the C memory of its
- * arguments (the box, first, so the box's own fields stay in place), and
- * what single calls answer. Its state table (the box's ref) keeps the
- * client, the arguments and every anchored string alive for the run. */
+ * arguments (the box), and what single calls answer. Its state table (the
+ * box's ref) keeps the client, the arguments and every anchored string
+ * alive for the run. It lives in C memory: the run's userdata holds only
+ * a pointer to it, so a call costs LuaJIT's collector a few bytes. */
 typedef struct lst_run {
     call_box box;
     st_task *task;
@@ -930,18 +941,11 @@ typedef struct lst_run {
     st_status_hooks status_hooks;
     const char *id;          /* RUN_STATUS: out->idbuf once copied */
     double timeout, interval; /* RUN_WAIT */
-    struct run_out *out;     /* C memory: a small userdata costs the GC less */
+    run_out *out;            /* &out_storage */
+    run_out out_storage;
 } lst_run;
 
-/* What single calls answer, kept outside the Lua heap. */
-typedef struct run_out {
-    st_send_item one;        /* RUN_SEND's item */
-    st_send_result result;   /* RUN_SEND */
-    char idbuf[ST_ID_MAX + 1];
-    st_status status;        /* RUN_STATUS */
-    st_balance balance;      /* RUN_BALANCE */
-    st_error err;            /* RUN_STATUS, RUN_BALANCE */
-} run_out;
+
 
 /* The task ends (every job done, or abandoned); the client may now close. */
 static void end_task(lua_State *L, lst_run *run) {
@@ -954,15 +958,15 @@ static void end_task(lua_State *L, lst_run *run) {
 }
 
 static int run_close(lua_State *L) {
-    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
+    lst_run **slot = (lst_run **)lst_check_self(L, 1, RUN_MT);
+    lst_run *run = *slot;
+    if (!run)
+        return 0;
     end_task(L, run);
-    if (run->out) {
-        st_send_result_free(&run->out->result);
-        free(run->out);
-        run->out = NULL;
-    }
+    st_send_result_free(&run->out->result);
     box_release(L, &run->box);
-    run->done = 0; /* closed: no result either */
+    *slot = NULL; /* closed: no steps, no result */
+    free(run);
     return 0;
 }
 
@@ -1081,16 +1085,18 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
 }
 
 static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
-    lst_run *run = (lst_run *)lua_newuserdata(L, sizeof *run);
-    memset(run, 0, sizeof *run);
+    lst_run **slot = (lst_run **)lua_newuserdata(L, sizeof *slot);
+    lst_run *run;
+    *slot = NULL;
+    luaL_getmetatable(L, RUN_MT);
+    lua_setmetatable(L, -2);
+    run = *slot = calloc(1, sizeof *run);
+    if (!run)
+        luaL_error(L, "not enough memory");
+    run->out = &run->out_storage;
     run->box.ref = LUA_NOREF;
     run->owner = u;
     run->kind = kind;
-    luaL_getmetatable(L, RUN_MT);
-    lua_setmetatable(L, -2);
-    run->out = calloc(1, sizeof *run->out);
-    if (!run->out)
-        luaL_error(L, "not enough memory");
     return run;
 }
 
@@ -1152,6 +1158,14 @@ static void disarm(lst_run *run) {
     st_client_set_hook(run->owner->core, NULL, NULL);
 }
 
+/* The run of a method's self; raises once it was closed. */
+static lst_run *to_run(lua_State *L) {
+    lst_run *run = *(lst_run **)lst_check_self(L, 1, RUN_MT);
+    if (!run)
+        luaL_error(L, "streamtelecom: this run is closed");
+    return run;
+}
+
 /* run, which must still be running, with room for a method's work. */
 static lst_run *require_running(lua_State *L, lst_run *run) {
     if (!run->task)
@@ -1162,7 +1176,7 @@ static lst_run *require_running(lua_State *L, lst_run *run) {
 }
 
 static lst_run *check_running(lua_State *L) {
-    return require_running(L, (lst_run *)lst_check_self(L, 1, RUN_MT));
+    return require_running(L, to_run(L));
 }
 
 static int run_result(lua_State *L);
@@ -1200,7 +1214,7 @@ static int push_wait_or_done(lua_State *L, st_step step, double wait) {
 
 /* run:next() -> "start", job, url | "wait", seconds or false | "done" */
 static int run_next(lua_State *L) {
-    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
+    lst_run *run = to_run(L);
     size_t job;
     const char *url;
     double wait;
@@ -1242,7 +1256,7 @@ static int frame_request(lua_State *L, lst_run *run, size_t job,
  * job here; the driver never sees it. The call that ends the run follows
  * "done" with what run:result() returns (raising what it raises). */
 static int run_next_request(lua_State *L) {
-    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
+    lst_run *run = to_run(L);
     const char *agent = lua_isnoneornil(L, 2)
                             ? NULL
                             : check_string_arg(L, "next_request", 2, NULL);
@@ -1361,7 +1375,7 @@ static int push_send_outcome(lua_State *L, const st_send_result *res) {
 
 /* run:result(): what the blocking method returns, once next() said done. */
 static int run_result(lua_State *L) {
-    lst_run *run = (lst_run *)lst_check_self(L, 1, RUN_MT);
+    lst_run *run = to_run(L);
     int n;
     if (!run->done)
         return luaL_error(L, "streamtelecom: the run is not done: call "
