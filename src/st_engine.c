@@ -170,7 +170,8 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
         rate_take(c, now);
         return hand_out(run, next, job);
     }
-    while ((next = free_slot(run)) != NULL && !run->exhausted &&
+    while (run->running < run->limit && (next = free_slot(run)) != NULL &&
+           !run->exhausted &&
            !stopping(run) && rate_ready(c, now, wake) &&
            take_new_job(run, next)) {
         rate_take(c, now);
@@ -190,7 +191,7 @@ int st_run_full(const st_run *run) {
     size_t i;
     if (run->waiting > 0)
         return 0;
-    if (run->exhausted || stopping(run))
+    if (run->exhausted || stopping(run) || run->running >= run->limit)
         return 1;
     for (i = 0; i < run->nslots; i++)
         if (run->slots[i].state == ST_JOB_FREE)
@@ -269,6 +270,7 @@ int st_run_init(st_run *run, st_client *c, st_job_source *src,
     memset(run, 0, sizeof *run);
     run->c = c;
     run->src = src;
+    run->limit = max_jobs > 0 && max_jobs < want ? max_jobs : want;
     if (c->opts.concurrency <= ST_KEPT_SLOTS && !c->slots_in_use) {
         if (!c->slots) /* sized for the client's widest run */
             c->slots = calloc(want, sizeof(st_job));
@@ -276,7 +278,7 @@ int st_run_init(st_run *run, st_client *c, st_job_source *src,
         run->nslots = want;
         c->slots_in_use = run->slots != NULL;
     } else { /* a run of its own: no more slots than it has jobs */
-        run->nslots = max_jobs > 0 && max_jobs < want ? max_jobs : want;
+        run->nslots = run->limit;
         run->slots = calloc(run->nslots, sizeof(st_job));
     }
     return run->slots ? 0 : -1;

@@ -76,6 +76,7 @@ typedef struct st_run {
     st_job *slots;
     size_t nslots;
     size_t running;
+    size_t limit;    /* most jobs running at once: concurrency, or fewer */
     size_t waiting;  /* retries waiting for their backoff */
     int exhausted;   /* the source has no more jobs */
 } st_run;
