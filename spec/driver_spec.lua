@@ -207,6 +207,42 @@ describe("the driver interface itself", function()
     assert.same({ "closed", "closed" }, { res[2].code, res[3].code })
   end)
 
+  it("says when a started job is all the run can do, and ends with the result", function()
+    local c = assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0,
+                                 concurrency = 2 })
+    local run = assert(c:_begin("balance"))
+    local what, job, request, host, port, tls, full = run:next_request("spec/1")
+    assert.same({ "start", "127.0.0.1", false, true }, { what, host, tls, full })
+    assert.matches("^GET /get/%?user=rich&pwd=.-&balance=1 HTTP/1%.1\r\n", request)
+    assert.matches("\r\nUser%-Agent: spec/1\r\n", request)
+    assert.equals(fake.port, port)
+    assert.is_true(run:answer_http(job, feed_answer("12.5")))
+    local done, r = run:next_request()
+    assert.equals("done", done)
+    assert.equals(12.5, r.balance)
+    assert.equals("done", (run:next_request())) -- later calls: "done" alone
+    assert.equals(12.5, run:result().balance)
+    -- Two items at concurrency 2: the first start leaves room for the second.
+    local many = assert(c:_begin("send_many", { { to = "79031234567", text = "a" },
+                                                { to = "79161234567", text = "b" } }))
+    assert.is_false(select(7, many:next_request()))
+    assert.is_true(select(7, many:next_request()))
+    many:close()
+    c:close()
+  end)
+
+  it("raises a callback's error once, then says the run ended with it", function()
+    local c = core()
+    local run = assert(c:_begin("status_many", { "1000000001" },
+                                { on_result = function() error("boom") end }))
+    local _, job = run:next_request()
+    run:answer_http(job, feed_answer("deliver"))
+    assert.has_error(function() run:next_request() end, "boom")
+    assert.has_error(function() run:result() end,
+                     "streamtelecom: the run ended with an error, raised already")
+    c:close()
+  end)
+
   it("fails a job whose URL cannot be framed, before anything is sent", function()
     local c = assert(st._driven{ user = "rich", password = PASSWORD, retries = 0,
                                  url = fake.url:gsub("^http://", "http://someone@") })
