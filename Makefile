@@ -47,7 +47,7 @@ ALL_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
               $(WARNINGS) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS)
 # No -llua: the host program (lua, luajit, nginx) provides the Lua symbols.
 ALL_LDFLAGS := -shared $(LDFLAGS)
-LIBS := $(CURL_LIBS) -lpthread -lm
+LIBS := $(CURL_LIBS) -lpthread -ldl -lm
 
 # Every .c in src/: the bindings are src/lua_*.c, the rest is the core.
 # check_curl_headers.c sorts first, so that a missing curl/curl.h is told in

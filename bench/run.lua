@@ -221,6 +221,20 @@ for _, proto in ipairs({ "http", "https" }) do
   for _, call in ipairs({ "balance", "status", "send" }) do icount_row(proto, call) end
 end
 
+-- ---- the CA bundle: parsed once, not per client ------------------------------
+
+do
+  local bundle = BUILD .. "/ca-bundle.pem"
+  run(("cat /etc/ssl/certs/ca-certificates.crt %s > %s"):format(ca_file, bundle))
+  local out = run(("%s bench/castore.lua '%s' '%s' 20 2>&1"):format(LUA, static.https, bundle))
+  local kib, ms = tonumber(out:match("kib=(%S+)")), tonumber(out:match("ms=(%S+)"))
+  assert(kib and ms, "bench/castore.lua failed: " .. out)
+  row("a new client's first HTTPS request with the system CA bundle: memory and CPU a client",
+      ("%.0f KiB, %.1f ms"):format(kib, ms),
+      "20 clients of one bundle (the system's and the server's certificate), each kept open",
+      goal(100, kib, "%d KiB"))
+end
+
 -- ---- bulk sending at gateway latency ----------------------------------------
 
 fake.reset()

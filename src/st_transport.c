@@ -1,4 +1,5 @@
 #include "st_transport.h"
+#include "st_castore.h"
 
 #include "st_clock.h"
 
@@ -22,6 +23,7 @@ typedef struct st_xfer {
     int once;
     int resend_refused;
     int too_large;
+    int ca_unreadable; /* the shared store's bundle could not be read */
     char errbuf[CURL_ERROR_SIZE];
 } st_xfer;
 
@@ -34,6 +36,7 @@ struct st_transport {
     size_t running;
     pid_t pid; /* the process whose connections these are */
     struct curl_slist *headers; /* "User-Agent: ..." when one was asked for */
+    st_castore *castore; /* the process's store of our CA bundle, or NULL */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -111,6 +114,36 @@ static int prepare_headers(st_transport *t) {
     return t->headers ? 0 : -1;
 }
 
+/* Every TLS connection gets the CA bundle's shared store (st_castore.h)
+ * instead of parsing the bundle again. */
+static CURLcode on_ssl_ctx(CURL *easy, void *ssl_ctx, void *data) {
+    st_xfer *x = data;
+    (void)easy;
+    if (st_castore_install(x->t->castore, ssl_ctx) == 0)
+        return CURLE_OK;
+    x->ca_unreadable = 1;
+    return CURLE_SSL_CACERT_BADFILE;
+}
+
+/* The CA bundle: the shared store when there is one (libcurl then loads
+ * nothing itself), else the options' files, else libcurl's defaults. */
+static int configure_ca(st_xfer *x, const st_options *o) {
+    if (x->t->castore) {
+        SET(CURLOPT_CAINFO, NULL);
+        SET(CURLOPT_CAPATH, NULL);
+        SET(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+        SET(CURLOPT_SSL_CTX_DATA, x);
+        return 0;
+    }
+    if (o->ca_file)
+        SET(CURLOPT_CAINFO, o->ca_file);
+    if (o->ca_path)
+        SET(CURLOPT_CAPATH, o->ca_path);
+    return 0;
+failed:
+    return -1;
+}
+
 static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
     SET(CURLOPT_PRIVATE, x);
     SET(CURLOPT_SHARE, share);
@@ -127,10 +160,8 @@ static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
     SET(CURLOPT_CONNECTTIMEOUT_MS, to_ms(o->connect_timeout));
     SET(CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
     SET(CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
-    if (o->ca_file)
-        SET(CURLOPT_CAINFO, o->ca_file);
-    if (o->ca_path)
-        SET(CURLOPT_CAPATH, o->ca_path);
+    if (configure_ca(x, o) != 0)
+        goto failed;
     if (o->proxy)
         SET(CURLOPT_PROXY, o->proxy);
     if (x->t->headers)
@@ -268,6 +299,8 @@ st_transport *st_transport_new(const st_options *o, st_error *err) {
     }
     t->opts = *o;
     t->pid = getpid();
+    if (o->verify) /* NULL where it cannot be shared: libcurl loads it */
+        t->castore = st_castore_get(o->ca_file, o->ca_path);
     if (setup_multi(t) != 0 || prepare_headers(t) != 0) {
         st_fail(err, ST_E_NETWORK, "out of memory");
         st_transport_free(t);
@@ -297,6 +330,7 @@ void st_transport_free(st_transport *t) {
     curl_multi_cleanup(t->multi);
     curl_share_cleanup(t->share);
     curl_slist_free_all(t->headers);
+    st_castore_put(t->castore); /* after the handles that used it */
     free(t);
 }
 
@@ -340,6 +374,12 @@ static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
         return st_fail(err, ST_E_NETWORK,
                        "connection lost after the request was sent; not "
                        "sent again");
+    if (x->ca_unreadable)
+        return st_fail(err, ST_E_TLS,
+                       "TLS failure: cannot read the CA certificates (%s)",
+                       x->t->opts.ca_file   ? x->t->opts.ca_file
+                       : x->t->opts.ca_path ? x->t->opts.ca_path
+                                            : "the system's bundle");
     switch (classify(rc)) {
     case ST_E_TIMEOUT:
         return st_fail(err, ST_E_TIMEOUT, "timeout: %s", detail);
@@ -372,6 +412,7 @@ int st_transport_start(st_transport *t, const char *url, int once,
     x->once = once;
     x->resend_refused = 0;
     x->too_large = 0;
+    x->ca_unreadable = 0;
     x->errbuf[0] = '\0';
     reply->http_status = 0;
     reply->request_sent = 0;
