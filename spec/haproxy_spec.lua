@@ -85,6 +85,29 @@ local function probe(args)
   return res
 end
 
+local function answers(port)
+  local s = socket.tcp()
+  s:settimeout(1)
+  local ok = s:connect("127.0.0.1", port)
+  s:close()
+  return ok ~= nil
+end
+
+-- Every port of first..last answers (or, for all_free, none does).
+local function all_answer(first, last)
+  for p = first, last do
+    if not answers(p) then return false end
+  end
+  return true
+end
+
+local function all_free(first, last)
+  for p = first, last do
+    if answers(p) then return false end
+  end
+  return true
+end
+
 -- A port nothing listens on.
 local function closed_port()
   for _ = 1, 20 do
@@ -127,6 +150,7 @@ local function start_haproxy(extra)
   local last
   for _ = 1, 5 do
     local port = rand(20000, 59980)
+    while not all_free(port, port + 5) do port = rand(20000, 59980) end
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-haproxy-spec-"
                 .. port .. "-" .. rand(100000, 999999)
     assert(os.execute(sh("mkdir -p " .. shell_quote(dir))))
@@ -181,20 +205,13 @@ local function start_haproxy(extra)
     local pid = tonumber(p:read("*l"))
     p:close()
     hp.pid, hp.dir, hp.port, hp.probe_port = pid, dir, port, port + 2
+    -- Up once every listener answers: HAProxy binds them all before it
+    -- serves, and exits when one cannot be bound.
     local deadline = socket.gettime() + 10
     while socket.gettime() < deadline and alive(pid) do
-      local s = socket.tcp()
-      s:settimeout(1)
-      local up = s:connect("127.0.0.1", port)
-      s:close()
-      if up then
-        local s2 = socket.tcp()
-        s2:settimeout(1)
-        if s2:connect("127.0.0.1", port + 2) then
-          s2:close()
-          return
-        end
-        s2:close()
+      if all_answer(port, port + 5) then
+        socket.sleep(0.1)
+        if alive(pid) and all_answer(port, port + 5) then return end
       end
       socket.sleep(0.05)
     end
