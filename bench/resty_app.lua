@@ -24,14 +24,6 @@ function M.resty()
   ngx.say(clock() - t0)
 end
 
--- resty() with the collector stopped: how much of its cost is the GC's
--- (a diagnostic for bench work; nginx.conf must route /resty_nogc to it).
-function M.resty_nogc()
-  collectgarbage("stop")
-  M.resty()
-  collectgarbage("restart")
-end
-
 -- The blocking client (libcurl) in the same worker: it holds the worker
 -- for each request, but how long does one take?
 function M.blocking()
