@@ -996,7 +996,8 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
     switch (run->kind) {
     case RUN_SEND:
         run->out->one.recipients = &run->box.recipients;
-        return read_send_args(L, method, 2, &run->box, &run->out->one.params, err);
+        return read_send_args(L, method, 2, &run->box, &run->out->one.params,
+                              err);
     case RUN_SEND_MANY:
         check_table_arg(L, method, 2);
         read_stream_opts(L, method, 3, 1);
@@ -1005,7 +1006,8 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
         size_t len;
         run->id = check_string_arg(L, method, 2, &len);
         if (len < sizeof run->out->idbuf && strlen(run->id) == len) {
-            memcpy(run->out->idbuf, run->id, len + 1); /* a valid id: no anchor */
+            /* a valid id: copied, no anchor needed */
+            memcpy(run->out->idbuf, run->id, len + 1);
             run->id = run->out->idbuf;
         }
         run->box.ids = calloc(1, sizeof *run->box.ids);
@@ -1051,7 +1053,8 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
         run->send_hooks.on_start = NULL;
         run->send_hooks.on_result = keep_send_result;
         run->send_hooks.ctx = run;
-        return st_task_send_many(core, &run->out->one, 1, &run->send_hooks, err);
+        return st_task_send_many(core, &run->out->one, 1, &run->send_hooks,
+                                 err);
     case RUN_SEND_MANY:
         default_senders(&run->box, st_client_sender(core));
         run->send_hooks.on_start = run->has_on_start ? stream_on_start : NULL;

@@ -16,9 +16,10 @@
 typedef struct st_castore st_castore;
 
 /* The shared store of this bundle (ca_file and ca_path as the options
- * give them; NULL for libcurl's default of each), counted as one more user; NULL
- * when the store cannot be shared here (the caller then lets libcurl load
- * the bundle). Parses nothing yet: that waits for the first connection. */
+ * give them; NULL for libcurl's default of each), counted as one more
+ * user; NULL when the store cannot be shared here (the caller then lets
+ * libcurl load the bundle). Parses nothing yet: that waits for the first
+ * connection. */
 st_castore *st_castore_get(const char *ca_file, const char *ca_path);
 /* One user fewer; the last one frees the store (connections still open
  * keep their own reference). */
