@@ -1,5 +1,5 @@
-/* st_plan_send and st_build_send_url: splitting a recipient list into
- * requests that each stay under a URL bound.
+/* st_plan_send, st_check_send_fits and st_build_send_url: splitting a
+ * recipient list into requests that each stay under a URL bound.
  *
  * The input chooses max_url (200..4000), the credentials (encoded on each
  * build, or once with st_build_prefix as a client does), sender, text,
@@ -219,6 +219,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     memset(&err, 'Y', sizeof err);
     rc = st_plan_send(&fs.c, &fs.p, &r, max_url, &chunks, &nchunks, &err);
+    /* The check that only counts (and skips counting a short text) agrees
+     * with the plan that splits. */
+    {
+        st_error check_err;
+        CHECK((st_check_send_fits(&fs.c, &fs.p, &r, max_url, &check_err) ==
+               0) == (rc == 0));
+    }
     if (rc == 0) {
         CHECK((nchunks == 0) == (r.count == 0));
         CHECK(nchunks == 0 || chunks != NULL);

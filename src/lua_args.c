@@ -284,15 +284,29 @@ int read_recipients(lua_State *L, const char *method, int arg,
 
 /* The keys a send's opts (or a send_many item) may hold: a typo such as
  * "sendr" must not silently send with the default sender. */
-static int is_send_key(const char *key) {
-    static const char *const keys[] = {"sender", "callback_url", "name",
-                                       "to", "text"};
-    size_t i;
-    for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (strcmp(key, keys[i]) == 0)
-            return 1;
-    return 0;
+enum send_key { KEY_NONE, KEY_TO, KEY_TEXT, KEY_SENDER, KEY_CALLBACK_URL,
+                KEY_NAME };
+
+/* Which of them key is (by its first byte first: a bulk call asks this
+ * for every field of every item). */
+static enum send_key send_key(const char *key) {
+    switch (key[0]) {
+    case 't':
+        return strcmp(key, "to") == 0     ? KEY_TO
+               : strcmp(key, "text") == 0 ? KEY_TEXT
+                                          : KEY_NONE;
+    case 's':
+        return strcmp(key, "sender") == 0 ? KEY_SENDER : KEY_NONE;
+    case 'c':
+        return strcmp(key, "callback_url") == 0 ? KEY_CALLBACK_URL : KEY_NONE;
+    case 'n':
+        return strcmp(key, "name") == 0 ? KEY_NAME : KEY_NONE;
+    default:
+        return KEY_NONE;
+    }
 }
+
+static int is_send_key(const char *key) { return send_key(key) != KEY_NONE; }
 
 /* -1 with err when the table at idx holds a key no send reads; raw, so no
  * user code runs. */
@@ -401,25 +415,25 @@ static void anchor_above(lua_State *L, int base, int anchor) {
 /* One field of a plain item (key at -2, value at -1); the value of a
  * string field is kept on the stack below the pair, to be anchored. 0 when
  * fine; -1 with err for a bad `to`; 1 for a bad string field. */
-static int take_plain_field(lua_State *L, const char *key, call_box *box,
+static int take_plain_field(lua_State *L, enum send_key key, call_box *box,
                             size_t i, st_error *err) {
     st_send_params *p = &box->items[i].params;
     const char **slot = NULL;
     size_t len;
     const char *v;
-    if (strcmp(key, "to") == 0) {
+    if (key == KEY_TO) {
         const char *why = recipients_type_problem(L, -1);
         if (why)
             return st_fail(err, ST_E_INVALID, "'to': %s", why);
         return copy_recipients(L, -1, &box->item_recipients[i], err);
     }
-    if (strcmp(key, "text") == 0)
+    if (key == KEY_TEXT)
         slot = &p->text;
-    else if (strcmp(key, "sender") == 0)
+    else if (key == KEY_SENDER)
         slot = &p->sender;
-    else if (strcmp(key, "callback_url") == 0)
+    else if (key == KEY_CALLBACK_URL)
         slot = &p->callback_url;
-    else if (strcmp(key, "name") == 0)
+    else if (key == KEY_NAME)
         slot = &p->name;
     if (!slot || lua_type(L, -1) != LUA_TSTRING)
         return 1;
@@ -442,10 +456,11 @@ static int read_plain_item(lua_State *L, int item, int anchor, call_box *box,
     int has_to = 0;
     lua_pushnil(L);
     while (lua_next(L, item) != 0) {
-        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                          : NULL;
+        enum send_key key = lua_type(L, -2) == LUA_TSTRING
+                                ? send_key(lua_tostring(L, -2))
+                                : KEY_NONE;
         int rc;
-        if (!key || !is_send_key(key))
+        if (key == KEY_NONE)
             return check_send_keys(L, item, err); /* says which key */
         rc = take_plain_field(L, key, box, i, err);
         if (rc < 0)
@@ -453,7 +468,7 @@ static int read_plain_item(lua_State *L, int item, int anchor, call_box *box,
         if (rc > 0)
             return st_fail(err, ST_E_INVALID, "'text' must be a string and %s",
                            options_problem);
-        has_to |= strcmp(key, "to") == 0;
+        has_to |= key == KEY_TO;
         lua_pop(L, 1);
     }
     if (!has_to)
