@@ -607,6 +607,20 @@ double number_field(lua_State *L, const char *method, int arg,
     return v;
 }
 
+void lst_new_class(lua_State *L, const char *mtname, const luaL_Reg *meta,
+                   const luaL_Reg *methods) {
+    luaL_newmetatable(L, mtname);
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, meta, 1);
+    if (methods) {
+        lua_newtable(L);
+        lua_pushvalue(L, -2);
+        luaL_setfuncs(L, methods, 1);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
 void *lst_check_self(lua_State *L, int idx, const char *mtname) {
     void *p = lua_touserdata(L, idx);
     if (p && lua_getmetatable(L, idx)) {

@@ -119,6 +119,11 @@ int lst_driven(lua_State *L);
 void lst_register_client(lua_State *L);
 /* st._http_request and st._http_response, into the module table at -1. */
 void lst_register_http(lua_State *L);
+/* Registers the metatable mtname: the metamethods meta, and methods (its
+ * __index; NULL for none); each function gets the metatable as upvalue 1,
+ * for lst_check_self. */
+void lst_new_class(lua_State *L, const char *mtname, const luaL_Reg *meta,
+                   const luaL_Reg *methods);
 /* The userdata at idx, checked fast when its metatable is the calling C
  * function's first upvalue (methods are registered so), else as
  * luaL_checkudata checks it (raising its usual error). */

@@ -15,19 +15,9 @@
 @submodule streamtelecom
 */
 
-/* Every method and metamethod has the client metatable as upvalue 1: a
- * pointer comparison instead of luaL_checkudata's registry lookup by name
- * on every call. */
+/* Every method and metamethod has the client metatable as upvalue 1. */
 static lst_client *check_client(lua_State *L) {
-    void *u = lua_touserdata(L, 1);
-    if (u && lua_getmetatable(L, 1)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (same)
-            return (lst_client *)u;
-    }
-    luaL_checkudata(L, 1, CLIENT_MT); /* raises the usual type error */
-    return NULL;
+    return (lst_client *)lst_check_self(L, 1, CLIENT_MT);
 }
 
 static int client_is_open(const lst_client *u) {
@@ -1411,22 +1401,13 @@ static int run_result(lua_State *L) {
     }
 }
 
+static const luaL_Reg run_meta[] = {{"__gc", run_close}, {NULL, NULL}};
+
 static const luaL_Reg run_methods[] = {
     {"next", run_next}, {"answer", run_answer}, {"fail", run_fail},
     {"next_request", run_next_request}, {"answer_http", run_answer_http},
     {"result", run_result}, {"close", run_close}, {NULL, NULL},
 };
-
-static void register_run(lua_State *L) {
-    luaL_newmetatable(L, RUN_MT);
-    lua_pushcfunction(L, run_close);
-    lua_setfield(L, -2, "__gc");
-    lua_newtable(L);
-    lua_pushvalue(L, -2); /* the methods' upvalue: lst_check_self */
-    luaL_setfuncs(L, run_methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-}
 
 /* ---- the class ---------------------------------------------------------- */
 
@@ -1445,17 +1426,8 @@ static const luaL_Reg client_meta[] = {
 };
 
 void lst_register_client(lua_State *L) {
-    luaL_newmetatable(L, CLIENT_MT);
-    lua_pushvalue(L, -1);
-    luaL_setfuncs(L, client_meta, 1);
-    lua_createtable(L, 0, sizeof client_methods / sizeof client_methods[0]);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, client_methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-    register_run(L);
-    luaL_newmetatable(L, BOX_MT);
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {NULL, NULL}};
+    lst_new_class(L, CLIENT_MT, client_meta, client_methods);
+    lst_new_class(L, RUN_MT, run_meta, run_methods);
+    lst_new_class(L, BOX_MT, box_meta, NULL);
 }

@@ -130,14 +130,8 @@ static const luaL_Reg parser_methods[] = {
 };
 
 void lst_register_http(lua_State *L) {
-    luaL_newmetatable(L, PARSER_MT);
-    lua_pushcfunction(L, parser_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_newtable(L);
-    lua_pushvalue(L, -2); /* the methods' upvalue: lst_check_self */
-    luaL_setfuncs(L, parser_methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    static const luaL_Reg parser_meta[] = {{"__gc", parser_gc}, {NULL, NULL}};
+    lst_new_class(L, PARSER_MT, parser_meta, parser_methods);
     lua_pushcfunction(L, l_http_request);
     lua_setfield(L, -2, "_http_request");
     lua_pushcfunction(L, l_http_response);

@@ -75,16 +75,6 @@ static int same(const char *a, const char *b) {
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static char *copy(const char *s) {
-    char *c;
-    if (!s)
-        return NULL;
-    c = malloc(strlen(s) + 1);
-    if (c)
-        strcpy(c, s);
-    return c;
-}
-
 /* libcurl's own defaults when the options name no bundle. */
 static void default_locations(const char **file, const char **path) {
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
@@ -111,8 +101,8 @@ static st_castore *new_store(const char *file, const char *path) {
     st_castore *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->file = copy(file);
-    s->path = copy(path);
+    s->file = file ? strdup(file) : NULL;
+    s->path = path ? strdup(path) : NULL;
     if ((file && !s->file) || (path && !s->path)) {
         free(s->file), free(s->path), free(s);
         return NULL;

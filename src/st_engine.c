@@ -145,7 +145,7 @@ static st_job *ready_retry(st_run *run, double now, double *wake) {
     return NULL;
 }
 
-static st_job *free_slot(st_run *run) {
+static st_job *free_slot(const st_run *run) {
     size_t i;
     for (i = 0; i < run->nslots; i++)
         if (run->slots[i].state == ST_JOB_FREE)
@@ -159,6 +159,14 @@ static int stopping(const st_run *run) {
     return run->src->stop || run->c->stopped;
 }
 
+/* The slot a new job could start in now, the rate aside: fewer than limit
+ * running, the source not exhausted, no stop asked; NULL when none. */
+static st_job *slot_for_new_job(const st_run *run) {
+    if (run->running >= run->limit || run->exhausted || stopping(run))
+        return NULL;
+    return free_slot(run);
+}
+
 st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
     st_client *c = run->c;
     int timed = run->waiting > 0 || c->opts.rate > 0;
@@ -170,10 +178,8 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
         rate_take(c, now);
         return hand_out(run, next, job);
     }
-    while (run->running < run->limit && (next = free_slot(run)) != NULL &&
-           !run->exhausted &&
-           !stopping(run) && rate_ready(c, now, wake) &&
-           take_new_job(run, next)) {
+    while ((next = slot_for_new_job(run)) != NULL &&
+           rate_ready(c, now, wake) && take_new_job(run, next)) {
         rate_take(c, now);
         if (!next->url.failed)
             return hand_out(run, next, job);
@@ -188,15 +194,7 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
 }
 
 int st_run_full(const st_run *run) {
-    size_t i;
-    if (run->waiting > 0)
-        return 0;
-    if (run->exhausted || stopping(run) || run->running >= run->limit)
-        return 1;
-    for (i = 0; i < run->nslots; i++)
-        if (run->slots[i].state == ST_JOB_FREE)
-            return 0;
-    return 1;
+    return run->waiting == 0 && slot_for_new_job(run) == NULL;
 }
 
 void st_run_answered(st_run *run, st_job *job) {

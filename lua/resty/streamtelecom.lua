@@ -301,7 +301,8 @@ local function wait_any(in_flight, seconds)
   return 1
 end
 
--- Drives a run to its end on the calling coroutine; answers run:result().
+-- Drives a run to its end on the calling coroutine; answers what the
+-- blocking method would (run:next_request's last step carries it).
 --
 -- Each request runs in an ngx.thread of its own, so that up to `concurrency`
 -- are in flight at once. One case needs no thread: a start that is the only
@@ -329,10 +330,8 @@ local function drive(self, run)
       else
         error("resty.streamtelecom: the engine waits with nothing in flight", 0)
       end
-    elseif a ~= nil or b ~= nil then -- "done", with the result
+    else -- "done": the call that ended the run brought its result
       return a, b, c
-    else
-      return run:result()
     end
   end
 end
