@@ -24,6 +24,7 @@ end
 local CONF = [[
 load_module "/usr/lib/nginx/modules/ndk_http_module.so";
 load_module "/usr/lib/nginx/modules/ngx_http_lua_module.so";
+@USER_LINE@
 daemon on;
 worker_processes 1;
 pid "@DIR@/nginx.pid";
@@ -88,7 +89,8 @@ for _ = 1, 10 do
   local p = math.random(20000, 60000)
   if port_free(p) then
     local f = assert(io.open(dir .. "/nginx.conf", "w"))
-    f:write((CONF:gsub("@(%u+)@", { DIR = dir, ROOT = ROOT, PORT = tostring(p) })))
+    f:write((CONF:gsub("@([%u_]+)@", { DIR = dir, ROOT = ROOT, PORT = tostring(p),
+                                       USER_LINE = helper.nginx_user_line() })))
     f:close()
     capture("env -u LUA_PATH -u LUA_CPATH /usr/sbin/nginx -p " .. shell_quote(dir .. "/") .. " -c "
             .. shell_quote(dir .. "/nginx.conf") .. " -e " .. shell_quote(dir .. "/error.log"))

@@ -48,6 +48,17 @@ function helper.unsanitized(cmd)
          .. " -u MAKEFLAGS -u MFLAGS -u MAKELEVEL " .. cmd
 end
 
+-- nginx's "user" line for a config started by this process: as root, its
+-- workers keep root (as fakegw/fakegw and examples/openresty/run do) rather
+-- than drop to nobody, who may not read a checkout in a private folder.
+function helper.nginx_user_line()
+  if helper.capture("id -u"):match("^%s*(%d+)") ~= "0" then
+    return "# (not root: workers keep the caller's user)"
+  end
+  return ("user %s %s;"):format(helper.capture("id -un"):match("%S+"),
+                                helper.capture("id -gn"):match("%S+"))
+end
+
 -- Runs such a command; answers its output, stderr included.
 function helper.capture(cmd)
   local p = assert(io.popen(helper.unsanitized(cmd) .. " 2>&1"))

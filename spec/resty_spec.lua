@@ -34,6 +34,7 @@ local NGINX = os.getenv("NGINX") or "/usr/sbin/nginx"
 local CONF = [[
 load_module "@MODULES@/ndk_http_module.so";
 load_module "@MODULES@/ngx_http_lua_module.so";
+@USER_LINE@
 daemon on;
 master_process on;
 worker_processes @WORKERS@;
@@ -82,6 +83,7 @@ local function start(name, ca_line, workers)
     os.execute(sh("mkdir -p " .. shell_quote(dir .. "/tmp")))
     local conf = CONF:gsub("@(%u[%u_]*)@", {
       MODULES = MODULES, DIR = dir, ROOT = ROOT, PORT = tostring(port), CA_LINE = ca_line,
+      USER_LINE = helper.nginx_user_line(),
       GATEWAY = fake.url, EXTRA_PATH = os.getenv("RESTY_SPEC_LUA_PATH") or "",
       WORKERS = tostring(workers or 1), ARM = workers and "true" or "false" })
     local f = assert(io.open(dir .. "/nginx.conf", "w"))
