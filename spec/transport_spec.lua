@@ -78,6 +78,49 @@ describe("the transport", function()
     end)
   end)
 
+  -- A listener that never accepts: the kernel completes the TCP handshake,
+  -- but a TLS handshake gets no answer, so the connection never becomes
+  -- ready and only connect_timeout can end it.
+  describe("a connect timeout", function()
+    local socket = require("socket")
+    local silent, silent_url
+    before_each(function()
+      silent = assert(socket.bind("127.0.0.1", 0))
+      local _, port = silent:getsockname()
+      silent_url = ("https://127.0.0.1:%d/get/"):format(port)
+    end)
+    after_each(function() silent:close() end)
+
+    it("ends a connection that never gets ready, named as such, long before timeout", function()
+      local c = client{ url = silent_url, timeout = 30, connect_timeout = 0.2, retries = 0 }
+      local ok, err, code = c:balance()
+      assert.is_nil(ok)
+      assert.equals("timeout", code)
+      assert.matches("could not connect within 0.2 s", err, 1, true)
+      assert.is_true(c:stats().seconds_max < 30)
+      c:close()
+    end)
+
+    it("retries a send whose connection never got ready: it cannot have been sent", function()
+      local c = client{ url = silent_url, timeout = 30, connect_timeout = 0.1, retries = 2 }
+      local ok, err, code = c:send(PHONE, "Hello")
+      assert.is_nil(ok)
+      assert.equals("timeout", code)
+      assert.matches("could not connect", err, 1, true)
+      assert.not_matches("unknown", err)
+      assert.equals(2, c:stats().retries)
+      assert.equals(0, #fake.sends())
+      c:close()
+    end)
+
+    it("lets the whole-request timeout end an answer that never comes", function()
+      local c = client{ timeout = 0.1, connect_timeout = 5, retries = 0 }
+      fake.set{ latency = 0.3 }
+      assert_fails("timeout", "no answer within 0.1 s", c:balance())
+      c:close()
+    end)
+  end)
+
   describe("an HTTP 5xx answer", function()
     it("answers http for a balance, after retrying it", function()
       local c = client{ retries = 2 }

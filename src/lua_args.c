@@ -39,11 +39,7 @@ void box_release(lua_State *L, call_box *box) {
         box->ref = LUA_NOREF;
     }
     st_recipients_free(&box->recipients);
-    if (box->result) {
-        st_send_result_free(box->result);
-        free(box->result);
-        box->result = NULL;
-    }
+    st_send_result_free(&box->result);
     free_items(box);
     free((void *)box->ids);
     free(box->statuses);
@@ -56,6 +52,7 @@ void box_release(lua_State *L, call_box *box) {
     box->errors = NULL;
     box->answer_ids = NULL;
     box->nids = 0;
+    box->busy = 0;
 }
 
 int box_gc(lua_State *L) {

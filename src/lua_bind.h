@@ -26,6 +26,7 @@
 typedef struct lst_client {
     st_client *core;   /* NULL once closed */
     int on_request;    /* registry ref of the callback, or LUA_NOREF */
+    int box_ref;       /* registry ref of its reusable call box (client_box) */
     int busy;          /* a core call is running: only its own callbacks run */
     int close_pending; /* closed from its own callback: freed after the call */
     int driven;        /* made by st._driven: no transport, runs only */
@@ -41,7 +42,7 @@ typedef struct lst_client {
  * at once. */
 typedef struct call_box {
     st_recipients recipients;  /* send, url, parse */
-    st_send_result *result;    /* send (a pointer: a small box is cheap to collect) */
+    st_send_result result;     /* send */
     st_send_item *items;       /* send_many: nitems of each */
     st_recipients *item_recipients;
     size_t nitems;
@@ -53,6 +54,7 @@ typedef struct call_box {
     st_buf url;                /* url(); a driver's request bytes */
     st_buf aux;                /* a driver's request target */
     int ref;                   /* registry ref of the call's state table */
+    int busy;                  /* a client's reusable box: a call holds it */
 } call_box;
 
 /* Pushes a new, empty box. */

@@ -25,15 +25,22 @@ typedef struct st_xfer {
     int too_large;
     int ca_unreadable; /* the shared store's bundle could not be read */
     char errbuf[CURL_ERROR_SIZE];
+    double started;   /* st_now() when the transfer was started */
+    size_t live_slot; /* its index in the transport's live list */
 } st_xfer;
 
 struct st_transport {
     CURLM *multi;
-    CURLSH *share; /* TLS sessions, shared by every slot */
+    /* TLS sessions and resolved names, shared by every slot. The names'
+     * cache is pruned on every request, and the share's table is a third
+     * the size of the multi handle's own: ~700 instructions a request. */
+    CURLSH *share;
     st_options opts; /* strings borrowed from the client, which outlives us */
     st_xfer **idle;
     size_t nidle, cap_idle;
-    size_t running;
+    st_xfer **live; /* the running transfers, for their time limits */
+    size_t running, cap_live;
+    double first_limit; /* no live transfer's limit passes before this */
     pid_t pid; /* the process whose connections these are */
     struct curl_slist *headers; /* "User-Agent: ..." when one was asked for */
     st_castore *castore; /* the process's store of our CA bundle, or NULL */
@@ -61,6 +68,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 
 #if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80.0: CURLOPT_PREREQFUNCTION */
 #define ST_HAVE_PREREQ 1
+/* The time limits are kept here, not by libcurl: its timers cost ~1,200
+ * instructions a request (a tenth of what the client adds to a request).
+ * The connect limit needs to know when the request goes out: PREREQ. */
+#define ST_OWN_TIME_LIMITS 1
 /* Runs right before the request goes out on a connection. */
 static int on_request_ready(void *ud, char *ip, char *local_ip, int port,
                             int local_port) {
@@ -90,11 +101,13 @@ static int on_new_socket(void *ud, curl_socket_t fd, curlsocktype purpose) {
             goto failed;                                                      \
     } while (0)
 
+#ifndef ST_OWN_TIME_LIMITS
 /* libcurl reads 0 ms as "no limit": a positive time below 1 ms must not
  * round down to it, so milliseconds are rounded up. */
 static long to_ms(double seconds) {
     return seconds > 0 ? (long)ceil(seconds * 1000) : 0;
 }
+#endif
 
 /* A User-Agent only when asked for, as a prepared header line: libcurl
  * rebuilds CURLOPT_USERAGENT's line through its printf on every request,
@@ -156,8 +169,10 @@ static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
 #endif
     SET(CURLOPT_HTTPGET, 1L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+#ifndef ST_OWN_TIME_LIMITS
     SET(CURLOPT_TIMEOUT_MS, to_ms(o->timeout));
     SET(CURLOPT_CONNECTTIMEOUT_MS, to_ms(o->connect_timeout));
+#endif
     SET(CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
     SET(CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
     if (configure_ca(x, o) != 0)
@@ -234,7 +249,9 @@ static int setup_multi(st_transport *t) {
     if (curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS,
                           (long)t->opts.concurrency) != CURLM_OK ||
         curl_share_setopt(t->share, CURLSHOPT_SHARE,
-                          CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+                          CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+        curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) !=
+            CURLSHE_OK)
         return -1;
     return 0;
 }
@@ -299,6 +316,7 @@ st_transport *st_transport_new(const st_options *o, st_error *err) {
     }
     t->opts = *o;
     t->pid = getpid();
+    t->first_limit = HUGE_VAL;
     if (o->verify) /* NULL where it cannot be shared: libcurl loads it */
         t->castore = st_castore_get(o->ca_file, o->ca_path);
     if (setup_multi(t) != 0 || prepare_headers(t) != 0) {
@@ -327,6 +345,7 @@ void st_transport_free(st_transport *t) {
     for (i = 0; i < t->nidle; i++)
         xfer_free(t->idle[i]);
     free(t->idle);
+    free(t->live);
     curl_multi_cleanup(t->multi);
     curl_share_cleanup(t->share);
     curl_slist_free_all(t->headers);
@@ -399,9 +418,85 @@ static void read_transfer_info(st_xfer *x, st_reply *reply) {
     reply->seconds = (double)micros / 1e6;
 }
 
+/* ---- time limits -------------------------------------------------------- */
+
+/* When x's time runs out: the whole request's limit, and the connect
+ * limit until the request has gone out; HUGE_VAL without limits. */
+static double time_limit(const st_transport *t, const st_xfer *x) {
+    double at = HUGE_VAL;
+#ifdef ST_OWN_TIME_LIMITS
+    if (t->opts.timeout > 0)
+        at = x->started + t->opts.timeout;
+    if (t->opts.connect_timeout > 0 && !x->reply->request_sent &&
+        x->started + t->opts.connect_timeout < at)
+        at = x->started + t->opts.connect_timeout;
+#else
+    (void)t, (void)x;
+#endif
+    return at;
+}
+
+static int add_live(st_transport *t, st_xfer *x) {
+    if (t->running == t->cap_live) {
+        size_t cap = t->cap_live ? t->cap_live * 2 : 4;
+        st_xfer **p = realloc(t->live, cap * sizeof *p);
+        if (!p)
+            return -1;
+        t->live = p;
+        t->cap_live = cap;
+    }
+    x->live_slot = t->running;
+    t->live[t->running++] = x;
+    return 0;
+}
+
+/* Takes x out of the multi handle and the live list, back to the idle. */
+static void release(st_transport *t, st_xfer *x) {
+    st_xfer *last = t->live[--t->running];
+    last->live_slot = x->live_slot;
+    t->live[x->live_slot] = last;
+    curl_multi_remove_handle(t->multi, x->easy);
+    x->reply = NULL;
+    xfer_give_back(t, x);
+}
+
+/* A live transfer whose time ran out by now, or NULL. Scans only when the
+ * earliest limit may have passed, and notes the next one meanwhile. */
+static st_xfer *out_of_time(st_transport *t, double now) {
+    size_t i;
+    double first = HUGE_VAL;
+    if (now < t->first_limit)
+        return NULL;
+    for (i = 0; i < t->running; i++) {
+        double at = time_limit(t, t->live[i]);
+        if (at <= now)
+            return t->live[i];
+        if (at < first)
+            first = at;
+    }
+    t->first_limit = first;
+    return NULL;
+}
+
+static int timed_out(st_transport *t, st_xfer *x, double now, st_error *err) {
+    int connecting = !x->reply->request_sent;
+    x->reply->http_status = 0;
+    x->reply->seconds = now - x->started;
+    if (connecting && t->opts.connect_timeout > 0 &&
+        now >= x->started + t->opts.connect_timeout)
+        return st_fail(err, ST_E_TIMEOUT,
+                       "timeout: could not connect within %g s",
+                       t->opts.connect_timeout);
+    return st_fail(err, ST_E_TIMEOUT, "timeout: no answer within %g s",
+                   t->opts.timeout);
+}
+
+/* ---- transfers ---------------------------------------------------------- */
+
 int st_transport_start(st_transport *t, const char *url, int once,
                        st_reply *reply, void *cookie, st_error *err) {
     st_xfer *x;
+    double limit;
     if (own_process(t, err) != 0)
         return -1;
     x = xfer_take(t, err);
@@ -418,27 +513,50 @@ int st_transport_start(st_transport *t, const char *url, int once,
     reply->request_sent = 0;
     reply->new_connection = 0;
     reply->seconds = 0;
+    x->started = st_now();
     if (curl_easy_setopt(x->easy, CURLOPT_URL, url) != CURLE_OK ||
-        curl_multi_add_handle(t->multi, x->easy) != CURLM_OK) {
+        add_live(t, x) != 0) {
         xfer_give_back(t, x);
         return st_fail(err, ST_E_NETWORK, "out of memory");
     }
-    t->running++;
+    if (curl_multi_add_handle(t->multi, x->easy) != CURLM_OK) {
+        t->running--;
+        xfer_give_back(t, x);
+        return st_fail(err, ST_E_NETWORK, "out of memory");
+    }
+    limit = time_limit(t, x);
+    if (limit < t->first_limit)
+        t->first_limit = limit;
     return 0;
+}
+
+/* Milliseconds for curl_multi_poll: rounded up, so that a time limit
+ * is not polled for in a busy loop, and at most a minute. */
+static int poll_ms(double seconds) {
+    if (!(seconds > 0))
+        return 0;
+    if (seconds > 60)
+        return 60000;
+    return (int)ceil(seconds * 1000);
 }
 
 void st_transport_poll(st_transport *t, double max_wait) {
     int still_running = 0;
-    int ms = max_wait > 0 ? (int)(max_wait * 1000 + 0.5) : 0;
     curl_multi_perform(t->multi, &still_running);
     if (still_running < (int)t->running)
         return; /* something finished: no need to wait */
-    curl_multi_poll(t->multi, NULL, 0, ms, NULL);
+    if (t->first_limit < HUGE_VAL) {
+        double left = t->first_limit - st_now();
+        if (left < max_wait)
+            max_wait = left;
+    }
+    curl_multi_poll(t->multi, NULL, 0, poll_ms(max_wait), NULL);
     curl_multi_perform(t->multi, &still_running);
 }
 
-int st_transport_next_done(st_transport *t, void **cookie, int *rc,
-                           st_error *err) {
+/* The next transfer libcurl finished, or 0. */
+static int next_finished(st_transport *t, void **cookie, int *rc,
+                         st_error *err) {
     int left;
     CURLMsg *msg;
     while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
@@ -456,11 +574,23 @@ int st_transport_next_done(st_transport *t, void **cookie, int *rc,
             *rc = transfer_failed(x, msg->data.result, err);
         }
         *cookie = x->cookie;
-        curl_multi_remove_handle(t->multi, x->easy);
-        t->running--;
-        x->reply = NULL;
-        xfer_give_back(t, x);
+        release(t, x);
         return 1;
     }
     return 0;
+}
+
+int st_transport_next_done(st_transport *t, void **cookie, int *rc,
+                           st_error *err) {
+    st_xfer *x;
+    double now;
+    if (next_finished(t, cookie, rc, err))
+        return 1;
+    /* Only what libcurl has not finished may run out of time. */
+    if (t->first_limit == HUGE_VAL || !(x = out_of_time(t, now = st_now())))
+        return 0;
+    *rc = timed_out(t, x, now, err);
+    *cookie = x->cookie;
+    release(t, x);
+    return 1;
 }
