@@ -216,12 +216,16 @@ static st_code send_read(void *ctx, st_job *job) {
     send_source *s = ctx;
     open_item *item = job->tag;
     st_chunk part = item->chunks[job->part];
-    char(*ids)[ST_ID_MAX + 1] = calloc(part.count, sizeof *ids);
+    char few[4][ST_ID_MAX + 1]; /* most sends: no allocation */
+    char(*ids)[ST_ID_MAX + 1] =
+        part.count <= 4 ? few : calloc(part.count, sizeof *ids);
     send_answer_ctx a;
     size_t i;
     if (!ids)
         return st_fail(&job->err, ST_E_NETWORK, "out of memory"),
                ST_E_NETWORK;
+    if (ids == few)
+        memset(few, 0, sizeof few);
     a.count = part.count;
     a.ids = ids;
     if (read_answer(s->c, job, read_send_ids, &a, &job->err) == 0) {
@@ -230,7 +234,8 @@ static st_code send_read(void *ctx, st_job *job) {
         item->res.accepted += part.count;
         job->err.code = ST_OK;
     }
-    free(ids);
+    if (ids != few)
+        free(ids);
     return job->err.code;
 }
 
@@ -280,29 +285,52 @@ typedef struct balance_source {
     int given;
 } balance_source;
 
+typedef struct status_source {
+    st_client *c;
+    const char *const *ids;
+    const size_t *which; /* the indexes asked this round; NULL: all */
+    size_t m, next;
+    st_status *out;
+    st_error *errs;
+    const st_status_hooks *hooks;
+} status_source;
+
 struct st_task {
     st_client *c;
     st_job_source src;
     st_run run;
     send_source send;
-    struct status_source *status;
+    status_source status;    /* a status call's source, no allocation */
     balance_source balance; /* a balance's own source, no allocation */
     struct wait_state *wait; /* a wait: rounds of status, one at a time */
     st_task *round;          /* the wait's round in progress */
 };
 
+/* A task's memory: the client keeps the last one for its next call. */
 static st_task *call_new(st_client *c) {
-    st_task *call = calloc(1, sizeof *call);
+    st_task *call = c->spare_task;
+    if (call) {
+        c->spare_task = NULL;
+        memset(call, 0, sizeof *call);
+    } else {
+        call = calloc(1, sizeof *call);
+    }
     if (call)
         call->c = c;
     return call;
 }
 
+static void call_free(st_task *call) {
+    if (!call->c->spare_task)
+        call->c->spare_task = call;
+    else
+        free(call);
+}
+
 /* A call whose run never began (a bad argument, no memory). */
 static void task_free_unstarted(st_task *call) {
     free(call->send.plan);
-    free(call->status);
-    free(call);
+    call_free(call);
 }
 
 /* The task's run, with slots for at most max_jobs (0: unknown); NULL
@@ -327,8 +355,12 @@ void st_task_stop(st_task *call) {
  * still holds the items in flight: each once, however many of its parts
  * were running. */
 static void free_open_items(st_task *call) {
-    open_item **seen = calloc(call->run.nslots + 1, sizeof *seen);
+    open_item **seen;
     size_t i, j, n = 0;
+    if (call->run.running == 0 && call->run.waiting == 0 &&
+        !call->send.starting)
+        return; /* it ran to its end: every item was closed */
+    seen = calloc(call->run.nslots + 1, sizeof *seen);
     if (!seen) /* no memory to tell them apart: better a leak than a crash */
         return;
     if (call->send.starting)
@@ -355,15 +387,14 @@ void st_task_free(st_task *call) {
     if (call->wait) {
         st_task_free(call->round);
         wait_free(call->wait);
-        free(call);
+        call_free(call);
         return;
     }
     if (call->src.next == send_next)
         free_open_items(call);
     st_run_finish(&call->run);
     free(call->send.plan); /* set only when its item never started */
-    free(call->status);
-    free(call);
+    call_free(call);
 }
 
 /* ---- the driver's side (docs/DRIVERS.md) ---- */
@@ -571,16 +602,6 @@ static int check_ids(const char *const *ids, size_t n, int name_items,
 
 /* ---- status: the job source ---------------------------------------------- */
 
-typedef struct status_source {
-    st_client *c;
-    const char *const *ids;
-    const size_t *which; /* the indexes asked this round; NULL: all */
-    size_t m, next;
-    st_status *out;
-    st_error *errs;
-    const st_status_hooks *hooks;
-} status_source;
-
 static int status_next(void *ctx, st_job *job) {
     status_source *s = ctx;
     st_credentials cred = st_client_credentials(s->c);
@@ -614,12 +635,10 @@ static st_task *begin_status(st_client *c, const char *const *ids,
                              const size_t *which, size_t m, st_status *out,
                              st_error *errs, const st_status_hooks *hooks) {
     st_task *call = call_new(c);
-    status_source *s = calloc(1, sizeof *s);
-    if (!call || !s) {
-        free(call), free(s);
+    status_source *s;
+    if (!call)
         return NULL;
-    }
-    call->status = s;
+    s = &call->status;
     s->c = c;
     s->ids = ids;
     s->which = which;

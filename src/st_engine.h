@@ -25,6 +25,7 @@ struct st_client {
     int stopped;      /* st_client_stop: no new jobs start */
     struct st_job *slots; /* kept between calls (see st_engine.c) */
     int slots_in_use;     /* a run holds them */
+    struct st_task *spare_task; /* the last call's, for the next (st_calls.c) */
 };
 
 typedef enum st_job_state {
