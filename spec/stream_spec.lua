@@ -54,6 +54,28 @@ describe("send_many with on_start and on_result", function()
                   "start 4", "result 4", "start 5", "result 5" }, order)
   end)
 
+  -- Issue 11: of 10,000 items the first request is at the gateway before the
+  -- 200th item starts, while the client waits in that item's on_start (by
+  -- order, not by clock): it does not wait behind the other 199 connects,
+  -- nor behind 10,000 URLs (each is built when its item starts).
+  it("has the first request at the gateway before the 200th of 10,000 items starts", function()
+    fake.set{ latency = 0.3 }
+    local c = client({ concurrency = 200 })
+    local seen
+    local ok, err = pcall(c.send_many, c, items_of(10000), {
+      on_start = function(i)
+        if i == 200 then
+          seen = fake.wait_for(function(st) return st.send_requests > 0 end, 5) ~= nil
+          error("seen at the 200th")
+        end
+      end,
+    })
+    assert.is_false(ok)
+    assert.matches("seen at the 200th", tostring(err))
+    assert.is_true(seen, "the first request had not reached the gateway")
+    c:close()
+  end)
+
   it("streams refusals and bad outcomes too, once per item", function()
     local calls = {}
     local results = client():send_many({

@@ -53,6 +53,7 @@ void box_release(lua_State *L, call_box *box) {
     box->answer_ids = NULL;
     box->nids = 0;
     box->busy = 0;
+    box->anchored = 0;
 }
 
 int box_gc(lua_State *L) {
@@ -403,10 +404,9 @@ int read_send_args(lua_State *L, const char *method, int arg, call_box *box,
 
 /* Moves the values of the stack above base into the anchor table, so they
  * live as long as the call and the stack stays small. */
-static void anchor_above(lua_State *L, int base, int anchor) {
-    while (lua_gettop(L) > base) {
-        lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
-    }
+static void anchor_above(lua_State *L, int base, int anchor, call_box *box) {
+    while (lua_gettop(L) > base)
+        lua_rawseti(L, anchor, ++box->anchored);
 }
 
 /* One field of a plain item (key at -2, value at -1); the value of a
@@ -475,7 +475,7 @@ static int read_plain_item(lua_State *L, int item, int anchor, call_box *box,
         return st_fail(err, ST_E_INVALID, "'text' must be a string and %s",
                        options_problem);
     box->items[i].recipients = &box->item_recipients[i];
-    anchor_above(L, item, anchor);
+    anchor_above(L, item, anchor, box);
     return 0;
 }
 
@@ -508,7 +508,7 @@ static int read_item(lua_State *L, int anchor, call_box *box, size_t i,
         state != FIELD_OK || !out->params.text)
         return st_fail(err, ST_E_INVALID,
                        "'text' must be a string and %s", options_problem);
-    anchor_above(L, item, anchor);
+    anchor_above(L, item, anchor, box);
     return 0;
 }
 

@@ -55,6 +55,7 @@ typedef struct call_box {
     st_buf aux;                /* a driver's request target */
     int ref;                   /* registry ref of the call's state table */
     int busy;                  /* a client's reusable box: a call holds it */
+    int anchored;              /* values in the call's anchor table */
 } call_box;
 
 /* Pushes a new, empty box. */
