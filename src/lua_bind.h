@@ -39,7 +39,8 @@ typedef struct lst_client {
  * it, so a Lua error anywhere (a raising metamethod, out of memory while
  * the results are pushed) leaks nothing: the collector frees what the call
  * could not. The call frees it itself on the way out, so memory comes back
- * at once. */
+ * at once. send() reuses one box a client keeps (busy while a call holds
+ * it); the other calls push their own. */
 typedef struct call_box {
     st_recipients recipients;  /* send, url, parse */
     st_send_result result;     /* send */

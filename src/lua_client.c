@@ -489,6 +489,17 @@ static int l_balance(lua_State *L) {
 
 /* ---- status_many and wait ----------------------------------------------- */
 
+/* A call's anchor table, made at its size: a list's strings are anchored
+ * as values (send_many's items) or, deduplicated, as keys (ids). For
+ * 50,000 items, growing it step by step and asking its length for each
+ * cost 4 of the 115 million instructions before the first request. The
+ * length is capped: it is not a promise. */
+static void push_anchors(lua_State *L, int list, int as_keys) {
+    size_t n = lua_istable(L, list) ? lua_rawlen(L, list) : 0;
+    int size = n < 1000000 ? (int)n : 1000000;
+    lua_createtable(L, as_keys ? 0 : size, as_keys ? size : 0);
+}
+
 /* The map id -> record of the ids the box holds, at the stack top. */
 static void push_status_map(lua_State *L, const call_box *box) {
     size_t i;
@@ -697,7 +708,7 @@ static int l_status_many(lua_State *L) {
     int rc;
     lua_settop(L, 3);
     box = box_push(L); /* 4 */
-    lua_newtable(L);   /* 5: anchors the ids */
+    push_anchors(L, 2, 1); /* 5: anchors the ids */
     read_ids(L, "status_many", 2, 5, box);
     read_stream_opts(L, "status_many", 3, 0); /* 6, 7 */
     if (!client_is_open(u))
@@ -736,7 +747,7 @@ static int l_wait(lua_State *L) {
     int rc;
     lua_settop(L, 3);
     box = box_push(L); /* 4 */
-    lua_newtable(L);   /* 5: anchors the ids */
+    push_anchors(L, 2, 1); /* 5: anchors the ids */
     read_ids(L, "wait", 2, 5, box);
     timeout = number_field(L, "wait", 3, "timeout", 60);
     interval = number_field(L, "wait", 3, "interval", 5);
@@ -780,15 +791,6 @@ static void fill_unstarted(lua_State *L, size_t n) {
     }
 }
 
-/* Room for a list's anchored strings made at once (about one a value):
- * for 50,000 items, growing the table step by step and asking its length
- * for each cost 4 of the 115 million instructions before the first
- * request. Capped: a length is not a promise. */
-static int anchor_size(lua_State *L, int list) {
-    size_t n = lua_istable(L, list) ? lua_rawlen(L, list) : 0;
-    return n < 1000000 ? (int)n : 1000000;
-}
-
 /***
 Many sends at once over the client's kept-alive connections (libcurl
 multi), at most `concurrency` requests in flight. The whole list is checked
@@ -816,7 +818,7 @@ static int l_send_many(lua_State *L) {
     check_table_arg(L, "send_many", 2);
     lua_settop(L, 3);
     box = box_push(L); /* 4 */
-    lua_createtable(L, anchor_size(L, 2), 0); /* 5: anchors the items' strings */
+    push_anchors(L, 2, 0); /* 5: anchors the items' strings */
     read_stream_opts(L, "send_many", 3, 1); /* 6, 7 */
     rc = read_send_items(L, 2, 5, box, &err);
     if (!client_is_open(u))
@@ -967,13 +969,10 @@ typedef struct lst_run {
     stream_ctx sc;
     st_send_hooks send_hooks;
     st_status_hooks status_hooks;
-    const char *id;          /* RUN_STATUS: out->idbuf once copied */
+    const char *id;          /* RUN_STATUS: out.idbuf once copied */
     double timeout, interval; /* RUN_WAIT */
-    run_out *out;            /* &out_storage */
-    run_out out_storage;
+    run_out out;
 } lst_run;
-
-
 
 /* The task ends (every job done, or abandoned); the client may now close. */
 static void end_task(lua_State *L, lst_run *run) {
@@ -991,7 +990,7 @@ static int run_close(lua_State *L) {
     if (!run)
         return 0;
     end_task(L, run);
-    st_send_result_free(&run->out->result);
+    st_send_result_free(&run->out.result);
     box_release(L, &run->box);
     *slot = NULL; /* closed: no steps, no result */
     free(run);
@@ -1003,7 +1002,7 @@ static int run_close(lua_State *L) {
 static void keep_send_result(void *ud, size_t item, st_send_result *res) {
     lst_run *run = ud;
     (void)item;
-    run->out->result = *res;
+    run->out.result = *res;
     memset(res, 0, sizeof *res);
 }
 
@@ -1012,8 +1011,8 @@ static void keep_status(void *ud, size_t i, const st_status *s,
                         const st_error *e) {
     lst_run *run = ud;
     (void)i;
-    run->out->status = *s;
-    run->out->err = *e;
+    run->out.status = *s;
+    run->out.err = *e;
 }
 
 /* Reads the call's arguments (at 2..) into the run; -1 with err for a bad
@@ -1023,8 +1022,8 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
     const char *method = run_calls[run->kind];
     switch (run->kind) {
     case RUN_SEND:
-        run->out->one.recipients = &run->box.recipients;
-        return read_send_args(L, method, 2, &run->box, &run->out->one.params,
+        run->out.one.recipients = &run->box.recipients;
+        return read_send_args(L, method, 2, &run->box, &run->out.one.params,
                               err);
     case RUN_SEND_MANY:
         check_table_arg(L, method, 2);
@@ -1033,10 +1032,10 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
     case RUN_STATUS: {
         size_t len;
         run->id = check_string_arg(L, method, 2, &len);
-        if (len < sizeof run->out->idbuf && strlen(run->id) == len) {
+        if (len < sizeof run->out.idbuf && strlen(run->id) == len) {
             /* a valid id: copied, no anchor needed */
-            memcpy(run->out->idbuf, run->id, len + 1);
-            run->id = run->out->idbuf;
+            memcpy(run->out.idbuf, run->id, len + 1);
+            run->id = run->out.idbuf;
         }
         run->box.ids = calloc(1, sizeof *run->box.ids);
         if (!run->box.ids)
@@ -1076,12 +1075,12 @@ static void keep_args(lua_State *L, int from, int to, int state) {
 static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
     switch (run->kind) {
     case RUN_SEND:
-        if (!run->out->one.params.sender)
-            run->out->one.params.sender = st_client_sender(core);
+        if (!run->out.one.params.sender)
+            run->out.one.params.sender = st_client_sender(core);
         run->send_hooks.on_start = NULL;
         run->send_hooks.on_result = keep_send_result;
         run->send_hooks.ctx = run;
-        return st_task_send_many(core, &run->out->one, 1, &run->send_hooks,
+        return st_task_send_many(core, &run->out.one, 1, &run->send_hooks,
                                  err);
     case RUN_SEND_MANY:
         default_senders(&run->box, st_client_sender(core));
@@ -1093,8 +1092,8 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
     case RUN_STATUS:
         run->status_hooks.on_result = keep_status;
         run->status_hooks.ctx = run;
-        return st_task_status_many(core, run->box.ids, 1, &run->out->status,
-                                   &run->out->err, &run->status_hooks, err);
+        return st_task_status_many(core, run->box.ids, 1, &run->out.status,
+                                   &run->out.err, &run->status_hooks, err);
     case RUN_STATUS_MANY: /* read_ids sized statuses and errors */
         run->sc.ids = run->box.ids;
         run->status_hooks.on_result = stream_status_result;
@@ -1107,9 +1106,9 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
                             run->interval, run->box.statuses,
                             run->box.errors, err);
     default: {
-        st_task *t = st_task_balance(core, &run->out->balance, &run->out->err);
+        st_task *t = st_task_balance(core, &run->out.balance, &run->out.err);
         if (!t)
-            *err = run->out->err;
+            *err = run->out.err;
         return t;
     }
     }
@@ -1124,7 +1123,6 @@ static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
     run = *slot = calloc(1, sizeof *run);
     if (!run)
         luaL_error(L, "not enough memory");
-    run->out = &run->out_storage;
     run->box.ref = LUA_NOREF;
     run->owner = u;
     run->kind = kind;
@@ -1144,7 +1142,7 @@ static int l_begin(lua_State *L) {
     lua_settop(L, 4); /* 2..4: the call's own arguments */
     run = push_run(L, u, kind); /* 5 */
     if (kind == RUN_SEND_MANY || kind == RUN_STATUS_MANY || kind == RUN_WAIT) {
-        lua_createtable(L, anchor_size(L, 2), 0); /* 6: anchors */
+        push_anchors(L, 2, kind != RUN_SEND_MANY); /* 6: anchors */
     } else {
         lua_pushnil(L); /* 6: nothing to anchor */
         lua_pushnil(L), lua_pushnil(L); /* 7, 8: no on_start, on_result */
@@ -1414,16 +1412,16 @@ static int run_result(lua_State *L) {
     luaL_checkstack(L, METHOD_STACK, "streamtelecom");
     switch (run->kind) {
     case RUN_SEND:
-        return push_send_outcome(L, &run->out->result);
+        return push_send_outcome(L, &run->out.result);
     case RUN_STATUS:
-        if (run->out->err.code != ST_OK)
-            return push_failure(L, &run->out->err);
-        push_status(L, run->id, &run->out->status);
+        if (run->out.err.code != ST_OK)
+            return push_failure(L, &run->out.err);
+        push_status(L, run->id, &run->out.status);
         return 1;
     case RUN_BALANCE:
-        if (run->out->err.code != ST_OK)
-            return push_failure(L, &run->out->err);
-        push_balance(L, &run->out->balance);
+        if (run->out.err.code != ST_OK)
+            return push_failure(L, &run->out.err);
+        push_balance(L, &run->out.balance);
         return 1;
     case RUN_WAIT:
         push_status_map(L, &run->box);
