@@ -166,6 +166,13 @@ describe("client:send", function()
       { "an empty text", { "79031234567", "" }, "empty" },
       { "a text with a NUL byte", { "79031234567", "a\0b" }, "NUL" },
       { "a text that is not UTF-8", { "79031234567", "\255\254" }, "UTF%-8" },
+      -- ASCII is skipped eight bytes at a time: a bad byte after, inside or
+      -- at the end of such a run, and after a good non-ASCII letter.
+      { "a bad byte after a long ASCII run", { "79031234567", "Your code is \255" }, "UTF%-8" },
+      { "a bad byte inside a word of ASCII", { "79031234567", "abc\128defghijk" }, "UTF%-8" },
+      { "a sequence cut at the end of ASCII", { "79031234567", "abcdefgh\208" }, "UTF%-8" },
+      { "a surrogate after Cyrillic", { "79031234567", "Код\237\160\128 ok" }, "UTF%-8" },
+      { "an overlong letter after ASCII", { "79031234567", "abcdefghij\192\175" }, "UTF%-8" },
       { "a sender of 12 letters", { "79031234567", "Hi", { sender = "TwelveLetter" } }, "sender" },
       { "a sender of Cyrillic letters", { "79031234567", "Hi", { sender = "Магазин" } }, "sender" },
       { "a sender of 16 digits", { "79031234567", "Hi", { sender = "1234567890123456" } }, "sender" },

@@ -410,14 +410,18 @@ static void anchor_above(lua_State *L, int base, int anchor, call_box *box) {
 }
 
 /* One field of a plain item (key at -2, value at -1); the value of a
- * string field is kept on the stack below the pair, to be anchored. 0 when
- * fine; -1 with err for a bad `to`; 1 for a bad string field. */
-static int take_plain_field(lua_State *L, enum send_key key, call_box *box,
-                            size_t i, st_error *err) {
+ * string field is anchored. 0 when fine; -1 with err for a bad `to`; 1 for
+ * a bad string field. */
+static int take_plain_field(lua_State *L, enum send_key key, int anchor,
+                            call_box *box, size_t i, st_error *err) {
     st_send_params *p = &box->items[i].params;
     const char **slot = NULL;
     size_t len;
     const char *v;
+    if (key == KEY_TO && lua_type(L, -1) == LUA_TSTRING) { /* the usual */
+        v = lua_tolstring(L, -1, &len);
+        return st_recipients_add(&box->item_recipients[i], v, len, err);
+    }
     if (key == KEY_TO) {
         const char *why = recipients_type_problem(L, -1);
         if (why)
@@ -441,7 +445,7 @@ static int take_plain_field(lua_State *L, enum send_key key, call_box *box,
         p->text_len = len;
     *slot = v;
     lua_pushvalue(L, -1);
-    lua_insert(L, -3); /* below the key, so lua_next goes on */
+    lua_rawseti(L, anchor, ++box->anchored);
     return 0;
 }
 
@@ -459,7 +463,7 @@ static int read_plain_item(lua_State *L, int item, int anchor, call_box *box,
         int rc;
         if (key == KEY_NONE)
             return check_send_keys(L, item, err); /* says which key */
-        rc = take_plain_field(L, key, box, i, err);
+        rc = take_plain_field(L, key, anchor, box, i, err);
         if (rc < 0)
             return -1;
         if (rc > 0)
@@ -475,7 +479,6 @@ static int read_plain_item(lua_State *L, int item, int anchor, call_box *box,
         return st_fail(err, ST_E_INVALID, "'text' must be a string and %s",
                        options_problem);
     box->items[i].recipients = &box->item_recipients[i];
-    anchor_above(L, item, anchor, box);
     return 0;
 }
 

@@ -50,7 +50,7 @@ static int parse_send(lua_State *L, const char *body, size_t n) {
     for (i = 0; i < expected; i++) {
         lua_createtable(L, 0, 2);
         if (i < box->recipients.count)
-            set_string(L, "to", box->recipients.items[i].digits);
+            set_string(L, "to", st_recipient(&box->recipients, i)->digits);
         set_string(L, "id", box->answer_ids[i]);
         lua_rawseti(L, -2, (int)i + 1);
     }

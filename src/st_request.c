@@ -78,7 +78,7 @@ int st_build_send_url(st_buf *url, const st_credentials *c,
     for (i = first; i < first + count; i++) {
         if (i > first)
             st_buf_append_str(url, ST_ENCODED_COMMA);
-        st_buf_append_str(url, r->items[i].digits);
+        st_buf_append_str(url, st_recipient(r, i)->digits);
     }
     add_send_tail(url, p);
     return url->failed ? -1 : 0;
@@ -135,7 +135,7 @@ static int plan(const st_credentials *c, const st_send_params *p,
     if (send_overhead(c, p, &overhead) != 0)
         return st_fail(err, ST_E_INVALID, "out of memory");
     for (i = 0; i < r->count; i++) {
-        size_t len = strlen(r->items[i].digits);
+        size_t len = strlen(st_recipient(r, i)->digits);
         size_t sep = i > first ? strlen(ST_ENCODED_COMMA) : 0;
         if (overhead + len > max_url)
             return st_fail(err, ST_E_INVALID,

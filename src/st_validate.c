@@ -27,15 +27,22 @@ static void quote_value(char *out, size_t cap, const char *s, size_t n) {
 int st_phone_normalize(const char *s, size_t n, st_phone *out, st_error *err) {
     size_t i, digits = 0;
     char shown[64];
+    /* Most numbers are bare digits: checked, then copied whole. */
+    for (i = 0; i < n && (unsigned char)(s[i] - '0') <= 9; i++)
+        ;
+    if (i == n && n >= ST_PHONE_MIN && n <= ST_PHONE_MAX) {
+        memcpy(out->digits, s, n);
+        out->digits[n] = '\0';
+        return 0;
+    }
     for (i = 0; i < n; i++) {
         char ch = s[i];
-        if (is_phone_decoration(ch))
-            continue;
-        if (ch < '0' || ch > '9' || digits == ST_PHONE_MAX) {
-            digits = ST_PHONE_MAX + 1;
+        if (ch >= '0' && ch <= '9' && digits < ST_PHONE_MAX) {
+            out->digits[digits++] = ch;
+        } else if (!is_phone_decoration(ch)) {
+            digits = ST_PHONE_MAX + 1; /* a bad byte, or too many digits */
             break;
         }
-        out->digits[digits++] = ch;
     }
     if (digits < ST_PHONE_MIN || digits > ST_PHONE_MAX) {
         quote_value(shown, sizeof shown, s, n);
@@ -49,17 +56,20 @@ int st_phone_normalize(const char *s, size_t n, st_phone *out, st_error *err) {
 }
 
 static int recipients_push(st_recipients *r, const st_phone *p) {
-    if (r->count == r->cap) {
-        /* Most sends have one recipient: start with room for one, so a
-         * bulk call of 50,000 holds 50,000 numbers, not 400,000 slots. */
-        size_t cap = r->cap ? r->cap * 2 : 1;
-        st_phone *items = realloc(r->items, cap * sizeof *items);
-        if (!items)
-            return -1;
-        r->items = items;
-        r->cap = cap;
+    if (r->count == 0) {
+        r->first = *p;
+        r->count = 1;
+        return 0;
     }
-    r->items[r->count++] = *p;
+    if (r->count - 1 == r->more_cap) {
+        size_t cap = r->more_cap ? r->more_cap * 2 : 1;
+        st_phone *more = realloc(r->more, cap * sizeof *more);
+        if (!more)
+            return -1;
+        r->more = more;
+        r->more_cap = cap;
+    }
+    r->more[r->count++ - 1] = *p;
     return 0;
 }
 
@@ -83,9 +93,9 @@ int st_recipients_add(st_recipients *r, const char *s, size_t n,
 }
 
 void st_recipients_free(st_recipients *r) {
-    free(r->items);
-    r->items = NULL;
-    r->count = r->cap = 0;
+    free(r->more);
+    r->more = NULL;
+    r->count = r->more_cap = 0;
 }
 
 static int all_digits(const char *s, size_t n) {

@@ -15,11 +15,19 @@ typedef struct st_phone {
     char digits[ST_PHONE_MAX + 1];
 } st_phone;
 
+/* Most sends have one recipient: it lives inside, with no allocation (a
+ * bulk call of 50,000 makes no 50,000 small blocks); the rest in more. */
 typedef struct st_recipients {
-    st_phone *items;
+    st_phone first;
+    st_phone *more; /* recipients 2 and on */
     size_t count;
-    size_t cap;
+    size_t more_cap;
 } st_recipients;
+
+/* Recipient i (0-based, below count). */
+static inline const st_phone *st_recipient(const st_recipients *r, size_t i) {
+    return i == 0 ? &r->first : &r->more[i - 1];
+}
 
 /* Adds every comma-separated number of s, normalised; -1 and ST_E_INVALID on
  * a bad one (nothing is added then). */
