@@ -65,9 +65,9 @@ static int read_answer(const st_client *c, const st_job *job,
 
 /* ---- send ----------------------------------------------------------------- */
 
+/* records and errors are one block (see open_item_new): freed as one. */
 void st_send_result_free(st_send_result *res) {
     free(res->records);
-    free(res->errors);
     res->records = NULL;
     res->errors = NULL;
     res->count = res->nerrors = res->accepted = 0;
@@ -144,6 +144,24 @@ static void fail_item_start(send_source *s, size_t index, const char *why) {
     s->hooks->on_result(s->hooks->ctx, index, &item.res);
 }
 
+/* An item's records and its requests' errors in one block, records
+ * first: one allocation a send, not two. An error is written whole when
+ * its request ends, so only the records start zeroed. */
+static int alloc_outcome(st_send_result *res, size_t count, size_t nchunks) {
+    size_t records = count * sizeof *res->records;
+    char *block;
+    if (count > ((size_t)-1 - nchunks * sizeof *res->errors) /
+                    sizeof *res->records)
+        return -1;
+    block = malloc(records + nchunks * sizeof *res->errors);
+    if (!block)
+        return -1;
+    memset(block, 0, records);
+    res->records = (st_send_record *)(void *)block;
+    res->errors = (st_error *)(void *)(block + records);
+    return 0;
+}
+
 static open_item *open_item_new(send_source *s, size_t index) {
     const st_send_item *it = &s->items[index];
     st_credentials cred = st_client_credentials(s->c);
@@ -162,9 +180,7 @@ static open_item *open_item_new(send_source *s, size_t index) {
     }
     item->index = index;
     item->left = item->nchunks;
-    item->res.records = calloc(r->count, sizeof *item->res.records);
-    item->res.errors = calloc(item->nchunks, sizeof *item->res.errors);
-    if (!item->res.records || !item->res.errors) {
+    if (alloc_outcome(&item->res, r->count, item->nchunks) != 0) {
         open_item_free(item);
         return NULL;
     }

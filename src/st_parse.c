@@ -189,9 +189,11 @@ static void classify_state(st_status *out) {
     out->state = ST_STATE_UNKNOWN;
     out->final = 0;
     for (i = 0; i < sizeof states / sizeof states[0]; i++)
-        if (strcmp(out->raw, states[i].word) == 0) {
+        if (out->raw[0] == states[i].word[0] &&
+            strcmp(out->raw, states[i].word) == 0) {
             out->state = states[i].state;
             out->final = states[i].final;
+            return;
         }
 }
 
