@@ -168,6 +168,7 @@ bench-openresty: check-deps-bench-openresty
 # beside its goal (never a failure); writes bench/results.md. About 4 minutes.
 bench: check-deps-bench $(SO)
 	@mkdir -p build/bench
+	$(CC) -O2 -shared -fPIC $(LUA_CFLAGS) -o build/bench/heap.so bench/heap.c
 	$(SPEC_ENV) $(LUA) bench/run.lua
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \

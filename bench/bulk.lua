@@ -6,9 +6,15 @@
 -- seconds (the whole call), failed (items without an id), rss_before,
 -- hwm_after and rss_after (bytes: VmRSS before the call, VmHWM after it,
 -- VmRSS after the results are dropped and collected), rss_closed (VmRSS
--- after client:close() as well).
+-- after client:close() as well). With make bench's build/bench/heap.so
+-- also heap_before and heap_after (C heap bytes in use, which RSS is not:
+-- malloc keeps pages it was given back) and rss_trimmed (VmRSS after
+-- malloc_trim(0) returned those pages).
 local st = require("streamtelecom")
 local socket = require("socket")
+package.cpath = "build/bench/?.so;" .. package.cpath
+local has_heap, heap = pcall(require, "heap")
+if not has_heap then heap = { in_use = function() end, trim = function() end } end
 
 local url, n, concurrency = arg[1], tonumber(arg[2]), tonumber(arg[3])
 
@@ -51,11 +57,14 @@ local client = assert(st.new{ user = "rich", password = "p&ss=w%rd+?", sender = 
                               url = url, concurrency = concurrency })
 local items = make_items(n)
 collectgarbage()
-local out = { rss_before = vm("VmRSS") }
+local out = { rss_before = vm("VmRSS"), heap_before = heap.in_use() }
 measure(client, items, out)
 collectgarbage()
 collectgarbage()
 out.rss_after = vm("VmRSS")
+out.heap_after = heap.in_use()
+heap.trim()
+out.rss_trimmed = has_heap and vm("VmRSS") or nil
 client:close()
 collectgarbage()
 out.rss_closed = vm("VmRSS")

@@ -319,6 +319,20 @@ local function memory_rows(r, n)
       ("of the peak growth: %s before, %s after, %s after client:close()")
         :format(mib(r.rss_before), mib(r.rss_after), mib(r.rss_closed)),
       goal(KEPT_GOAL_PERCENT, kept, "%d %%"))
+  if not (r.heap_after and r.rss_trimmed) then return end
+  -- Why RSS stays up: malloc keeps the freed pages (the results were most
+  -- of them, freed by the caller's collection) until asked for them.
+  local heap_kept = (r.heap_after - r.heap_before) / (r.hwm_after - r.rss_before) * 100
+  row(("send_many %s: C heap still in use after the call"):format(thousands(n)),
+      ("%.0f %%"):format(heap_kept),
+      ("of the peak RSS growth: %+.1f MiB in use (mallinfo2); the rest is free in malloc")
+        :format((r.heap_after - r.heap_before) / 1048576),
+      "")
+  local trimmed = (r.rss_trimmed - r.rss_before) / (r.hwm_after - r.rss_before) * 100
+  row(("send_many %s: RSS kept once malloc_trim(0) returns free pages"):format(thousands(n)),
+      ("%.0f %%"):format(trimmed),
+      ("of the peak growth: %s after the trim"):format(mib(r.rss_trimmed)),
+      "")
 end
 
 local function first_request_row(r, n)

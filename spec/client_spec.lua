@@ -173,6 +173,24 @@ describe("a client's life", function()
     assert.equals(2, s.connections_reused)
     assert.is_true(s.seconds_total >= s.seconds_max and s.seconds_max > 0)
   end)
+
+  -- A bulk call's idle handles are freed when it ends (memory back), but
+  -- its connections stay with the client for the next call.
+  it("reuses a bulk call's connections in the next one", function()
+    fake.set{ latency = 0.05 }
+    local c = assert(st.new{ user = "test", password = "secret", sender = "MyShop",
+                             url = fake.url, concurrency = 8 })
+    local items = {}
+    for i = 1, 16 do items[i] = { to = ("7903%07d"):format(i), text = "m" .. i } end
+    assert(c:send_many(items))
+    local opened = c:stats().connections_opened
+    assert.is_true(opened > 4, "the first call ran in parallel")
+    assert(c:send_many(items))
+    assert(c:balance())
+    assert.equals(opened, c:stats().connections_opened)
+    assert.equals(opened, fake.stats().connections)
+    c:close()
+  end)
 end)
 
 describe("client:wait", function()

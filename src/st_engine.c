@@ -324,6 +324,11 @@ static void collect_finished(st_run *run) {
     }
 }
 
+/* Transfers kept between calls: a sequential caller uses one, and a bulk
+ * call's others are freed when it ends (its memory back, not held by an
+ * idle client). */
+#define ST_IDLE_KEPT 4
+
 void st_engine_drive(st_run *run) {
     st_job *job;
     double wake;
@@ -347,4 +352,5 @@ void st_engine_drive(st_run *run) {
         st_transport_poll(run->c->transport, poll_time(wake));
         collect_finished(run);
     }
+    st_transport_keep_idle(run->c->transport, ST_IDLE_KEPT);
 }

@@ -240,6 +240,11 @@ static void xfer_give_back(st_transport *t, st_xfer *x) {
     t->idle[t->nidle++] = x;
 }
 
+void st_transport_keep_idle(st_transport *t, size_t keep) {
+    while (t->nidle > keep)
+        xfer_free(t->idle[--t->nidle]);
+}
+
 static int setup_multi(st_transport *t) {
     t->multi = curl_multi_init();
     t->share = curl_share_init();

@@ -36,6 +36,11 @@ void st_transport_poll(st_transport *t, double max_wait);
 int st_transport_next_done(st_transport *t, void **cookie, int *rc,
                            st_error *err);
 
+/* Frees the idle transfers beyond keep, when a call is over: a bulk call
+ * at concurrency 200 left 200 handles of ~16 KiB each. Their connections
+ * stay in the multi handle's cache, so the next call still reuses them. */
+void st_transport_keep_idle(st_transport *t, size_t keep);
+
 void st_reply_free(st_reply *reply);
 
 #endif
