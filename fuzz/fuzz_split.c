@@ -113,7 +113,7 @@ static void check_url(const fuzz_send *fs, const st_buf *url, size_t first,
     for (i = first; i < first + count; i++) {
         if (i > first)
             st_buf_append_char(&dadr, ',');
-        st_buf_append_str(&dadr, fs->r->items[i].digits);
+        st_buf_append_str(&dadr, st_recipient(fs->r, i)->digits);
     }
     expect_param(&q, end, "user", fs->c.user, strlen(fs->c.user));
     expect_param(&q, end, "pwd", fs->c.password, strlen(fs->c.password));
@@ -205,10 +205,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* flag 64: the credentials part encoded once (st_build_prefix), as a
      * client does; otherwise encoded on every build */
     fs.c.prefix = NULL;
+    fs.c.prefix_len = 0;
     if (flags & 64) {
         CHECK(st_build_prefix(&prefix, &fs.c) == 0);
         CHECK(strlen(st_buf_str(&prefix)) == prefix.len);
         fs.c.prefix = st_buf_str(&prefix);
+        fs.c.prefix_len = prefix.len;
     }
     fs.p.sender = (flags & 8) ? sender : NULL;
     fs.p.text = text;
@@ -247,7 +249,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             st_buf_free(&url);
             next += chunks[i].count;
             if (i + 1 < nchunks) {
-                size_t more = len + 3 + strlen(r.items[next].digits);
+                size_t more = len + 3 + strlen(st_recipient(&r, next)->digits);
                 if (full)
                     CHECK(url_len(&fs, chunks[i].first, chunks[i].count + 1,
                                   NULL) == more);
@@ -264,7 +266,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* some recipient alone does not fit: then the longest does not */
         CHECK(r.count > 0);
         for (i = 1; i < r.count; i++)
-            if (strlen(r.items[i].digits) > strlen(r.items[longest].digits))
+            if (strlen(st_recipient(&r, i)->digits) >
+                strlen(st_recipient(&r, longest)->digits))
                 longest = i;
         CHECK(url_len(&fs, longest, 1, NULL) > max_url);
     }

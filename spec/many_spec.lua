@@ -75,6 +75,10 @@ describe("client:send_many", function()
       { { { to = 7903123456.5, text = "fraction" } }, "item 1" },
       { { { to = phone(1), text = "ok", sendr = "Other" } }, "item 1" },
       { { { to = phone(1), text = "ok", sender = "Way Too Long Sender" } }, "item 1" },
+      { { { to = phone(1), text = "ok" }, { to = phone(2), text = "a\0b" } }, "item 2: invalid text: it holds a NUL byte" },
+      { { { to = phone(1), text = "ok", name = "a\0b" } }, "item 1" },
+      { { { to = phone(1), text = "ok", sender = "" } }, "item 1" },
+      { { { to = phone(1), text = "Your code is \255" } }, "item 1: invalid text: it is not valid UTF-8" },
     }
     for _, case in ipairs(cases) do
       local ok, err, code = client():send_many(case[1])

@@ -439,10 +439,10 @@ static int take_plain_field(lua_State *L, enum send_key key, int anchor,
     if (!slot || lua_type(L, -1) != LUA_TSTRING)
         return 1;
     v = lua_tolstring(L, -1, &len);
-    if (strlen(v) != len || (len == 0 && slot != &p->text))
-        return 1;
-    if (slot == &p->text)
+    if (slot == &p->text) /* its NUL bytes are the text check's to name */
         p->text_len = len;
+    else if (len == 0 || strlen(v) != len)
+        return 1;
     *slot = v;
     lua_pushvalue(L, -1);
     lua_rawseti(L, anchor, ++box->anchored);

@@ -205,6 +205,7 @@ st_credentials st_client_credentials(const st_client *c) {
     cred.user = c->opts.user;
     cred.password = c->opts.password;
     cred.prefix = c->prefix.data;
+    cred.prefix_len = c->prefix.len;
     return cred;
 }
 

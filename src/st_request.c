@@ -32,7 +32,7 @@ int st_build_prefix(st_buf *url, const st_credentials *c) {
 /* base?user=..&pwd=.. — the part every call starts with. */
 static void add_credentials(st_buf *url, const st_credentials *c) {
     if (c->prefix)
-        st_buf_append_str(url, c->prefix);
+        st_buf_append(url, c->prefix, c->prefix_len);
     else
         st_build_prefix(url, c);
 }
@@ -89,7 +89,7 @@ static int send_overhead(const st_credentials *c, const st_send_params *p,
                          size_t *len) {
     size_t n;
     if (c->prefix) {
-        n = strlen(c->prefix);
+        n = c->prefix_len;
     } else {
         st_buf prefix = ST_BUF_INIT;
         int failed = st_build_prefix(&prefix, c);
@@ -189,7 +189,7 @@ static size_t overhead_bound(const st_credentials *c,
         values += strlen(p->name);
     if (values > (size_t)-1 / 4)
         return (size_t)-1;
-    return (c->prefix ? strlen(c->prefix)
+    return (c->prefix ? c->prefix_len
                       : 3 * (strlen(c->base_url) + strlen(c->user) +
                              strlen(c->password)) + sizeof "?user=&pwd=") +
            names + 3 * values;

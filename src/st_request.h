@@ -18,6 +18,7 @@ typedef struct st_credentials {
     const char *password;
     /* "base?user=..&pwd=.." already encoded, or NULL to encode it now */
     const char *prefix;
+    size_t prefix_len;
 } st_credentials;
 
 /* Appends "base?user=..&pwd=..", the start of every request URL. */
