@@ -148,7 +148,9 @@ void push_send_result(lua_State *L, const st_send_result *res) {
 }
 
 void push_status(lua_State *L, const char *id, const st_status *s) {
-    lua_createtable(L, 0, 5);
+    /* id (here or by the caller), state, raw, final [, updated]: four
+     * fields take a hash part half the size of five */
+    lua_createtable(L, 0, s->updated[0] ? 5 : 4);
     if (id)
         set_string(L, "id", id);
     set_string(L, "state", st_state_name(s->state));

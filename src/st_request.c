@@ -44,8 +44,10 @@ int st_build_balance_url(st_buf *url, const st_credentials *c) {
 }
 
 int st_build_status_url(st_buf *url, const st_credentials *c, const char *id) {
+    static const char head[] = "&smsid=";
     add_credentials(url, c);
-    ADD_PARAM(url, "&smsid=", id, strlen(id));
+    st_buf_append(url, head, sizeof head - 1);
+    st_buf_append_str(url, id); /* digits (st_id_check): nothing to encode */
     return url->failed ? -1 : 0;
 }
 

@@ -39,6 +39,7 @@ typedef struct st_chunk {
 } st_chunk;
 
 int st_build_balance_url(st_buf *url, const st_credentials *c);
+/* id must have passed st_id_check (decimal digits only): it goes in as is. */
 int st_build_status_url(st_buf *url, const st_credentials *c, const char *id);
 /* The send URL for recipients [first, first+count). */
 int st_build_send_url(st_buf *url, const st_credentials *c,
