@@ -134,7 +134,7 @@ void push_send_result(lua_State *L, const st_send_result *res) {
     lua_createtable(L, (int)res->count, 0);
     for (i = 0; i < res->count; i++) {
         const st_send_record *rec = &res->records[i];
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, rec->id[0] ? 2 : 3); /* to, and id or err+code */
         set_string(L, "to", rec->to);
         if (rec->id[0]) {
             set_string(L, "id", rec->id);

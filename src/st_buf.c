@@ -28,7 +28,7 @@ static int st_buf_reserve(st_buf *b, size_t extra) {
     return 0;
 }
 
-int st_buf_append(st_buf *b, const char *s, size_t n) {
+int st_buf_append_grow(st_buf *b, const char *s, size_t n) {
     if (st_buf_reserve(b, n) != 0)
         return -1;
     if (n)

@@ -4,6 +4,7 @@
 #define ST_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef struct st_buf {
     char *data;  /* always NUL-terminated once anything was appended */
@@ -14,7 +15,20 @@ typedef struct st_buf {
 
 #define ST_BUF_INIT {NULL, 0, 0, 0}
 
-int st_buf_append(st_buf *b, const char *s, size_t n);
+/* Grows the buffer, then appends: st_buf_append's way when n does not fit. */
+int st_buf_append_grow(st_buf *b, const char *s, size_t n);
+
+/* Appends n bytes. Inline: a reused buffer (a client's URL, a reply) mostly
+ * has the room, and a request makes a dozen appends. */
+static inline int st_buf_append(st_buf *b, const char *s, size_t n) {
+    if (!b->failed && n < b->cap - b->len) { /* room for n and the NUL */
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return st_buf_append_grow(b, s, n);
+}
 int st_buf_append_str(st_buf *b, const char *s);
 int st_buf_append_char(st_buf *b, char c);
 void st_buf_truncate(st_buf *b, size_t len);

@@ -563,8 +563,13 @@ int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
 static void keep_result(void *ctx, size_t item, st_send_result *res) {
     st_send_result *out = ctx;
     (void)item;
-    *out = *res;
-    memset(res, 0, sizeof *res);
+    out->records = res->records, out->count = res->count;
+    out->errors = res->errors, out->nerrors = res->nerrors;
+    out->accepted = res->accepted;
+    if (res->accepted == 0) /* only then has it a failure to tell */
+        out->failure = res->failure;
+    res->records = NULL, res->errors = NULL; /* now out's */
+    res->count = res->nerrors = res->accepted = 0;
 }
 
 int st_client_send(st_client *c, const st_recipients *r,
@@ -577,7 +582,9 @@ int st_client_send(st_client *c, const st_recipients *r,
     hooks.on_start = NULL;
     hooks.on_result = keep_result;
     hooks.ctx = res;
-    memset(res, 0, sizeof *res);
+    res->records = NULL, res->errors = NULL;
+    res->count = res->nerrors = res->accepted = 0;
+    res->failure.code = ST_OK, res->failure.message[0] = '\0';
     if (send_items(c, &item, 1, 0, &hooks, err) != 0)
         return -1;
     if (res->accepted == 0) {
