@@ -173,6 +173,8 @@ describe("client:send", function()
       { "a sequence cut at the end of ASCII", { "79031234567", "abcdefgh\208" }, "UTF%-8" },
       { "a surrogate after Cyrillic", { "79031234567", "Код\237\160\128 ok" }, "UTF%-8" },
       { "an overlong letter after ASCII", { "79031234567", "abcdefghij\192\175" }, "UTF%-8" },
+      { "a NUL byte after a long ASCII run", { "79031234567", "Your code is\0 1234" }, "NUL" },
+      { "a NUL byte after a bad byte (NUL is named)", { "79031234567", "ab\255cd\0" }, "NUL" },
       { "a sender of 12 letters", { "79031234567", "Hi", { sender = "TwelveLetter" } }, "sender" },
       { "a sender of Cyrillic letters", { "79031234567", "Hi", { sender = "Магазин" } }, "sender" },
       { "a sender of 16 digits", { "79031234567", "Hi", { sender = "1234567890123456" } }, "sender" },

@@ -127,6 +127,35 @@ static int push_chunk(st_chunk **chunks, size_t *n, size_t *cap,
     return 0;
 }
 
+/* More than send_overhead can be, counted without encoding anything: a
+ * byte never takes more than three ("%XX"). */
+static size_t overhead_bound(const st_credentials *c,
+                             const st_send_params *p) {
+    size_t values = p->text_len;
+    size_t names = sizeof "&sadr=&dadr=&text=&callback_url=&name_deliver=";
+    if (p->sender)
+        values += strlen(p->sender);
+    if (p->callback_url)
+        values += strlen(p->callback_url);
+    if (p->name)
+        values += strlen(p->name);
+    if (values > (size_t)-1 / 4)
+        return (size_t)-1;
+    return (c->prefix ? c->prefix_len
+                      : 3 * (strlen(c->base_url) + strlen(c->user) +
+                             strlen(c->password)) + sizeof "?user=&pwd=") +
+           names + 3 * values;
+}
+
+/* 1 when count recipients fit one request whatever the values encode to:
+ * checked against the bound, so nothing is encoded to count it. */
+static int fits_at_bound(const st_credentials *c, const st_send_params *p,
+                         size_t count, size_t max_url) {
+    size_t bound = overhead_bound(c, p);
+    size_t per_recipient = ST_PHONE_MAX + sizeof ST_ENCODED_COMMA - 1;
+    return bound <= max_url && count <= (max_url - bound) / per_recipient;
+}
+
 /* The split of r into requests of at most max_url bytes: the chunks into
  * *chunks when chunks is not NULL, else only counted (a check that needs
  * no memory). */
@@ -134,6 +163,13 @@ static int plan(const st_credentials *c, const st_send_params *p,
                 const st_recipients *r, size_t max_url, st_chunk **chunks,
                 size_t *nchunks, st_error *err) {
     size_t overhead, i, cap = 0, used = 0, first = 0;
+    if (r->count > 0 && fits_at_bound(c, p, r->count, max_url)) { /* most */
+        if (!chunks)
+            return ++*nchunks, 0;
+        return push_chunk(chunks, nchunks, &cap, 0, r->count) == 0
+                   ? 0
+                   : st_fail(err, ST_E_INVALID, "out of memory");
+    }
     if (send_overhead(c, p, &overhead) != 0)
         return st_fail(err, ST_E_INVALID, "out of memory");
     for (i = 0; i < r->count; i++) {
@@ -177,33 +213,13 @@ int st_plan_send(const st_credentials *c, const st_send_params *p,
     return -1;
 }
 
-/* More than send_overhead can be, counted without encoding anything: a
- * byte never takes more than three ("%XX"). */
-static size_t overhead_bound(const st_credentials *c,
-                             const st_send_params *p) {
-    size_t values = p->text_len;
-    size_t names = sizeof "&sadr=&dadr=&text=&callback_url=&name_deliver=";
-    if (p->sender)
-        values += strlen(p->sender);
-    if (p->callback_url)
-        values += strlen(p->callback_url);
-    if (p->name)
-        values += strlen(p->name);
-    if (values > (size_t)-1 / 4)
-        return (size_t)-1;
-    return (c->prefix ? c->prefix_len
-                      : 3 * (strlen(c->base_url) + strlen(c->user) +
-                             strlen(c->password)) + sizeof "?user=&pwd=") +
-           names + 3 * values;
-}
-
 int st_check_send_fits(const st_credentials *c, const st_send_params *p,
                        const st_recipients *r, size_t max_url,
                        st_error *err) {
     size_t n = 0;
     /* A short text fits whatever it holds: no need to count its bytes
      * (a bulk call checks every item before it starts). */
-    if (overhead_bound(c, p) + ST_PHONE_MAX <= max_url)
+    if (fits_at_bound(c, p, 1, max_url))
         return 0;
     return plan(c, p, r, max_url, NULL, &n, err);
 }

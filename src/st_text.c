@@ -89,32 +89,52 @@ size_t st_utf8_char_len(const char *s, size_t n) {
     return utf8_decode((const unsigned char *)s, n, &cp);
 }
 
-/* How many bytes at the start of s are ASCII, read a word at a time:
- * answers and most texts are all ASCII, and a bulk call checks every text. */
-static size_t ascii_run(const unsigned char *s, size_t n) {
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* How many bytes at the start of s are ASCII (and not NUL, with no_nul),
+ * read a word at a time: answers and most texts are all ASCII, and a bulk
+ * call checks every text. */
+static size_t ascii_run(const unsigned char *s, size_t n, int no_nul) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t word;
         memcpy(&word, s + i, sizeof word);
-        if (word & UINT64_C(0x8080808080808080))
+        if ((word & HIGHS) || (no_nul && ((word - ONES) & ~word & HIGHS)))
             break;
     }
-    while (i < n && s[i] < 0x80)
+    while (i < n && s[i] < 0x80 && (s[i] != 0 || !no_nul))
         i++;
     return i;
 }
 
-int st_utf8_valid(const char *s, size_t n) {
+/* ST_TEXT_OK, or the first flaw: a NUL byte (with no_nul) or a sequence
+ * that is not UTF-8, in one pass. */
+static st_text_flaw scan_text(const char *s, size_t n, int no_nul) {
     const unsigned char *p = (const unsigned char *)s;
     while (n > 0) {
         unsigned long cp;
-        size_t len = ascii_run(p, n);
+        size_t len = ascii_run(p, n, no_nul);
+        if (len == 0 && no_nul && *p == 0)
+            return ST_TEXT_NUL;
         if (len == 0 && (len = utf8_decode(p, n, &cp)) == 0)
-            return 0;
+            return ST_TEXT_NOT_UTF8;
         p += len;
         n -= len;
     }
-    return 1;
+    return ST_TEXT_OK;
+}
+
+int st_utf8_valid(const char *s, size_t n) {
+    return scan_text(s, n, 0) == ST_TEXT_OK;
+}
+
+st_text_flaw st_text_flaws(const char *s, size_t n) {
+    st_text_flaw flaw = scan_text(s, n, 1);
+    /* a NUL anywhere is named first, as a check of it alone would */
+    if (flaw == ST_TEXT_NOT_UTF8 && memchr(s, '\0', n))
+        return ST_TEXT_NUL;
+    return flaw;
 }
 
 static int is_space(unsigned char ch) {

@@ -14,6 +14,10 @@ size_t st_percent_encoded_len(const char *s, size_t n);
 size_t st_utf8_char_len(const char *s, size_t n);
 /* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int st_utf8_valid(const char *s, size_t n);
+
+typedef enum st_text_flaw { ST_TEXT_OK, ST_TEXT_NUL, ST_TEXT_NOT_UTF8 } st_text_flaw;
+/* What makes s no text to send, NUL bytes first, in one pass. */
+st_text_flaw st_text_flaws(const char *s, size_t n);
 /* Strips a leading UTF-8 BOM and surrounding white space. */
 void st_trim(const char **s, size_t *n);
 /* Compares two UTF-8 sentences ignoring case (ASCII and Cyrillic), runs of

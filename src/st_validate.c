@@ -73,9 +73,19 @@ static int recipients_push(st_recipients *r, const st_phone *p) {
     return 0;
 }
 
+static int all_digits(const char *s, size_t n);
+
 int st_recipients_add(st_recipients *r, const char *s, size_t n,
                       st_error *err) {
     size_t start = 0, before = r->count;
+    if (n >= ST_PHONE_MIN && n <= ST_PHONE_MAX && all_digits(s, n)) {
+        st_phone phone; /* one bare number, as most are: no comma to find */
+        memcpy(phone.digits, s, n);
+        phone.digits[n] = '\0';
+        return recipients_push(r, &phone) == 0
+                   ? 0
+                   : st_fail(err, ST_E_INVALID, "out of memory");
+    }
     for (;;) {
         const char *comma = memchr(s + start, ',', n - start);
         size_t end = comma ? (size_t)(comma - s) : n;
@@ -133,11 +143,14 @@ int st_sender_check(const char *s, size_t n, st_error *err) {
 int st_text_check(const char *s, size_t n, st_error *err) {
     if (n == 0)
         return st_fail(err, ST_E_INVALID, "invalid text: it is empty");
-    if (memchr(s, '\0', n))
+    switch (st_text_flaws(s, n)) {
+    case ST_TEXT_NUL:
         return st_fail(err, ST_E_INVALID, "invalid text: it holds a NUL byte");
-    if (!st_utf8_valid(s, n))
+    case ST_TEXT_NOT_UTF8:
         return st_fail(err, ST_E_INVALID, "invalid text: it is not valid UTF-8");
-    return 0;
+    default:
+        return 0;
+    }
 }
 
 int st_id_check(const char *s, size_t n, st_error *err) {
