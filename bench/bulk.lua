@@ -1,6 +1,8 @@
 -- One send_many in a process of its own, so that its memory figures are its
 -- alone: make bench runs it once a measurement against the fake gateway.
---   lua bench/bulk.lua URL N CONCURRENCY
+--   lua bench/bulk.lua URL N CONCURRENCY [first]
+-- With `first` the call is stopped at its first result (on_result raises)
+-- and only call and first_start are printed: a short run for timing.
 -- Prints key=value lines: call (the wall clock, socket.gettime(), just
 -- before send_many), first_start (seconds from the call to on_start(1)),
 -- seconds (the whole call), failed (items without an id), rss_before,
@@ -16,7 +18,8 @@ package.cpath = "build/bench/?.so;" .. package.cpath
 local has_heap, heap = pcall(require, "heap")
 if not has_heap then heap = { in_use = function() end, trim = function() end } end
 
-local url, n, concurrency = arg[1], tonumber(arg[2]), tonumber(arg[3])
+local url, n, concurrency, first_only = arg[1], tonumber(arg[2]), tonumber(arg[3]),
+                                         arg[4] == "first"
 
 local function vm(field)
   for line in io.lines("/proc/self/status") do
@@ -53,10 +56,30 @@ local function measure(client, items, out)
   out.failed = count_failed(results)
 end
 
+-- The call until its first result, then stopped: when it began, and when
+-- on_start(1) ran.
+local function measure_first(client, items)
+  local out, stopped = {}, false
+  local function on_start(i)
+    if i == 1 then out.first_start = socket.gettime() - out.call end
+  end
+  local function on_result()
+    if not stopped then stopped = true; error("first result") end
+  end
+  out.call = socket.gettime()
+  assert(not pcall(client.send_many, client, items,
+                   { on_start = on_start, on_result = on_result }))
+  return out
+end
+
 local client = assert(st.new{ user = "rich", password = "p&ss=w%rd+?", sender = "MyShop",
                               url = url, concurrency = concurrency })
 local items = make_items(n)
 collectgarbage()
+if first_only then
+  for k, v in pairs(measure_first(client, items)) do print(("%s=%.17g"):format(k, v)) end
+  return
+end
 local out = { rss_before = vm("VmRSS"), heap_before = heap.in_use() }
 measure(client, items, out)
 collectgarbage()

@@ -335,19 +335,42 @@ local function memory_rows(r, n)
       "")
 end
 
-local function first_request_row(r, n)
-  local at_gateway = (first_arrival() - r.call) * 1e3
+-- The first request of n items, stopped at its first result: ms at the
+-- gateway and to on_start(1), from the call.
+local function first_request_child(n)
+  fake.reset()
+  fake.set{ latency = LATENCY }
+  local out = run(("%s bench/bulk.lua '%s' %d %d first 2>&1"):format(LUA, fake.url, n,
+                                                                     BULK_CONCURRENCY))
+  local r = {}
+  for k, v in out:gmatch("(%l[%l_]*)=(%S+)") do r[k] = tonumber(v) end
+  assert(r.call and r.first_start, "bench/bulk.lua failed: " .. out)
+  return (first_arrival() - r.call) * 1e3, r.first_start * 1e3
+end
+
+local FIRST_REQUEST_RUNS = 5
+
+-- One process of a run's timing is at the mercy of the machine (a VM's
+-- neighbours moved it 15 to 21 ms at 50,000): the median of five short runs.
+local function first_request_row(n, whole_run)
+  local at_gateway, at_start, shown = {}, {}, {}
+  for i = 1, FIRST_REQUEST_RUNS do
+    at_gateway[i], at_start[i] = first_request_child(n)
+    shown[i] = ("%.1f"):format(at_gateway[i])
+  end
+  local median_gateway = median(at_gateway)
   row(("send_many %s at concurrency %d: time to the first request")
         :format(thousands(n), BULK_CONCURRENCY),
-      ("%.1f ms"):format(at_gateway),
-      ("at the gateway (its clock, 1 ms steps); to on_start(1) %.1f ms")
-        :format(r.first_start * 1e3),
-      goal(FIRST_REQUEST_GOAL_MS, at_gateway, "%d ms"))
+      ("%.1f ms"):format(median_gateway),
+      ("median of %d runs at the gateway (its clock, 1 ms steps: %s); to on_start(1) %.1f ms; "
+         .. "in the whole run below %.1f ms")
+        :format(FIRST_REQUEST_RUNS, table.concat(shown, ", "), median(at_start), whole_run),
+      goal(FIRST_REQUEST_GOAL_MS, median_gateway, "%d ms"))
 end
 
 for _, n in ipairs({ 1000, 10000, 50000 }) do
   local r = bulk_child(n, BULK_CONCURRENCY)
-  first_request_row(r, n)
+  first_request_row(n, (first_arrival() - r.call) * 1e3)
   if n == 50000 then memory_rows(r, n) end
 end
 
