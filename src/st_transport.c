@@ -416,11 +416,21 @@ static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
     }
 }
 
+/* The status, and the time since the transfer started by our clock (one
+ * getinfo a request fewer than asking libcurl for its total time). */
 static void read_transfer_info(st_xfer *x, st_reply *reply) {
-    curl_off_t micros = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &reply->http_status);
-    curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &micros);
-    reply->seconds = (double)micros / 1e6;
+    reply->seconds = st_now() - x->started;
+}
+
+/* The transfer of a finished easy handle: a sequential caller's only live
+ * one without asking libcurl, else through CURLINFO_PRIVATE. */
+static st_xfer *xfer_of(const st_transport *t, CURL *easy) {
+    st_xfer *x = NULL;
+    if (t->running == 1 && t->live[0]->easy == easy)
+        return t->live[0];
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+    return x;
 }
 
 /* ---- time limits -------------------------------------------------------- */
@@ -565,10 +575,10 @@ static int next_finished(st_transport *t, void **cookie, int *rc,
     int left;
     CURLMsg *msg;
     while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
-        st_xfer *x = NULL;
+        st_xfer *x;
         if (msg->msg != CURLMSG_DONE)
             continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        x = xfer_of(t, msg->easy_handle);
         read_transfer_info(x, x->reply);
 #ifndef ST_HAVE_PREREQ
         x->reply->request_sent = 1; /* cannot tell: assume the worst */
