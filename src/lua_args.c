@@ -451,17 +451,43 @@ static int take_plain_field(lua_State *L, enum send_key key, int anchor,
     return 0;
 }
 
+/* The keys "to" and "text" as the items hold them: Lua keeps one copy of
+ * a short string, so after the first item a pointer comparison names them.
+ * The two strings are kept on the stack (slot), so no other string can
+ * take their address meanwhile. */
+typedef struct known_keys {
+    int slot; /* stack index of "to"; "text" at slot + 1 */
+    const char *to, *text;
+} known_keys;
+
+/* Which send key the key at -2 is. */
+static enum send_key key_at(lua_State *L, known_keys *keys) {
+    const char *k;
+    enum send_key key;
+    if (lua_type(L, -2) != LUA_TSTRING)
+        return KEY_NONE;
+    k = lua_tostring(L, -2);
+    if (k == keys->to || k == keys->text)
+        return k == keys->to ? KEY_TO : KEY_TEXT;
+    key = send_key(k);
+    if (key == KEY_TO || key == KEY_TEXT) {
+        lua_pushvalue(L, -2);
+        lua_replace(L, keys->slot + (key == KEY_TEXT));
+        *(key == KEY_TO ? &keys->to : &keys->text) = k;
+    }
+    return key;
+}
+
 /* A plain item (no metatable, so no user code can run): one raw pass over
  * its fields, which a bulk call of 50,000 items notices. */
-static int read_plain_item(lua_State *L, int item, int anchor, call_box *box,
-                           size_t i, st_error *err) {
+static int read_plain_item(lua_State *L, int item, int anchor,
+                           known_keys *keys, call_box *box, size_t i,
+                           st_error *err) {
     st_send_params *p = &box->items[i].params;
     int has_to = 0;
     lua_pushnil(L);
     while (lua_next(L, item) != 0) {
-        enum send_key key = lua_type(L, -2) == LUA_TSTRING
-                                ? send_key(lua_tostring(L, -2))
-                                : KEY_NONE;
+        enum send_key key = key_at(L, keys);
         int rc;
         if (key == KEY_NONE)
             return check_send_keys(L, item, err); /* says which key */
@@ -485,8 +511,8 @@ static int read_plain_item(lua_State *L, int item, int anchor, call_box *box,
 }
 
 /* The item at the stack top, read into slot i of the box. */
-static int read_item(lua_State *L, int anchor, call_box *box, size_t i,
-                     st_error *err) {
+static int read_item(lua_State *L, int anchor, known_keys *keys,
+                     call_box *box, size_t i, st_error *err) {
     int item = lua_gettop(L);
     st_send_item *out = &box->items[i];
     field_state state = FIELD_OK;
@@ -494,7 +520,7 @@ static int read_item(lua_State *L, int anchor, call_box *box, size_t i,
     if (!lua_istable(L, item))
         return st_fail(err, ST_E_INVALID, "want a table with to and text");
     if (!lua_getmetatable(L, item))
-        return read_plain_item(L, item, anchor, box, i, err);
+        return read_plain_item(L, item, anchor, keys, box, i, err);
     lua_pop(L, 1);
     if (check_send_keys(L, item, err) != 0)
         return -1;
@@ -528,21 +554,28 @@ static int alloc_items(call_box *box, size_t n) {
 int read_send_items(lua_State *L, int arg, int anchor, call_box *box,
                     st_error *err) {
     size_t i, n = lua_rawlen(L, arg);
-    int top = lua_gettop(L);
+    known_keys keys = {0, NULL, NULL};
+    int top;
     if (alloc_items(box, n) != 0)
         return luaL_error(L, "not enough memory");
+    luaL_checkstack(L, 2, "streamtelecom");
+    keys.slot = lua_gettop(L) + 1;
+    lua_pushnil(L);
+    lua_pushnil(L);
+    top = lua_gettop(L);
     for (i = 0; i < n; i++) {
         char message[ST_ERR_MAX];
         lua_rawgeti(L, arg, (int)i + 1);
-        if (read_item(L, anchor, box, i, err) == 0) {
+        if (read_item(L, anchor, &keys, box, i, err) == 0) {
             lua_settop(L, top);
             continue;
         }
-        lua_settop(L, top);
+        lua_settop(L, keys.slot - 1);
         snprintf(message, sizeof message, "%s", err->message);
         return st_fail(err, ST_E_INVALID, "invalid item %zu: %s", i + 1,
                        message);
     }
+    lua_settop(L, keys.slot - 1);
     return 0;
 }
 
