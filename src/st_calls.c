@@ -263,7 +263,7 @@ static void send_done(void *ctx, st_job *job) {
     open_item *item = job->tag;
     st_chunk part = item->chunks[job->part];
     size_t i;
-    item->res.errors[job->part] = job->err;
+    st_error_copy(&item->res.errors[job->part], &job->err);
     for (i = 0; i < part.count; i++)
         item->res.records[part.first + i].chunk = job->part;
     if (--item->left == 0)
@@ -651,7 +651,7 @@ static st_code status_read(void *ctx, st_job *job) {
 
 static void status_done(void *ctx, st_job *job) {
     status_source *s = ctx;
-    s->errs[job->part] = job->err;
+    st_error_copy(&s->errs[job->part], &job->err);
     if (s->hooks && s->hooks->on_result)
         s->hooks->on_result(s->hooks->ctx, job->part, &s->out[job->part],
                             &s->errs[job->part]);
@@ -945,7 +945,7 @@ static st_code balance_read(void *ctx, st_job *job) {
 
 static void balance_done(void *ctx, st_job *job) {
     balance_source *s = ctx;
-    *s->err = job->err;
+    st_error_copy(s->err, &job->err);
 }
 
 st_task *st_task_balance(st_client *c, st_balance *out, st_error *err) {

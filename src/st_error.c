@@ -174,3 +174,10 @@ void st_redact_userinfo(char *msg, size_t cap) {
     copy_back(msg, cap, &out);
     st_buf_free(&out);
 }
+
+void st_error_copy(st_error *dst, const st_error *src) {
+    size_t used = strnlen(src->message, sizeof src->message - 1);
+    dst->code = src->code;
+    memcpy(dst->message, src->message, used);
+    dst->message[used] = '\0';
+}

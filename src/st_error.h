@@ -39,6 +39,9 @@ typedef struct st_error {
     char message[ST_ERR_MAX];
 } st_error;
 
+/* *dst = *src, copying only the message's used bytes: an error is 516
+ * bytes, and every finished request hands one on (mostly an empty one). */
+void st_error_copy(st_error *dst, const st_error *src);
 /* The API name of a code ("auth", "timeout", ...); "" for ST_OK. */
 const char *st_code_name(st_code code);
 /* Sets err and returns -1, so callers can `return st_fail(...)`. */
