@@ -165,7 +165,7 @@ bench-openresty: check-deps-bench-openresty
 
 # Performance figures as ratios measured in one run, instructions a request
 # by callgrind, send_many's memory and timing against the fake gateway, each
-# beside its goal (never a failure); writes bench/results.md. About 5 minutes.
+# beside its goal (never a failure); writes bench/results.md. About 7 minutes.
 bench: check-deps-bench $(SO)
 	@mkdir -p build/bench
 	$(CC) -O2 -shared -fPIC $(LUA_CFLAGS) -o build/bench/heap.so bench/heap.c
