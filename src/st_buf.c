@@ -38,17 +38,8 @@ int st_buf_append_grow(st_buf *b, const char *s, size_t n) {
     return 0;
 }
 
-char *st_buf_reserve_tail(st_buf *b, size_t extra) {
+char *st_buf_reserve_tail_grow(st_buf *b, size_t extra) {
     return st_buf_reserve(b, extra) == 0 ? b->data + b->len : NULL;
-}
-
-void st_buf_commit(st_buf *b, size_t n) {
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-int st_buf_append_str(st_buf *b, const char *s) {
-    return st_buf_append(b, s, strlen(s));
 }
 
 int st_buf_append_char(st_buf *b, char c) {

@@ -29,13 +29,26 @@ static inline int st_buf_append(st_buf *b, const char *s, size_t n) {
     }
     return st_buf_append_grow(b, s, n);
 }
-int st_buf_append_str(st_buf *b, const char *s);
+static inline int st_buf_append_str(st_buf *b, const char *s) {
+    return st_buf_append(b, s, strlen(s));
+}
 int st_buf_append_char(st_buf *b, char c);
 void st_buf_truncate(st_buf *b, size_t len);
+char *st_buf_reserve_tail_grow(st_buf *b, size_t extra);
+
 /* Room for extra more bytes at the end, to be written in place and then
- * counted with st_buf_commit; NULL once an allocation failed. */
-char *st_buf_reserve_tail(st_buf *b, size_t extra);
-void st_buf_commit(st_buf *b, size_t n);
+ * counted with st_buf_commit; NULL once an allocation failed. Inline when
+ * the room is there, as for st_buf_append. */
+static inline char *st_buf_reserve_tail(st_buf *b, size_t extra) {
+    if (!b->failed && extra < b->cap - b->len)
+        return b->data + b->len;
+    return st_buf_reserve_tail_grow(b, extra);
+}
+
+static inline void st_buf_commit(st_buf *b, size_t n) {
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 void st_buf_free(st_buf *b);
 /* The contents, or "" for an empty buffer (never NULL). */
 const char *st_buf_str(const st_buf *b);
