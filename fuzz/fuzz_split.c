@@ -227,6 +227,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         st_error check_err;
         CHECK((st_check_send_fits(&fs.c, &fs.p, &r, max_url, &check_err) ==
                0) == (rc == 0));
+        /* what the bound lets through whole, the plan sends whole */
+        if (st_send_fits_whole(&fs.c, &fs.p, r.count, max_url))
+            CHECK(rc == 0 && nchunks == 1 && chunks[0].count == r.count);
     }
     if (rc == 0) {
         CHECK((nchunks == 0) == (r.count == 0));

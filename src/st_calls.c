@@ -101,8 +101,9 @@ static int fail_item(st_error *err, const char *what, size_t index) {
  * in flight have one, so a bulk send holds no more than that. */
 typedef struct open_item {
     size_t index;
-    st_chunk *chunks;
+    st_chunk *chunks; /* &whole, or a plan of several */
     size_t nchunks;
+    st_chunk whole;   /* most items: one part, with no plan allocated */
     size_t started; /* parts handed to the engine so far */
     size_t left;    /* parts not done yet */
     st_send_result res;
@@ -122,7 +123,8 @@ typedef struct send_source {
 
 static void open_item_free(open_item *item) {
     st_send_result_free(&item->res);
-    free(item->chunks);
+    if (item->chunks != &item->whole)
+        free(item->chunks);
     free(item);
 }
 
@@ -172,6 +174,11 @@ static open_item *open_item_new(send_source *s, size_t index) {
     if (item && s->plan) { /* planned when it was checked */
         item->chunks = s->plan, item->nchunks = s->plan_n;
         s->plan = NULL;
+    } else if (item && (s->n == 1 /* unplanned: it fit whole when checked */
+                        || st_send_fits_whole(&cred, &it->params, r->count,
+                                              ST_MAX_URL))) {
+        item->whole.first = 0, item->whole.count = r->count;
+        item->chunks = &item->whole, item->nchunks = 1;
     } else if (!item || st_plan_send(&cred, &it->params, r, ST_MAX_URL,
                                      &item->chunks, &item->nchunks,
                                      &err) != 0) {
@@ -280,10 +287,13 @@ static int check_items(send_source *s, int name_items, st_error *err) {
         const st_send_item *it = &s->items[i];
         st_chunk *chunks = NULL;
         int rc = check_send(s->c, it->recipients, &it->params, err);
-        if (rc == 0 && s->n == 1)
+        nchunks = 1;
+        if (rc == 0 && s->n == 1 &&
+            !st_send_fits_whole(&cred, &it->params, it->recipients->count,
+                                ST_MAX_URL))
             rc = st_plan_send(&cred, &it->params, it->recipients, ST_MAX_URL,
                               &chunks, &nchunks, err);
-        else if (rc == 0)
+        else if (rc == 0 && s->n > 1)
             rc = st_check_send_fits(&cred, &it->params, it->recipients,
                                     ST_MAX_URL, err);
         if (rc != 0)
@@ -536,7 +546,7 @@ static st_task *begin_send(st_client *c, const st_send_item *items, size_t n,
     call->src.read = send_read;
     call->src.done = send_done;
     call->src.ctx = s;
-    return call_start(call, s->plan ? s->plan_n : 0, err);
+    return call_start(call, n == 1 ? s->plan_n : 0, err);
 }
 
 st_task *st_task_send_many(st_client *c, const st_send_item *items, size_t n,

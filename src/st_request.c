@@ -213,6 +213,11 @@ int st_plan_send(const st_credentials *c, const st_send_params *p,
     return -1;
 }
 
+int st_send_fits_whole(const st_credentials *c, const st_send_params *p,
+                       size_t count, size_t max_url) {
+    return count > 0 && fits_at_bound(c, p, count, max_url);
+}
+
 int st_check_send_fits(const st_credentials *c, const st_send_params *p,
                        const st_recipients *r, size_t max_url,
                        st_error *err) {

@@ -50,6 +50,10 @@ int st_build_send_url(st_buf *url, const st_credentials *c,
 int st_plan_send(const st_credentials *c, const st_send_params *p,
                  const st_recipients *r, size_t max_url, st_chunk **chunks,
                  size_t *nchunks, st_error *err);
+/* 1 when all count recipients fit one request whatever the values encode
+ * to (checked against a bound): one part, with no plan to make. */
+int st_send_fits_whole(const st_credentials *c, const st_send_params *p,
+                       size_t count, size_t max_url);
 /* st_plan_send's check alone, allocating nothing: -1 and ST_E_INVALID
  * when even one recipient does not fit. */
 int st_check_send_fits(const st_credentials *c, const st_send_params *p,
