@@ -121,11 +121,25 @@ typedef struct send_source {
     st_job_source *src;  /* stopped through it when on_start says so */
 } send_source;
 
-static void open_item_free(open_item *item) {
+/* An item's memory: the client keeps the last one for the next item, so
+ * a send, or each item of a bulk call, allocates none. */
+static open_item *open_item_alloc(st_client *c) {
+    open_item *item = c->spare_item;
+    if (!item)
+        return calloc(1, sizeof *item);
+    c->spare_item = NULL;
+    memset(item, 0, sizeof *item);
+    return item;
+}
+
+static void open_item_free(st_client *c, open_item *item) {
     st_send_result_free(&item->res);
     if (item->chunks != &item->whole)
         free(item->chunks);
-    free(item);
+    if (!c->spare_item)
+        c->spare_item = item;
+    else
+        free(item);
 }
 
 /* The item's outcome goes to the hook as soon as its last part is done. */
@@ -134,7 +148,7 @@ static void close_item(send_source *s, open_item *item) {
     if (res->accepted == 0 && res->count > 0)
         res->failure = res->errors[res->records[0].chunk];
     s->hooks->on_result(s->hooks->ctx, item->index, res);
-    open_item_free(item);
+    open_item_free(s->c, item);
 }
 
 /* An item that could not start (no memory) fails whole, with that error. */
@@ -168,7 +182,7 @@ static open_item *open_item_new(send_source *s, size_t index) {
     const st_send_item *it = &s->items[index];
     st_credentials cred = st_client_credentials(s->c);
     const st_recipients *r = it->recipients;
-    open_item *item = calloc(1, sizeof *item);
+    open_item *item = open_item_alloc(s->c);
     st_error err;
     size_t j;
     if (item && s->plan) { /* planned when it was checked */
@@ -182,13 +196,14 @@ static open_item *open_item_new(send_source *s, size_t index) {
     } else if (!item || st_plan_send(&cred, &it->params, r, ST_MAX_URL,
                                      &item->chunks, &item->nchunks,
                                      &err) != 0) {
-        free(item);
+        if (item)
+            open_item_free(s->c, item);
         return NULL;
     }
     item->index = index;
     item->left = item->nchunks;
     if (alloc_outcome(&item->res, r->count, item->nchunks) != 0) {
-        open_item_free(item);
+        open_item_free(s->c, item);
         return NULL;
     }
     item->res.count = r->count;
@@ -404,7 +419,7 @@ static void free_open_items(st_task *call) {
             seen[n++] = item;
     }
     for (i = 0; i < n; i++)
-        open_item_free(seen[i]);
+        open_item_free(call->c, seen[i]);
     free(seen);
 }
 

@@ -168,6 +168,7 @@ void st_client_free(st_client *c) {
         return;
     st_engine_free_slots(c);
     free(c->spare_task); /* no task outlives its client: the spare owns nothing */
+    free(c->spare_item); /* nor does a spare item */
     st_transport_free(c->transport);
     if (c->opts.password) /* do not leave the secret in freed memory */
         memset((char *)c->opts.password, 0, strlen(c->opts.password));

@@ -26,6 +26,7 @@ struct st_client {
     struct st_job *slots; /* kept between calls (see st_engine.c) */
     int slots_in_use;     /* a run holds them */
     struct st_task *spare_task; /* the last call's, for the next (st_calls.c) */
+    struct open_item *spare_item; /* the last send item's, likewise */
 };
 
 typedef enum st_job_state {
