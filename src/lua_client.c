@@ -1002,8 +1002,7 @@ static int run_close(lua_State *L) {
 static void keep_send_result(void *ud, size_t item, st_send_result *res) {
     lst_run *run = ud;
     (void)item;
-    run->out.result = *res;
-    memset(res, 0, sizeof *res);
+    st_send_result_take(&run->out.result, res);
 }
 
 /* RUN_STATUS keeps its one record. */

@@ -73,6 +73,16 @@ void st_send_result_free(st_send_result *res) {
     res->count = res->nerrors = res->accepted = 0;
 }
 
+void st_send_result_take(st_send_result *to, st_send_result *from) {
+    to->records = from->records, to->count = from->count;
+    to->errors = from->errors, to->nerrors = from->nerrors;
+    to->accepted = from->accepted;
+    if (from->accepted == 0) /* only then has it a failure to tell */
+        st_error_copy(&to->failure, &from->failure);
+    from->records = NULL, from->errors = NULL;
+    from->count = from->nerrors = from->accepted = 0;
+}
+
 /* The client's own sender was checked when it was made: items that use it
  * (most of a bulk call) are not checked again. */
 static int check_send(const st_client *c, const st_recipients *r,
@@ -121,14 +131,19 @@ typedef struct send_source {
     st_job_source *src;  /* stopped through it when on_start says so */
 } send_source;
 
-/* An item's memory: the client keeps the last one for the next item, so
- * a send, or each item of a bulk call, allocates none. */
+/* The client keeps the memory of its last task and of its last send item
+ * for the next (a send, or each item of a bulk call, allocates neither):
+ * spare zeroed for reuse, or a new zeroed block when there is none. */
+static void *reuse_or_calloc(void *spare, size_t size) {
+    if (!spare)
+        return calloc(1, size);
+    memset(spare, 0, size);
+    return spare;
+}
+
 static open_item *open_item_alloc(st_client *c) {
-    open_item *item = c->spare_item;
-    if (!item)
-        return calloc(1, sizeof *item);
+    open_item *item = reuse_or_calloc(c->spare_item, sizeof *item);
     c->spare_item = NULL;
-    memset(item, 0, sizeof *item);
     return item;
 }
 
@@ -146,7 +161,7 @@ static void open_item_free(st_client *c, open_item *item) {
 static void close_item(send_source *s, open_item *item) {
     st_send_result *res = &item->res;
     if (res->accepted == 0 && res->count > 0)
-        res->failure = res->errors[res->records[0].chunk];
+        st_error_copy(&res->failure, &res->errors[res->records[0].chunk]);
     s->hooks->on_result(s->hooks->ctx, item->index, res);
     open_item_free(s->c, item);
 }
@@ -350,15 +365,9 @@ struct st_task {
     st_task *round;          /* the wait's round in progress */
 };
 
-/* A task's memory: the client keeps the last one for its next call. */
 static st_task *call_new(st_client *c) {
-    st_task *call = c->spare_task;
-    if (call) {
-        c->spare_task = NULL;
-        memset(call, 0, sizeof *call);
-    } else {
-        call = calloc(1, sizeof *call);
-    }
+    st_task *call = reuse_or_calloc(c->spare_task, sizeof *call);
+    c->spare_task = NULL;
     if (call)
         call->c = c;
     return call;
@@ -586,15 +595,8 @@ int st_client_send_many(st_client *c, const st_send_item *items, size_t n,
 
 /* A single send keeps its one outcome. */
 static void keep_result(void *ctx, size_t item, st_send_result *res) {
-    st_send_result *out = ctx;
     (void)item;
-    out->records = res->records, out->count = res->count;
-    out->errors = res->errors, out->nerrors = res->nerrors;
-    out->accepted = res->accepted;
-    if (res->accepted == 0) /* only then has it a failure to tell */
-        out->failure = res->failure;
-    res->records = NULL, res->errors = NULL; /* now out's */
-    res->count = res->nerrors = res->accepted = 0;
+    st_send_result_take(ctx, res);
 }
 
 int st_client_send(st_client *c, const st_recipients *r,

@@ -87,6 +87,9 @@ typedef struct st_send_result {
 } st_send_result;
 
 void st_send_result_free(st_send_result *res);
+/* Moves from's outcome into to (from is left empty, to's old one is not
+ * freed): how an on_result hook keeps the one result of a single send. */
+void st_send_result_take(st_send_result *to, st_send_result *from);
 
 /* The send as one call: -1 for an error before anything was sent, or when
  * no recipient was accepted (err is then the first recipient's error);
