@@ -46,6 +46,31 @@ describe("the transport", function()
     end)
   end)
 
+  describe("the request line", function()
+    -- libcurl gets each URL parsed, and only its query anew while the rest
+    -- stays the same: the gateway must still get the bytes url() shows,
+    -- the case of every escape included, request after request.
+    local function sends_what_url_shows(c, call, ...)
+      local url = assert(c:url(call, ...))
+      local result = assert(c[call](c, ...))
+      assert.equals(url:match("^https?://[^/]+(/.*)$"), fake.stats().last_uri)
+      return result
+    end
+
+    it("is the one url() shows, call after call, escapes and all", function()
+      local plain = helper.client({ user = "test", password = "secret", sender = "MyShop",
+                                    url = fake.url })
+      for _, c in ipairs({ client(), plain }) do
+        sends_what_url_shows(c, "balance")
+        local msgs = sends_what_url_shows(c, "send", PHONE, "Order 7 is on its way")
+        sends_what_url_shows(c, "send", PHONE, "Привет, мир: 100% + 1")
+        sends_what_url_shows(c, "status", msgs[1].id)
+        sends_what_url_shows(c, "balance")
+        c:close()
+      end
+    end)
+  end)
+
   describe("a timeout", function()
     it("answers timeout for a balance, after retrying it", function()
       local c = client{ timeout = 0.1, retries = 1 }
