@@ -9,9 +9,9 @@
 -- hwm_after and rss_after (bytes: VmRSS before the call, VmHWM after it,
 -- VmRSS after the results are dropped and collected), rss_closed (VmRSS
 -- after client:close() as well). With make bench's build/bench/heap.so
--- also heap_before and heap_after (C heap bytes in use, which RSS is not:
--- malloc keeps pages it was given back) and rss_trimmed (VmRSS after
--- malloc_trim(0) returned those pages).
+-- also heap_before, heap_after and heap_closed (C heap bytes in use, which
+-- RSS is not: malloc keeps pages it was given back) and rss_trimmed (VmRSS
+-- after the close and malloc_trim(0), which returns those pages).
 local st = require("streamtelecom")
 local socket = require("socket")
 package.cpath = "build/bench/?.so;" .. package.cpath
@@ -86,10 +86,11 @@ collectgarbage()
 collectgarbage()
 out.rss_after = vm("VmRSS")
 out.heap_after = heap.in_use()
-heap.trim()
-out.rss_trimmed = has_heap and vm("VmRSS") or nil
 client:close()
 collectgarbage()
 out.rss_closed = vm("VmRSS")
+out.heap_closed = heap.in_use()
+heap.trim()
+out.rss_trimmed = has_heap and vm("VmRSS") or nil
 
 for k, v in pairs(out) do print(("%s=%.17g"):format(k, v)) end

@@ -2,6 +2,8 @@
  * handle in a plain C loop. Usage: curl_loop URL COUNT [CA_FILE]
  * Prints the seconds the COUNT requests took, after 200 unmeasured ones
  * that open the connection and the TLS session, as the Lua side does. */
+#include "loop_url.h"
+
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +31,7 @@ int main(int argc, char **argv) {
     count = atol(argv[2]);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     easy = curl_easy_init();
-    curl_easy_setopt(easy, CURLOPT_URL, argv[1]);
+    set_url(easy, argv[1]);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
     if (argc > 3)

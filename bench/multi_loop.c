@@ -4,6 +4,8 @@
  * bench/curl_loop.c's: in libcurl 7.88, removing a handle from a multi
  * walks the connection cache's 97-slot table, where curl_easy_perform's
  * private multi has 3 slots; this row shows that share of the gap. */
+#include "loop_url.h"
+
 #include <curl/curl.h>
 #include <stdlib.h>
 
@@ -38,7 +40,7 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     multi = curl_multi_init();
     easy = curl_easy_init();
-    curl_easy_setopt(easy, CURLOPT_URL, argv[1]);
+    set_url(easy, argv[1]);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
     for (i = 0; i < 200 + count; i++)
