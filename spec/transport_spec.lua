@@ -69,6 +69,21 @@ describe("the transport", function()
         c:close()
       end
     end)
+
+    it("leaves a URL libcurl's parser refuses to libcurl, which says so; nothing is sent", function()
+      local c = client({ url = fake.url:gsub(":(%d+)/", ":99999/") })
+      assert_fails("network", "URL", c:balance())
+      assert_fails("network", "URL", c:balance()) -- the slot's second request too
+      assert.equals(0, fake.stats().requests)
+      c:close()
+    end)
+
+    it("leaves a fragment before the query to libcurl's own reading", function()
+      local c = client({ url = fake.url .. "#here" })
+      c:balance() -- the query is then part of the fragment: no credentials go out
+      assert.equals("/get/", fake.stats().last_uri)
+      c:close()
+    end)
   end)
 
   describe("a timeout", function()

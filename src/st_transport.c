@@ -527,7 +527,9 @@ static int timed_out(st_transport *t, st_xfer *x, double now, st_error *err) {
  * back on every request: ~15,000 instructions, a fifth of a request. A
  * slot keeps it parsed instead (CURLOPT_CURLU): the part before the query
  * (scheme, host, port, path) is the client's and the same from request to
- * request, so most requests only set the query anew. */
+ * request, so most requests only set the query anew. (libcurl prints the
+ * handle back only while it has no URL text, so CURLINFO_EFFECTIVE_URL
+ * keeps a slot's first URL: nothing here reads it.) */
 #define ST_URL_FLAGS (CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME)
 
 /* libcurl lowers the hex digits of the escapes in a query set on its own
