@@ -3,7 +3,8 @@
  * Usage: multi_loop URL COUNT. make bench counts its instructions beside
  * bench/curl_loop.c's: in libcurl 7.88, removing a handle from a multi
  * walks the connection cache's 97-slot table, where curl_easy_perform's
- * private multi has 3 slots; this row shows that share of the gap. */
+ * private multi has 3 slots; its row shows that share of what the client
+ * costs besides libcurl. */
 #include "loop_url.h"
 
 #include <curl/curl.h>

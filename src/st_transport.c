@@ -35,7 +35,7 @@ typedef struct st_xfer {
     CURLU *uh;      /* the URL, parsed (see set_url) */
     char *base;     /* its part before the query, as last parsed */
     size_t base_len;
-    int url_as_text; /* the last URL went to libcurl as text */
+    int url_in_handle; /* libcurl reads the URL from uh, not as text */
 #endif
 } st_xfer;
 
@@ -585,20 +585,23 @@ static int set_parsed_url(st_xfer *x, const char *url) {
 static int set_url(st_xfer *x, const char *url) {
 #ifdef ST_HAVE_CURLU
     if (set_parsed_url(x, url) == 0) {
-        if (x->url_as_text) { /* or libcurl would still print that one */
-            if (curl_easy_setopt(x->easy, CURLOPT_URL, NULL) != CURLE_OK)
+        /* Given once: libcurl reads the handle afresh at each request. Any
+         * URL text goes, or libcurl would still print that one. */
+        if (!x->url_in_handle) {
+            if (curl_easy_setopt(x->easy, CURLOPT_URL, NULL) != CURLE_OK ||
+                curl_easy_setopt(x->easy, CURLOPT_CURLU, x->uh) != CURLE_OK)
                 return -1;
-            x->url_as_text = 0;
+            x->url_in_handle = 1;
         }
-        return curl_easy_setopt(x->easy, CURLOPT_CURLU, x->uh) == CURLE_OK
-                   ? 0
-                   : -1;
+        return 0;
     }
     free(x->base); /* the handle no longer holds it */
     x->base = NULL;
-    if (curl_easy_setopt(x->easy, CURLOPT_CURLU, NULL) != CURLE_OK)
-        return -1;
-    x->url_as_text = 1;
+    if (x->url_in_handle) {
+        if (curl_easy_setopt(x->easy, CURLOPT_CURLU, NULL) != CURLE_OK)
+            return -1;
+        x->url_in_handle = 0;
+    }
 #endif
     return curl_easy_setopt(x->easy, CURLOPT_URL, url) == CURLE_OK ? 0 : -1;
 }
