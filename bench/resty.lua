@@ -78,7 +78,7 @@ local dir = ROOT .. "/build/bench-resty"
 os.execute(sh("mkdir -p " .. shell_quote(dir .. "/static") .. " " .. shell_quote(dir .. "/tmp")))
 local static_port, port
 for _ = 1, 10 do
-  local p = math.random(20000, 60000)
+  local p = helper.listen_port(2)
   if port_free(p) and port_free(p + 1) then
     capture("bench/static-nginx start " .. p .. " " .. (p + 1) .. " " .. shell_quote(dir .. "/static"))
     if answering(p) then static_port = p break end
@@ -86,7 +86,7 @@ for _ = 1, 10 do
 end
 assert(static_port, "could not start bench/static-nginx")
 for _ = 1, 10 do
-  local p = math.random(20000, 60000)
+  local p = helper.listen_port(2)
   if port_free(p) then
     local f = assert(io.open(dir .. "/nginx.conf", "w"))
     f:write((CONF:gsub("@([%u_]+)@", { DIR = dir, ROOT = ROOT, PORT = tostring(p),

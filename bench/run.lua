@@ -18,6 +18,7 @@ local http = require("socket.http")
 local https = require("ssl.https")
 local ltn12 = require("ltn12")
 local fake = require("spec.fake")
+local helper = require("spec.helper")
 
 local N = tonumber(os.getenv("BENCH_N")) or 3000
 local ROUNDS = 5
@@ -69,10 +70,9 @@ end
 -- A free pair of ports: try a few at random until nginx answers.
 local static_dir = os.getenv("PWD") .. "/" .. BUILD .. "/static-nginx"
 run("mkdir -p " .. static_dir)
-math.randomseed(os.time())
 local port
 for _ = 1, 10 do
-  port = math.random(20000, 60000)
+  port = helper.listen_port(2)
   run(("bench/static-nginx start %d %d %s 2>&1"):format(port, port + 1, static_dir))
   local probe = socket.connect("127.0.0.1", port)
   if probe then probe:close() break end

@@ -95,7 +95,7 @@ function fake.start()
   end
   local last
   for _ = 1, 10 do
-    local port = rand(20000, 59999)
+    local port = helper.listen_port(2)
     local info, err = try_start(port)
     if info then
       inst.running = true

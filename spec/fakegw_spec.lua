@@ -2,6 +2,7 @@
 -- gateway, and its knobs and counters must do what the client specs rely on.
 -- Requests are built by hand here (LuaSocket), never through the client.
 
+local helper = require("spec.helper")
 local fake = require("spec.fake")
 local socket = require("socket")
 local http = require("socket.http")
@@ -708,7 +709,7 @@ describe("fakegw/fakegw", function()
     local port
     local out
     for _ = 1, 10 do
-      port = math.random(20000, 59000)
+      port = helper.listen_port(2)
       local p = io.popen(sh("fakegw/fakegw start --port " .. port .. " --dir '" .. dir .. "' 2>&1"))
       out = p:read("*a")
       p:close()

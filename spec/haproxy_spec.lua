@@ -111,7 +111,7 @@ end
 -- A port nothing listens on.
 local function closed_port()
   for _ = 1, 20 do
-    local port = rand(20000, 59999)
+    local port = helper.listen_port(1)
     local s = socket.tcp()
     s:settimeout(1)
     local ok = s:connect("127.0.0.1", port)
@@ -147,10 +147,10 @@ local function start_haproxy(extra)
   local f = io.open(root .. "/build/lua5.3/streamtelecom.so", "rb")
   assert(f, "no Lua 5.3 build of the module: " .. build_log)
   f:close()
-  local last
-  for _ = 1, 5 do
-    local port = rand(20000, 59980)
-    while not all_free(port, port + 5) do port = rand(20000, 59980) end
+  local tries = {}
+  for try = 1, 5 do
+    local port = helper.listen_port(6)
+    while not all_free(port, port + 5) do port = helper.listen_port(6) end
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-haproxy-spec-"
                 .. port .. "-" .. rand(100000, 999999)
     assert(os.execute(sh("mkdir -p " .. shell_quote(dir))))
@@ -215,10 +215,10 @@ local function start_haproxy(extra)
       end
       socket.sleep(0.05)
     end
-    last = haproxy_log()
+    tries[#tries + 1] = ("try %d, ports %d-%d:\n%s"):format(try, port, port + 5, haproxy_log())
     stop_haproxy()
   end
-  error("could not start haproxy with the example config (5 tries):\n" .. tostring(last)
+  error("could not start haproxy with the example config (5 tries):\n" .. table.concat(tries, "\n")
         .. "\nmake said: " .. build_log)
 end
 

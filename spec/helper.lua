@@ -79,6 +79,28 @@ function helper.rand(lo, hi)
   return lo + rand_state % (hi - lo + 1)
 end
 
+-- The kernel's range of ports for outgoing connections (Linux's default
+-- when /proc does not say).
+local function ephemeral_range()
+  local f = io.open("/proc/sys/net/ipv4/ip_local_port_range")
+  if not f then return 32768, 60999 end
+  local lo, hi = f:read("*n", "*n")
+  f:close()
+  return lo or 32768, hi or 60999
+end
+
+-- A random first port for `span` listeners in a row, outside the ports the
+-- kernel gives outgoing connections: the suite's own requests leave thousands
+-- of those in TIME_WAIT, and Linux refuses a listener on such a port even
+-- with SO_REUSEADDR (CI once lost five HAProxy starts in a row to it).
+function helper.listen_port(span)
+  span = span or 1
+  local lo, hi = ephemeral_range()
+  if lo - span >= 11000 then return helper.rand(10000, lo - span) end
+  if hi + span <= 64535 then return helper.rand(hi + 1, 65536 - span) end
+  return helper.rand(1024, 65536 - span)
+end
+
 function helper.urlencode(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c)
     return string.format("%%%02X", string.byte(c))

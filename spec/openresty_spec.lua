@@ -82,7 +82,7 @@ local function start_nginx()
                .. " STREAM_TELECOM_SENDER=MyShop"):format(shell_quote(fake.url))
   local last
   for _ = 1, 5 do
-    local port = rand(20000, 59999)
+    local port = helper.listen_port(1)
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-openresty-spec-"
                 .. port .. "-" .. rand(100000, 999999)
     -- One VM in the worker-thread pool: a second concurrent thread send must

@@ -12,8 +12,7 @@ local socket = require("socket")
 local cjson = require("cjson")
 local st = require("streamtelecom")
 
-local shell_quote, capture, sh, rand = helper.shell_quote, helper.capture, helper.unsanitized,
-                                        helper.rand
+local shell_quote, capture, sh = helper.shell_quote, helper.capture, helper.unsanitized
 
 local PHONE = "79031234567"
 local SECRET = helper.RICH_PASSWORD
@@ -77,7 +76,7 @@ local instances = {}
 local function start(name, ca_line, workers)
   local last
   for _ = 1, 5 do
-    local port = rand(20000, 59999)
+    local port = helper.listen_port(1)
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-resty-spec-" .. port
     os.execute(sh("rm -rf " .. shell_quote(dir)))
     os.execute(sh("mkdir -p " .. shell_quote(dir .. "/tmp")))
