@@ -6,7 +6,8 @@
 --   RSS over 100,000 requests on one client
 --   instructions a request of balance(), status() and send() vs the raw loop,
 --   (callgrind), HTTP and HTTPS; and balance() vs raw loops, easy and
---   multi, that also give libcurl their URL parsed, as the client does
+--   multi, that also give libcurl their URL parsed, as the client does;
+--   and vs Lua-cURLv3 when it is installed (BENCH_LCURL_CPATH, see below)
 --   send_many in a child process each: peak RSS a message, time to the first
 --   request, time vs ideal at concurrency 1 / 10 / 50 / 200
 -- Rows with a goal say whether it is met; the bench never fails on one.
@@ -253,6 +254,30 @@ do
       ("%.2fx"):format(balance_http.client / multi),
       ("%s vs %s; the multi loop is %.2fx the easy loop (libcurl's own)")
         :format(thousands(balance_http.client), thousands(multi), multi / easy))
+end
+
+-- The generic binding, Lua-cURLv3, on the same URL: measured when this Lua
+-- finds its module "lcurl" (luarocks install lua-curl, or BENCH_LCURL_CPATH
+-- set to a LUA_CPATH pattern for a build of it); it is not a Debian package.
+do
+  local cpath = os.getenv("BENCH_LCURL_CPATH")
+  local env = cpath and ("LUA_CPATH='%s;'\"$LUA_CPATH\""):format(cpath) or ""
+  local found = run(("%s %s -e 'print(pcall(require, \"lcurl\"))'"):format(env, LUA))
+  if found:match("^true") then
+    local function loop(count)
+      return callgrind(("%s bench/lcurl_loop.lua '%s' %d"):format(LUA, balance_http.url, count), env)
+    end
+    local lcurl = (loop(1200) - loop(200)) / 1000
+    row("instructions/request, balance(), HTTP: client vs Lua-cURLv3 (the generic binding)",
+        ("%.2fx"):format(balance_http.client / lcurl),
+        ("%s vs %s; Lua-cURLv3 is %.2fx the raw loop (one easy handle, the body gathered)")
+          :format(thousands(balance_http.client), thousands(lcurl), lcurl / balance_http.raw),
+        ("≤ 1.00x: %s"):format(balance_http.client <= lcurl and "met" or "missed"))
+  else
+    row("instructions/request, balance(), HTTP: client vs Lua-cURLv3 (the generic binding)",
+        "not measured", "Lua-cURLv3's module lcurl not found (luarocks install lua-curl, "
+          .. "or BENCH_LCURL_CPATH)", "≤ 1.00x")
+  end
 end
 
 -- ---- the CA bundle: parsed once, not per client ------------------------------
