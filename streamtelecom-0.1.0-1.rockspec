@@ -20,8 +20,13 @@ redirects never followed and the password kept out of every message.
   license = "MIT",
   labels = { "sms", "libcurl", "openresty" },
 }
+-- argparse and lua-cjson: the command line's campaign commands (Debian:
+-- lua-argparse, lua-cjson; OpenResty bundles cjson). Debian's packages are
+-- not in luarocks' trees: offline builds against them pass --deps-mode=none.
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "argparse",
+  "lua-cjson",
 }
 external_dependencies = {
   CURL = { library = "curl" },
@@ -64,6 +69,10 @@ build = {
       libraries = { "curl", "pthread", "dl" },
     },
     ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua",
+    ["streamtelecom.campaign.input"] = "lua/streamtelecom/campaign/input.lua",
+    ["streamtelecom.campaign.journal"] = "lua/streamtelecom/campaign/journal.lua",
+    ["streamtelecom.campaign.runner"] = "lua/streamtelecom/campaign/runner.lua",
+    ["streamtelecom.campaign.report"] = "lua/streamtelecom/campaign/report.lua",
     ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
     ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
   },
