@@ -241,7 +241,7 @@ describe("streamtelecom campaign, trusted", function()
       assert.matches("300 rows: ", out)
       local sent_first = accepted()
       assert.is_true(sent_first > 10 and sent_first < N, sent_first .. " sent")
-      _, err, status = run("campaign " .. shell_quote(file) .. " --concurrency 1")
+      out, err, status = run("campaign " .. shell_quote(file) .. " --concurrency 1")
       local last = journal_rows(journal)
       local unknown = {}
       for i = 1, N do
