@@ -248,6 +248,7 @@ describe("streamtelecom campaign, trusted", function()
         if last[i].t ~= "done" then unknown[i] = true end
       end
       assert.is_true(status == 0 or status == 4, err)
+      assert.matches("300 rows: %d+ sent, 0 refused, 0 failed", out)
       assert_each_once(N, unknown)
     end)
   end)
