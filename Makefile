@@ -92,7 +92,7 @@ DEBS_all := gcc make pkg-config libcurl4-openssl-dev $(LUA_DEBS)
 DEBS_demo := $(DEBS_all) $(FAKEGW_DEBS)
 # The OpenResty spec builds for LuaJIT; the LuaRocks spec builds the rockspec;
 # the HAProxy spec builds for Lua 5.3 (HAProxy's Lua) and runs Debian's haproxy.
-DEBS_test := $(DEBS_demo) lua-busted lua-socket lua-cjson libluajit2-5.1-dev luarocks \
+DEBS_test := $(DEBS_demo) lua-busted lua-socket lua-cjson libluajit2-5.1-dev luarocks strace \
              haproxy lua5.3 liblua5.3-dev
 DEBS_asan := $(DEBS_test)
 DEBS_valgrind := $(DEBS_test) valgrind
