@@ -6,7 +6,6 @@
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
-local PASSWORD = helper.RICH_PASSWORD
 
 local function items(n)
   local list = {}
