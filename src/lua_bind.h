@@ -31,6 +31,7 @@ typedef struct lst_client {
     int close_pending; /* closed from its own callback: freed after the call */
     int driven;        /* made by st._driven: no transport, runs only */
     int runs;          /* driven runs in progress: closing waits for them */
+    void *spare_run;   /* the last closed run's record, for the next run */
     char shown[256];   /* what tostring() says; never holds the password */
     st_http_framer framer; /* driven runs' request bytes (next_request) */
 } lst_client;

@@ -104,6 +104,8 @@ static void free_client(lua_State *L, lst_client *u) {
         u->box_ref = LUA_NOREF;
     }
     st_http_framer_free(&u->framer);
+    free(u->spare_run);
+    u->spare_run = NULL;
     u->close_pending = 0;
 }
 
@@ -1034,7 +1036,10 @@ static int run_close(lua_State *L) {
     st_send_result_free(&run->out.result);
     box_release(L, &run->box);
     *slot = NULL; /* closed: no steps, no result */
-    free(run);
+    if (client_is_open(run->owner) && !run->owner->spare_run)
+        run->owner->spare_run = run; /* the next run's, unzeroed */
+    else
+        free(run);
     return 0;
 }
 
@@ -1158,13 +1163,32 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
     }
 }
 
+/* A kept record made like new: everything before its answers zeroed,
+ * and of those only what may be read before a task writes it (a send's
+ * item and outcome, the error code); the ~1 KiB of status, balance and
+ * error text is written before it is read. Spares a resty call zeroing
+ * the whole record. */
+static lst_run *reuse_run(lst_run *run) {
+    memset(run, 0, offsetof(lst_run, out));
+    memset(&run->out.one, 0, sizeof run->out.one);
+    memset(&run->out.result, 0, sizeof run->out.result);
+    run->out.err.code = ST_OK;
+    run->out.err.message[0] = '\0';
+    return run;
+}
+
 static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
     lst_run **slot = (lst_run **)lua_newuserdata(L, sizeof *slot);
     lst_run *run;
     *slot = NULL;
     luaL_getmetatable(L, RUN_MT);
     lua_setmetatable(L, -2);
-    run = *slot = calloc(1, sizeof *run);
+    if (u->spare_run) {
+        run = *slot = reuse_run(u->spare_run);
+        u->spare_run = NULL;
+    } else {
+        run = *slot = calloc(1, sizeof *run);
+    }
     if (!run)
         luaL_error(L, "not enough memory");
     run->box.ref = LUA_NOREF;
