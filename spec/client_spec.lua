@@ -61,6 +61,17 @@ describe("st.new", function()
     end)
   end
 
+  it("refuses a time over an hour as milliseconds taken for seconds, naming the unit", function()
+    for _, key in ipairs{ "timeout", "connect_timeout" } do
+      local c, err, code = st.new(valid{ [key] = 60000 })
+      assert.is_nil(c)
+      assert.equals("invalid", code)
+      assert.matches("'" .. key .. "': 60000 seconds is over an hour", err, 1, true)
+      assert.matches("not milliseconds", err, 1, true)
+      assert(st.new(valid{ [key] = 3600 })):close()
+    end
+  end)
+
   it("raises when the options are not a table", function()
     assert.has_error(function() st.new("test") end)
     assert.has_error(function() st.new() end)

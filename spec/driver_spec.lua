@@ -256,6 +256,113 @@ describe("the driver interface itself", function()
     c:close()
   end)
 
+  describe("a run's own callbacks", function()
+    local GUARD = "cannot be called from"
+
+    -- A run whose on_request (of its client) and on_result try `attack`.
+    local function attacked(attack)
+      local raised = {}
+      local run
+      local c = assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url,
+                                   retries = 0, on_request = function()
+                                     local ok, err = pcall(attack, run)
+                                     raised[#raised + 1] = ok and "no error" or err
+                                   end })
+      run = assert(c:_begin("balance"))
+      return c, run, raised
+    end
+
+    for _, attack in ipairs{
+      { "close", function(run) run:close() end },
+      { "answer", function(run) run:answer(1, 200, "1") end },
+      { "fail", function(run) run:fail(1, "network", "x", true) end },
+      { "next", function(run) run:next() end },
+      { "next_request", function(run) run:next_request() end },
+      { "result", function(run) run:result() end },
+    } do
+      it("refuses run:" .. attack[1] .. "() from on_request; the run goes on unharmed", function()
+        local c, run, raised = attacked(attack[2])
+        local _, job = run:next()
+        run:answer(job, 200, "12.5")
+        assert.equals(1, #raised)
+        assert.matches(GUARD, raised[1])
+        assert.equals("done", run:next())
+        assert.equals(12.5, run:result().balance)
+        run:close()
+        c:close()
+      end)
+    end
+
+    it("refuses next() and close() from on_start and on_result: one request per item", function()
+      local c = core()
+      local run
+      local raised = {}
+      local function try(f)
+        local ok, err = pcall(f)
+        raised[#raised + 1] = ok and "no error" or err
+      end
+      run = assert(c:_begin("send_many", { { to = "79031234567", text = "a" },
+                                          { to = "79161234567", text = "b" } },
+        { on_start = function() try(function() run:next() end) end,
+          on_result = function() try(function() run:close() end) end }))
+      local jobs = 0
+      while true do
+        local what, job = run:next()
+        if what == "start" then
+          jobs = jobs + 1
+          run:answer(job, 200, tostring(1000000000 + jobs))
+        elseif what == "done" then break end
+      end
+      assert.equals(2, jobs)
+      assert.equals(4, #raised)
+      for _, err in ipairs(raised) do assert.matches(GUARD, err) end
+      local res = run:result()
+      assert.same({ "1000000001", "1000000002" }, { res[1][1].id, res[2][1].id })
+      run:close()
+      c:close()
+    end)
+
+    it("keeps its client's on_request when another run is driven from a callback", function()
+      local seen = 0
+      local c = assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url,
+                                   retries = 0, on_request = function() seen = seen + 1 end })
+      local other = assert(c:_begin("balance"))
+      local run = assert(c:_begin("send_many", { { to = "79031234567", text = "a" },
+                                                { to = "79161234567", text = "b" } },
+        { on_result = function() assert.equals("start", (other:next())) end }))
+      for _ = 1, 2 do
+        local _, job = run:next()
+        run:answer(job, 200, "1000000001")
+      end
+      assert.equals("done", run:next())
+      assert.equals(2, seen) -- both of the run's exchanges, though `other` armed and disarmed
+      other:close()
+      run:close()
+      c:close()
+    end)
+  end)
+
+  describe("an id with a NUL byte", function()
+    local bad = "1234" .. string.char(0) .. "567"
+    it("is invalid for a driven status, status_many and wait; nothing is started", function()
+      local c = core()
+      helper.assert_fails(PASSWORD, "invalid", "message id", c:_begin("status", bad))
+      helper.assert_fails(PASSWORD, "invalid", "invalid id 2", c:_begin("status_many", { "1", bad }))
+      helper.assert_fails(PASSWORD, "invalid", "invalid id 1", c:_begin("wait", { bad }))
+      c:close()
+    end)
+
+    it("is invalid for the blocking status, status_many, wait and url; nothing is sent", function()
+      local b = assert(st.new{ user = "rich", password = PASSWORD, url = fake.url })
+      helper.assert_fails(PASSWORD, "invalid", "message id", b:status(bad))
+      helper.assert_fails(PASSWORD, "invalid", "invalid id 1", b:status_many({ bad }))
+      helper.assert_fails(PASSWORD, "invalid", "invalid id 1", b:wait({ bad }, { timeout = 1 }))
+      helper.assert_fails(PASSWORD, "invalid", "message id", b:url("status", bad))
+      assert.equals(0, fake.stats().requests)
+      b:close()
+    end)
+  end)
+
   it("frames requests and parses answers in C", function()
     local target, request = st._http_request("http://127.0.0.1:8089/get/?a=1", "x/1", true)
     assert.same({ "127.0.0.1", 8089, false, "/get/?a=1" },

@@ -290,6 +290,59 @@ describe("faults", function()
     end
   end)
 
+  describe("a kept-alive connection that dies after the send, then a refused reconnect", function()
+    -- The forwarder carries one connection and listens no more: the balance
+    -- keeps it alive, the fake reads the send and drops it, and libcurl's
+    -- silent reconnect is refused. The gateway has the send: never `connect`.
+    local function dying_client(opts)
+      local port = free_port()
+      local forwarder = start_forwarder(port)
+      local o = { url = "http://127.0.0.1:" .. port .. "/get/", retries = 3 }
+      for k, v in pairs(opts or {}) do o[k] = v end
+      local c = client(o)
+      assert(c:balance())
+      fake.set{ drop = true }
+      return c, forwarder
+    end
+
+    it("answers network with sent = true for a send, and sends it once", function()
+      local c, forwarder = dying_client()
+      local ok, err, code, sent = c:send(PHONE, "Sent once")
+      local retries = c:stats().retries
+      c:close()
+      forwarder:close()
+      assert.is_nil(ok)
+      assert.equals("network", code)
+      assert.matches("outcome is unknown", err)
+      assert.is_true(sent)
+      assert.equals(1, fake.stats().send_requests)
+      assert.equals(0, retries)
+    end)
+
+    it("says sent = true on the send_many item record, and never sends it again", function()
+      local c, forwarder = dying_client()
+      local res = c:send_many({ { to = PHONE, text = "Bulk once" } })
+      c:close()
+      forwarder:close()
+      assert.equals("network", res[1].code)
+      assert.is_true(res[1].sent)
+      assert.equals(1, fake.stats().send_requests)
+    end)
+
+    it("answers sent = false when the request provably never left", function()
+      local c = client{ url = "http://127.0.0.1:" .. free_port() .. "/get/", retries = 0 }
+      local ok, _, code, sent = c:send(PHONE, "Never left")
+      assert.is_nil(ok)
+      assert.same({ "connect", false }, { code, sent })
+      local res = c:send_many({ { to = PHONE, text = "Never left" } })
+      assert.same({ "connect", false }, { res[1].code, res[1].sent })
+      assert.same({ "invalid", false }, { select(3, c:send("x", "Hi")) })
+      c:close()
+      assert.same({ "closed", false }, { select(3, c:send(PHONE, "Hi")) })
+      assert.equals(0, fake.stats().requests)
+    end)
+  end)
+
   describe("an unresolvable host name", function()
     it("answers connect for a send after its retries, since nothing was sent", function()
       local calls, on_request = recorder()

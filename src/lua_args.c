@@ -129,6 +129,20 @@ void push_error_record(lua_State *L, const st_error *err) {
     set_string(L, "code", st_code_name(err->code));
 }
 
+/* A send's failure says whether the gateway may have the request: `sent`
+ * is false only when it provably never left (API.md). */
+void push_send_error_record(lua_State *L, const st_error *err, int sent) {
+    push_error_record(L, err);
+    lua_pushboolean(L, sent);
+    lua_setfield(L, -2, "sent");
+}
+
+int push_send_failure(lua_State *L, const st_error *err, int sent) {
+    push_failure(L, err);
+    lua_pushboolean(L, sent);
+    return 4;
+}
+
 void push_send_result(lua_State *L, const st_send_result *res) {
     size_t i;
     lua_createtable(L, (int)res->count, 0);
@@ -590,8 +604,19 @@ static void alloc_ids(lua_State *L, call_box *box, size_t n) {
         luaL_error(L, "not enough memory");
 }
 
-void read_ids(lua_State *L, const char *method, int arg, int anchor,
-              call_box *box) {
+/* An id checked with its Lua length: "1234\0..." is not "1234". */
+static int check_id(lua_State *L, int idx, size_t i, st_error *err) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    char message[ST_ERR_MAX];
+    if (st_id_check(s, len, err) == 0)
+        return 0;
+    snprintf(message, sizeof message, "%s", err->message);
+    return st_fail(err, err->code, "invalid id %zu: %s", i, message);
+}
+
+int read_ids(lua_State *L, const char *method, int arg, int anchor,
+             call_box *box, st_error *err) {
     size_t i, n;
     if (lua_type(L, arg) != LUA_TTABLE)
         type_error(L, method, arg, arg, "table");
@@ -611,6 +636,10 @@ void read_ids(lua_State *L, const char *method, int arg, int anchor,
         lua_rawgeti(L, arg, (int)i);
         if (lua_type(L, -1) != LUA_TSTRING)
             arg_error(L, method, arg, "the list changed while it was read");
+        if (check_id(L, -1, i, err) != 0) {
+            lua_pop(L, 1);
+            return -1;
+        }
         lua_pushvalue(L, -1);
         lua_rawget(L, anchor);
         if (lua_isnil(L, -1)) { /* first time: keep it, as a key of anchor */
@@ -622,6 +651,7 @@ void read_ids(lua_State *L, const char *method, int arg, int anchor,
             lua_pop(L, 2);
         }
     }
+    return 0;
 }
 
 double number_field(lua_State *L, const char *method, int arg,

@@ -31,6 +31,7 @@ typedef struct lst_client {
     int close_pending; /* closed from its own callback: freed after the call */
     int driven;        /* made by st._driven: no transport, runs only */
     int runs;          /* driven runs in progress: closing waits for them */
+    void *spare_run;   /* the last closed run's record, for the next run */
     char shown[256];   /* what tostring() says; never holds the password */
     st_http_framer framer; /* driven runs' request bytes (next_request) */
 } lst_client;
@@ -86,6 +87,9 @@ void push_send_result(lua_State *L, const st_send_result *res);
 void push_status(lua_State *L, const char *id, const st_status *s);
 void push_balance(lua_State *L, const st_balance *b);
 void push_error_record(lua_State *L, const st_error *err);
+void push_send_error_record(lua_State *L, const st_error *err, int sent);
+/* nil, message, code, sent: a failed send's four values. */
+int push_send_failure(lua_State *L, const st_error *err, int sent);
 
 /* ---- argument readers ----
  * Each raises for a value of the wrong Lua type and answers -1 with err
@@ -110,8 +114,8 @@ int read_send_items(lua_State *L, int arg, int anchor, call_box *box,
 
 /* The distinct ids of the list at arg into box (statuses and errors sized
  * to match), anchored as keys of the table at anchor. */
-void read_ids(lua_State *L, const char *method, int arg, int anchor,
-              call_box *box);
+int read_ids(lua_State *L, const char *method, int arg, int anchor,
+             call_box *box, st_error *err);
 
 /* A number field of the table at arg (nil or a table), def when absent. */
 double number_field(lua_State *L, const char *method, int arg,

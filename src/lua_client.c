@@ -104,6 +104,8 @@ static void free_client(lua_State *L, lst_client *u) {
         u->box_ref = LUA_NOREF;
     }
     st_http_framer_free(&u->framer);
+    free(u->spare_run);
+    u->spare_run = NULL;
     u->close_pending = 0;
 }
 
@@ -399,6 +401,9 @@ can be passed as it is); any other key answers `invalid`
 @treturn[2] nil when no recipient was accepted, or for a bad argument value
 @treturn[2] string message (the gateway's own Russian words kept)
 @treturn[2] string code, one of `errors`
+@treturn[2] boolean sent: false only when the request provably never left
+(a `connect` failure, a bad value, a closed client); true when the gateway
+may have it
 @usage local msgs, err, code = client:send("+7 903 123-45-67", "Your code is 1234")
 */
 static int l_send(lua_State *L) {
@@ -413,16 +418,20 @@ static int l_send(lua_State *L) {
     rc = read_send_args(L, "send", 2, box, &p, &err);
     if (!client_is_open(u) || rc != 0) { /* reading may have closed it */
         box_release(L, box);
-        return client_is_open(u) ? push_failure(L, &err) : push_closed(L);
+        if (!client_is_open(u))
+            st_fail(&err, ST_E_CLOSED, "client is closed");
+        return push_send_failure(L, &err, 0);
     }
     if (!p.sender)
         p.sender = st_client_sender(u->core);
     begin_call(L, u, &ctx);
+    box->result.sent = 0;
     rc = st_client_send(u->core, &box->recipients, &p, &box->result, &err);
     end_call(L, u);
     if (rc != 0) {
+        int sent = box->result.sent;
         box_release(L, box);
-        return push_failure(L, &err);
+        return push_send_failure(L, &err, sent);
     }
     push_send_result(L, &box->result);
     box_release(L, box);
@@ -444,13 +453,16 @@ The delivery status of one message.
 */
 static int l_status(lua_State *L) {
     lst_client *u = enter_method(L);
-    const char *id = check_string_arg(L, "status", 2, NULL);
+    size_t len;
+    const char *id = check_string_arg(L, "status", 2, &len);
     st_status s;
     st_error err;
     hook_ctx ctx;
     int rc;
     if (!client_is_open(u))
         return push_closed(L);
+    if (st_id_check(id, len, &err) != 0) /* a NUL byte is no digit */
+        return push_failure(L, &err);
     begin_call(L, u, &ctx);
     rc = st_client_status(u->core, id, &s, &err);
     end_call(L, u);
@@ -520,7 +532,8 @@ static void push_status_map(lua_State *L, const call_box *box) {
  * protected glue (a fresh C frame) can reach it. Every slot exists from the
  * start: storing into it later allocates nothing. */
 enum {
-    ST_RESULTS = 1, ST_ON_START, ST_ON_RESULT, ST_ITEMS, ST_ERROR,
+    ST_RESULTS = 1, ST_ON_START, ST_ON_RESULT, ST_BEFORE_SEND, ST_ITEMS,
+    ST_ERROR,
     ST_ARGS, /* a driven run's arguments and anchors, kept for its life */
     ST_SLOTS = ST_ARGS
 };
@@ -532,7 +545,7 @@ typedef struct stream_ctx {
     int ref;      /* the state table */
     int failed;   /* a callback raised (or pushing ran out of memory) */
     /* what the glue is asked to do */
-    int starting; /* on_start of item, else a result */
+    enum { GLUE_RESULT, GLUE_START, GLUE_BEFORE_SEND } what;
     size_t item;
     const st_send_result *res;
     const char *id;
@@ -551,7 +564,7 @@ static void make_stream_state(lua_State *L, call_box *box, int items,
     lua_rawseti(L, -2, ST_RESULTS);
     lua_pushboolean(L, 0); /* so that storing the arguments later allocates */
     lua_rawseti(L, -2, ST_ARGS); /* no slot of this table */
-    for (i = ST_ON_START; i <= ST_ON_RESULT; i++) {
+    for (i = ST_ON_START; i <= ST_BEFORE_SEND; i++) {
         lua_pushvalue(L, opts + (i - ST_ON_START));
         lua_rawseti(L, -2, i);
     }
@@ -571,7 +584,12 @@ static void make_stream_state(lua_State *L, call_box *box, int items,
 static int run_stream_glue(lua_State *L) {
     stream_ctx *sc = (stream_ctx *)lua_touserdata(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, sc->ref); /* 2 */
-    if (sc->starting) {
+    if (sc->what == GLUE_BEFORE_SEND) {
+        lua_rawgeti(L, 2, ST_BEFORE_SEND);
+        lua_call(L, 0, 0);
+        return 0;
+    }
+    if (sc->what == GLUE_START) {
         lua_rawgeti(L, 2, ST_ON_START);
         lua_pushinteger(L, (lua_Integer)sc->item + 1);
         lua_rawgeti(L, 2, ST_ITEMS);
@@ -586,7 +604,7 @@ static int run_stream_glue(lua_State *L) {
         if (sc->res->accepted)
             push_send_result(L, sc->res);
         else
-            push_error_record(L, &sc->res->failure);
+            push_send_error_record(L, &sc->res->failure, sc->res->sent);
     } else {
         lua_pushstring(L, sc->id);
         if (sc->error->code == ST_OK)
@@ -628,14 +646,20 @@ static int stream_glue(stream_ctx *sc) {
 
 static int stream_on_start(void *ud, size_t item) {
     stream_ctx *sc = ud;
-    sc->starting = 1;
+    sc->what = GLUE_START;
     sc->item = item;
+    return stream_glue(sc);
+}
+
+static int stream_before_send(void *ud) {
+    stream_ctx *sc = ud;
+    sc->what = GLUE_BEFORE_SEND;
     return stream_glue(sc);
 }
 
 static void stream_send_result(void *ud, size_t item, st_send_result *res) {
     stream_ctx *sc = ud;
-    sc->starting = 0;
+    sc->what = GLUE_RESULT;
     sc->item = item;
     sc->res = res;
     stream_glue(sc);
@@ -644,7 +668,7 @@ static void stream_send_result(void *ud, size_t item, st_send_result *res) {
 static void stream_status_result(void *ud, size_t i, const st_status *s,
                                  const st_error *e) {
     stream_ctx *sc = ud;
-    sc->starting = 0;
+    sc->what = GLUE_RESULT;
     sc->res = NULL;
     sc->item = i;
     sc->id = sc->ids[i];
@@ -667,16 +691,17 @@ static int finish_stream(lua_State *L, call_box *box, stream_ctx *sc) {
     return 1;
 }
 
-/* on_start and on_result of a bulk call's opts (nil or a table) at arg,
- * pushed (nil where absent). */
+/* on_start, on_result and before_send of a bulk call's opts (nil or a
+ * table) at arg, pushed (nil where absent): three values. */
 static void read_stream_opts(lua_State *L, const char *method, int arg,
                              int with_start) {
-    static const char *const keys[] = {"on_start", "on_result"};
+    static const char *const keys[] = {"on_start", "on_result",
+                                       "before_send"};
     int i;
     if (!lua_isnoneornil(L, arg) && lua_type(L, arg) != LUA_TTABLE)
         arg_error(L, method, arg, "table or nil expected");
-    for (i = 0; i < 2; i++) {
-        if (lua_isnoneornil(L, arg) || (i == 0 && !with_start)) {
+    for (i = 0; i < 3; i++) {
+        if (lua_isnoneornil(L, arg) || (i != 1 && !with_start)) {
             lua_pushnil(L);
             continue;
         }
@@ -709,11 +734,13 @@ static int l_status_many(lua_State *L) {
     lua_settop(L, 3);
     box = box_push(L); /* 4 */
     push_anchors(L, 2, 1); /* 5: anchors the ids */
-    read_ids(L, "status_many", 2, 5, box);
-    read_stream_opts(L, "status_many", 3, 0); /* 6, 7 */
+    rc = read_ids(L, "status_many", 2, 5, box, &err);
+    read_stream_opts(L, "status_many", 3, 0); /* 6, 7, 8 */
     if (!client_is_open(u))
         return push_closed(L);
-    make_stream_state(L, box, 2, 6, &sc); /* 8 */
+    if (rc != 0)
+        return push_failure(L, &err);
+    make_stream_state(L, box, 2, 6, &sc); /* 9 */
     sc.core = u->core;
     sc.ids = box->ids;
     hooks.on_result = stream_status_result;
@@ -748,11 +775,13 @@ static int l_wait(lua_State *L) {
     lua_settop(L, 3);
     box = box_push(L); /* 4 */
     push_anchors(L, 2, 1); /* 5: anchors the ids */
-    read_ids(L, "wait", 2, 5, box);
+    rc = read_ids(L, "wait", 2, 5, box, &err);
     timeout = number_field(L, "wait", 3, "timeout", 60);
     interval = number_field(L, "wait", 3, "interval", 5);
     if (!client_is_open(u))
         return push_closed(L);
+    if (rc != 0)
+        return push_failure(L, &err);
     begin_call(L, u, &ctx);
     rc = st_client_wait(u->core, box->ids, box->nids, timeout, interval,
                         box->statuses, box->errors, &err);
@@ -784,7 +813,7 @@ static void fill_unstarted(lua_State *L, size_t n) {
     for (i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, (int)i);
         if (lua_isnil(L, -1)) {
-            push_error_record(L, &err);
+            push_send_error_record(L, &err, 0);
             lua_rawseti(L, -3, (int)i);
         }
         lua_pop(L, 1);
@@ -799,10 +828,13 @@ before anything is sent; one failing item never stops the others.
 @tparam {table,...} items each `{ to =, text = [, sender =, callback_url =, name =] }`
 @tparam[opt] table opts `on_start = function(i, item)` before item i's
 request can leave the machine, `on_result = function(i, result)` as soon as
-its answer is read (`result` is `results[i]`). A callback that raises stops
-new items; those in flight finish, then the error is raised again
+its answer is read (`result` is `results[i]`), `before_send = function()`
+once for each group of started items just before their requests leave (a
+raise: none of them leaves). A callback that raises stops new items; those
+in flight finish, then the error is raised again
 @treturn table `results[i]` is what `client:send` would return for item i,
-or `{ err =, code = }` where that send failed
+or `{ err =, code =, sent = }` where that send failed (`sent`: false only
+when the request provably never left)
 @treturn[2] nil for a bad item (the message names its index)
 @treturn[2] string message
 @treturn[2] string "invalid"
@@ -819,16 +851,17 @@ static int l_send_many(lua_State *L) {
     lua_settop(L, 3);
     box = box_push(L); /* 4 */
     push_anchors(L, 2, 0); /* 5: anchors the items' strings */
-    read_stream_opts(L, "send_many", 3, 1); /* 6, 7 */
+    read_stream_opts(L, "send_many", 3, 1); /* 6, 7, 8 */
     rc = read_send_items(L, 2, 5, box, &err);
     if (!client_is_open(u))
         return push_closed(L);
     if (rc != 0)
         return push_failure(L, &err);
     default_senders(box, st_client_sender(u->core));
-    make_stream_state(L, box, 2, 6, &sc); /* 8 */
+    make_stream_state(L, box, 2, 6, &sc); /* 9 */
     sc.core = u->core;
     hooks.on_start = lua_isnil(L, 6) ? NULL : stream_on_start;
+    hooks.before_send = lua_isnil(L, 8) ? NULL : stream_before_send;
     hooks.on_result = stream_send_result;
     hooks.ctx = &sc;
     begin_call(L, u, &ctx);
@@ -893,6 +926,9 @@ static int l_url(lua_State *L) {
         check_string_arg(L, "url", 3, NULL);
     if (!client_is_open(u)) /* url() and stats() run no request: */
         return push_closed(L); /* fine from the client's own callback */
+    if (call == ST_CALL_STATUS &&
+        st_id_check(lua_tostring(L, 3), lua_rawlen(L, 3), &err) != 0)
+        return push_failure(L, &err); /* a NUL byte is no digit */
     if (st_client_build_url(u->core, (st_call)call, lua_tostring(L, 3),
                             &box->url, &err) != 0)
         return push_failure(L, &err);
@@ -965,7 +1001,11 @@ typedef struct lst_run {
     lst_client *owner;
     int kind;
     int done;
+    int busy; /* a method of it is inside the engine (its callbacks run) */
+    st_exchange_hook outer_hook; /* what arm() replaced, put back by disarm */
+    void *outer_ctx;
     int has_on_start;
+    int has_before_send;
     stream_ctx sc;
     st_send_hooks send_hooks;
     st_status_hooks status_hooks;
@@ -989,11 +1029,17 @@ static int run_close(lua_State *L) {
     lst_run *run = *slot;
     if (!run)
         return 0;
+    if (run->busy) /* the engine holds its task: never under its feet */
+        return luaL_error(L, "streamtelecom: run:close() cannot be called "
+                             "from the run's own callbacks");
     end_task(L, run);
     st_send_result_free(&run->out.result);
     box_release(L, &run->box);
     *slot = NULL; /* closed: no steps, no result */
-    free(run);
+    if (client_is_open(run->owner) && !run->owner->spare_run)
+        run->owner->spare_run = run; /* the next run's, unzeroed */
+    else
+        free(run);
     return 0;
 }
 
@@ -1031,11 +1077,10 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
     case RUN_STATUS: {
         size_t len;
         run->id = check_string_arg(L, method, 2, &len);
-        if (len < sizeof run->out.idbuf && strlen(run->id) == len) {
-            /* a valid id: copied, no anchor needed */
-            memcpy(run->out.idbuf, run->id, len + 1);
-            run->id = run->out.idbuf;
-        }
+        if (st_id_check(run->id, len, err) != 0)
+            return -1; /* by its Lua length: a NUL byte is no digit */
+        memcpy(run->out.idbuf, run->id, len + 1); /* copied: no anchor */
+        run->id = run->out.idbuf;
         run->box.ids = calloc(1, sizeof *run->box.ids);
         if (!run->box.ids)
             return luaL_error(L, "not enough memory");
@@ -1043,16 +1088,18 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
         run->box.nids = 1;
         return 0;
     }
-    case RUN_STATUS_MANY:
+    case RUN_STATUS_MANY: {
         read_stream_opts(L, method, 3, 0);
-        read_ids(L, method, 2, anchor, &run->box);
-        return 0;
-    case RUN_WAIT:
-        read_ids(L, method, 2, anchor, &run->box);
+        return read_ids(L, method, 2, anchor, &run->box, err);
+    }
+    case RUN_WAIT: {
+        int rc = read_ids(L, method, 2, anchor, &run->box, err);
         run->timeout = number_field(L, method, 3, "timeout", 60);
         run->interval = number_field(L, method, 3, "interval", 5);
-        lua_pushnil(L), lua_pushnil(L); /* no on_start, on_result */
-        return 0;
+        /* no on_start, on_result, before_send */
+        lua_pushnil(L), lua_pushnil(L), lua_pushnil(L);
+        return rc;
+    }
     default:
         return 0;
     }
@@ -1077,6 +1124,7 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
         if (!run->out.one.params.sender)
             run->out.one.params.sender = st_client_sender(core);
         run->send_hooks.on_start = NULL;
+        run->send_hooks.before_send = NULL;
         run->send_hooks.on_result = keep_send_result;
         run->send_hooks.ctx = run;
         return st_task_send_many(core, &run->out.one, 1, &run->send_hooks,
@@ -1084,6 +1132,8 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
     case RUN_SEND_MANY:
         default_senders(&run->box, st_client_sender(core));
         run->send_hooks.on_start = run->has_on_start ? stream_on_start : NULL;
+        run->send_hooks.before_send =
+            run->has_before_send ? stream_before_send : NULL;
         run->send_hooks.on_result = stream_send_result;
         run->send_hooks.ctx = &run->sc;
         return st_task_send_many(core, run->box.items, run->box.nitems,
@@ -1113,13 +1163,32 @@ static st_task *start_task(lst_run *run, st_client *core, st_error *err) {
     }
 }
 
+/* A kept record made like new: everything before its answers zeroed,
+ * and of those only what may be read before a task writes it (a send's
+ * item and outcome, the error code); the ~1 KiB of status, balance and
+ * error text is written before it is read. Spares a resty call zeroing
+ * the whole record. */
+static lst_run *reuse_run(lst_run *run) {
+    memset(run, 0, offsetof(lst_run, out));
+    memset(&run->out.one, 0, sizeof run->out.one);
+    memset(&run->out.result, 0, sizeof run->out.result);
+    run->out.err.code = ST_OK;
+    run->out.err.message[0] = '\0';
+    return run;
+}
+
 static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
     lst_run **slot = (lst_run **)lua_newuserdata(L, sizeof *slot);
     lst_run *run;
     *slot = NULL;
     luaL_getmetatable(L, RUN_MT);
     lua_setmetatable(L, -2);
-    run = *slot = calloc(1, sizeof *run);
+    if (u->spare_run) {
+        run = *slot = reuse_run(u->spare_run);
+        u->spare_run = NULL;
+    } else {
+        run = *slot = calloc(1, sizeof *run);
+    }
     if (!run)
         luaL_error(L, "not enough memory");
     run->box.ref = LUA_NOREF;
@@ -1144,10 +1213,12 @@ static int l_begin(lua_State *L) {
         push_anchors(L, 2, kind != RUN_SEND_MANY); /* 6: anchors */
     } else {
         lua_pushnil(L); /* 6: nothing to anchor */
-        lua_pushnil(L), lua_pushnil(L); /* 7, 8: no on_start, on_result */
+        /* 7, 8, 9: no on_start, on_result, before_send */
+        lua_pushnil(L), lua_pushnil(L), lua_pushnil(L);
     }
-    rc = read_run_args(L, run, 6, &err); /* the bulk ones push 7, 8 */
+    rc = read_run_args(L, run, 6, &err); /* the bulk ones push 7, 8, 9 */
     run->has_on_start = !lua_isnil(L, 7);
+    run->has_before_send = !lua_isnil(L, 9);
     top = lua_gettop(L);
     if (!client_is_open(u))
         return push_closed(L);
@@ -1170,9 +1241,15 @@ static int l_begin(lua_State *L) {
     return 1;
 }
 
-/* Callbacks of the run's client run on the state of this driver call. */
+/* Callbacks of the run's client run on the state of this driver call,
+ * and the run is busy meanwhile: its own methods are refused from them
+ * (to_run, run_close), as a blocking client refuses its own. Another
+ * run's method may arm the client too: disarm puts back the hook it
+ * found. Nothing between arm and disarm raises. */
 static void arm(lua_State *L, lst_run *run, hook_ctx *ctx) {
     lst_client *u = run->owner;
+    run->busy = 1;
+    st_client_get_hook(u->core, &run->outer_hook, &run->outer_ctx);
     run->sc.L = L;
     ctx->L = L;
     ctx->ref = u->on_request;
@@ -1183,14 +1260,20 @@ static void arm(lua_State *L, lst_run *run, hook_ctx *ctx) {
 }
 
 static void disarm(lst_run *run) {
-    st_client_set_hook(run->owner->core, NULL, NULL);
+    st_client_set_hook(run->owner->core, run->outer_hook, run->outer_ctx);
+    run->busy = 0;
 }
 
-/* The run of a method's self; raises once it was closed. */
+/* The run of a method's self; raises once it was closed, or when called
+ * from one of the run's own callbacks (on_request, on_start, on_result,
+ * before_send): the engine is inside this run. */
 static lst_run *to_run(lua_State *L) {
     lst_run *run = *(lst_run **)lst_check_self(L, 1, RUN_MT);
     if (!run)
         luaL_error(L, "streamtelecom: this run is closed");
+    if (run->busy)
+        luaL_error(L, "streamtelecom: the run's methods cannot be called "
+                      "from its own callbacks");
     return run;
 }
 
@@ -1396,9 +1479,9 @@ static int push_send_outcome(lua_State *L, const st_send_result *res) {
     }
     if (res->count == 0) { /* never started: the client was closed */
         st_fail(&closed, ST_E_CLOSED, "client is closed");
-        return push_failure(L, &closed);
+        return push_send_failure(L, &closed, 0);
     }
-    return push_failure(L, &res->failure);
+    return push_send_failure(L, &res->failure, res->sent);
 }
 
 /* run:result(): what the blocking method returns, once next() said done. */

@@ -77,6 +77,7 @@ void st_send_result_take(st_send_result *to, st_send_result *from) {
     to->records = from->records, to->count = from->count;
     to->errors = from->errors, to->nerrors = from->nerrors;
     to->accepted = from->accepted;
+    to->sent = from->sent;
     if (from->accepted == 0) /* only then has it a failure to tell */
         st_error_copy(&to->failure, &from->failure);
     from->records = NULL, from->errors = NULL;
@@ -268,6 +269,13 @@ static int send_next(void *ctx, st_job *job) {
     return 1;
 }
 
+/* The caller's before_send: once for the group of requests about to
+ * leave. */
+static int send_leaving(void *ctx) {
+    send_source *s = ctx;
+    return s->hooks->before_send(s->hooks->ctx);
+}
+
 static st_code send_read(void *ctx, st_job *job) {
     send_source *s = ctx;
     open_item *item = job->tag;
@@ -301,6 +309,8 @@ static void send_done(void *ctx, st_job *job) {
     st_chunk part = item->chunks[job->part];
     size_t i;
     st_error_copy(&item->res.errors[job->part], &job->err);
+    if (st_job_may_have_left(job))
+        item->res.sent = 1;
     for (i = 0; i < part.count; i++)
         item->res.records[part.first + i].chunk = job->part;
     if (--item->left == 0)
@@ -462,7 +472,9 @@ st_step st_task_next(st_task *call, size_t *job, const char **url,
     st_run_step step;
     if (call->wait)
         return wait_task_next(call, job, url, wait);
-    step = st_run_next(&call->run, &j, &wake);
+    do
+        step = st_run_next(&call->run, &j, &wake);
+    while (step == ST_RUN_START && st_run_let_go(&call->run, j) != 0);
     *wait = -1;
     if (step == ST_RUN_START) {
         *job = (size_t)(j - call->run.slots) + 1;
@@ -472,8 +484,10 @@ st_step st_task_next(st_task *call, size_t *job, const char **url,
     if (step == ST_RUN_DONE)
         return ST_STEP_DONE;
     if (wake > 0) {
+        /* Never below a millisecond: a host's timer rounds a shorter one
+         * to a busy loop (nginx logs each ngx.sleep(0)). */
         double left = wake - st_now();
-        *wait = left > 0 ? left : 0;
+        *wait = left > 0.001 ? left : 0.001;
     }
     return ST_STEP_WAIT;
 }
@@ -569,6 +583,7 @@ static st_task *begin_send(st_client *c, const st_send_item *items, size_t n,
     call->src.next = send_next;
     call->src.read = send_read;
     call->src.done = send_done;
+    call->src.leaving = hooks->before_send ? send_leaving : NULL;
     call->src.ctx = s;
     return call_start(call, n == 1 ? s->plan_n : 0, err);
 }
@@ -607,10 +622,12 @@ int st_client_send(st_client *c, const st_recipients *r,
     item.recipients = r;
     item.params = *p;
     hooks.on_start = NULL;
+    hooks.before_send = NULL;
     hooks.on_result = keep_result;
     hooks.ctx = res;
     res->records = NULL, res->errors = NULL;
     res->count = res->nerrors = res->accepted = 0;
+    res->sent = 0;
     res->failure.code = ST_OK, res->failure.message[0] = '\0';
     if (send_items(c, &item, 1, 0, &hooks, err) != 0)
         return -1;

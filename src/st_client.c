@@ -53,6 +53,16 @@ static int check_header_safe(const st_options *o, st_error *err) {
     return 0;
 }
 
+/* The longest time an option takes, in seconds: an hour. */
+#define ST_MAX_SECONDS 3600
+
+static int too_long(st_error *err, const char *name, double seconds) {
+    return st_fail(err, ST_E_INVALID,
+                   "invalid option '%s': %g seconds is over an hour; times "
+                   "are in seconds (0.5 is 500 ms), not milliseconds",
+                   name, seconds);
+}
+
 int st_options_check(const st_options *o, st_error *err) {
     if (!o->user || !*o->user)
         return st_fail(err, ST_E_INVALID, "invalid option 'user': it is empty");
@@ -71,9 +81,12 @@ int st_options_check(const st_options *o, st_error *err) {
     if (!(o->timeout >= 0) || !(o->connect_timeout >= 0))
         return st_fail(err, ST_E_INVALID,
                        "invalid option: timeouts must be 0 or more seconds");
-    if (o->timeout > 1e6 || o->connect_timeout > 1e6)
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option: a timeout is at most 1000000 seconds");
+    /* Seconds everywhere; a value no one means in seconds is a value meant
+     * in milliseconds (lua-resty-http's unit): said, not waited out. */
+    if (o->timeout > ST_MAX_SECONDS)
+        return too_long(err, "timeout", o->timeout);
+    if (o->connect_timeout > ST_MAX_SECONDS)
+        return too_long(err, "connect_timeout", o->connect_timeout);
     if (o->retries < 0 || o->retries > 100)
         return st_fail(err, ST_E_INVALID,
                        "invalid option 'retries': want 0 to 100");
@@ -212,3 +225,9 @@ st_credentials st_client_credentials(const st_client *c) {
 
 
 
+
+void st_client_get_hook(const st_client *c, st_exchange_hook *hook,
+                        void **ctx) {
+    *hook = c->hook;
+    *ctx = c->hook_ctx;
+}

@@ -63,6 +63,8 @@ typedef struct st_client st_client;
 st_client *st_client_new(const st_options *o, st_error *err);
 void st_client_free(st_client *c);
 void st_client_set_hook(st_client *c, st_exchange_hook hook, void *ctx);
+void st_client_get_hook(const st_client *c, st_exchange_hook *hook,
+                        void **ctx);
 const st_stats *st_client_stats(const st_client *c);
 const char *st_client_user(const st_client *c);
 const char *st_client_url(const st_client *c);
@@ -84,6 +86,8 @@ typedef struct st_send_result {
     size_t nerrors;
     size_t accepted;  /* recipients with an id */
     st_error failure; /* when none was accepted: the first recipient's error */
+    int sent; /* a request of it may have reached the gateway (0: provably
+               * none left the machine; a failed send may then be retried) */
 } st_send_result;
 
 void st_send_result_free(st_send_result *res);
@@ -92,8 +96,9 @@ void st_send_result_free(st_send_result *res);
 void st_send_result_take(st_send_result *to, st_send_result *from);
 
 /* The send as one call: -1 for an error before anything was sent, or when
- * no recipient was accepted (err is then the first recipient's error);
- * otherwise 0 with per-recipient outcomes in res. */
+ * no recipient was accepted (err is then the first recipient's error, and
+ * res->sent says whether a request may have left); otherwise 0 with
+ * per-recipient outcomes in res. */
 int st_client_send(st_client *c, const st_recipients *r,
                    const st_send_params *p, st_send_result *res,
                    st_error *err);
@@ -112,6 +117,12 @@ typedef struct st_send_hooks {
      * res->failure says why). Called once per started item, as soon as its
      * last answer is read; the hook may move *res out (zeroing it). */
     void (*on_result)(void *ctx, size_t item, st_send_result *res);
+    /* The requests of the items whose on_start ran since the last call are
+     * about to leave the machine (one call for a group of them: a caller
+     * that makes its on_start records durable does it once here). Nonzero:
+     * none of them leaves (each ends `closed`, never sent) and no more
+     * items start. NULL: none. */
+    int (*before_send)(void *ctx);
     void *ctx;
 } st_send_hooks;
 

@@ -109,6 +109,8 @@ static int take_new_job(st_run *run, st_job *job) {
     job->err.message[0] = '\0';
     job->attempts = 0;
     job->not_before = 0;
+    job->reply.http_status = 0; /* a job that never leaves says so */
+    job->reply.request_sent = 0;
     job->tag = NULL;
     job->part = 0;
     if (run->src->next(run->src->ctx, job))
@@ -243,6 +245,23 @@ void st_run_not_sent(st_run *run, st_job *job) {
     finish_job(run, job); /* never left: nothing to report */
 }
 
+/* The source refused to let jobs go: they end here, provably unsent. */
+static void cancel_unsent(st_run *run, st_job *job) {
+    run->src->stop = 1;
+    job->reply.request_sent = 0;
+    job->reply.http_status = 0;
+    st_fail(&job->err, ST_E_CLOSED,
+            "not sent: the call was stopped before this request left");
+    st_run_not_sent(run, job);
+}
+
+int st_run_let_go(st_run *run, st_job *job) {
+    if (!run->src->leaving || run->src->leaving(run->src->ctx) == 0)
+        return 0;
+    cancel_unsent(run, job);
+    return -1;
+}
+
 /* A client keeps its slots (and their URL and answer buffers) from call
  * to call when it runs few requests at once, so a single call allocates
  * nothing; a wide bulk call takes its slots for the call only. */
@@ -309,6 +328,38 @@ static void start_transfer(st_run *run, st_job *job) {
         st_run_not_sent(run, job);
 }
 
+/* The held jobs leave together, once the source let them go (one
+ * leaving() for the group), or end unsent when it refused. */
+static void release_held(st_run *run) {
+    size_t i;
+    int refused;
+    if (run->held == 0)
+        return;
+    refused = run->src->leaving(run->src->ctx) != 0;
+    for (i = 0; i < run->nslots && run->held > 0; i++) {
+        st_job *job = &run->slots[i];
+        if (!job->held)
+            continue;
+        job->held = 0;
+        run->held--;
+        if (refused)
+            cancel_unsent(run, job);
+        else
+            start_transfer(run, job);
+    }
+}
+
+/* A job whose source wants to know when requests leave waits for the
+ * next release; any other starts at once. */
+static void start_or_hold(st_run *run, st_job *job) {
+    if (!run->src->leaving) {
+        start_transfer(run, job);
+        return;
+    }
+    job->held = 1;
+    run->held++;
+}
+
 static void collect_finished(st_run *run) {
     void *cookie;
     int rc;
@@ -341,14 +392,19 @@ void st_engine_drive(st_run *run) {
              * connects of every other slot (200 took 5 ms). A lone
              * request pays nothing for it. */
             if (started++ == 1) {
+                release_held(run);
                 st_transport_poll(run->c->transport, 0);
                 collect_finished(run);
             }
-            start_transfer(run, job);
+            start_or_hold(run, job);
             continue;
         }
         if (step == ST_RUN_DONE)
             break;
+        if (run->held > 0) { /* nothing more can start: the group leaves */
+            release_held(run);
+            continue;
+        }
         st_transport_poll(run->c->transport, poll_time(wake));
         collect_finished(run);
     }

@@ -43,6 +43,7 @@ typedef struct st_job {
     int attempts;
     st_job_state state;
     double not_before; /* a retry waits for its backoff */
+    int held;          /* handed out, waiting for the source's leaving() */
     void *tag;         /* the source's: which item this job serves */
     size_t part;       /* the source's: which part of it */
 } st_job;
@@ -57,9 +58,18 @@ typedef struct st_job_source {
     /* The job's last word: read well (job->err.code is ST_OK) or failed
      * for good (job->err, redacted). */
     void (*done)(void *ctx, st_job *job);
+    /* Optional (NULL: none): the jobs handed out since its last call are
+     * about to leave; nonzero: none of them may (they end unsent). */
+    int (*leaving)(void *ctx);
     void *ctx;
     int stop; /* set by the source (or its caller): start no more jobs */
 } st_job_source;
+
+/* Whether a job's request may have reached the gateway: it went out on a
+ * connection, or an answer came. 0 only when it provably never left. */
+static inline int st_job_may_have_left(const st_job *job) {
+    return job->reply.request_sent || job->reply.http_status != 0;
+}
 
 /* ---- one call's run, for any driver ----
  * A driver moves bytes; the run decides everything else. It asks
@@ -81,6 +91,7 @@ typedef struct st_run {
     size_t limit;    /* most jobs running at once: concurrency, or fewer */
     size_t waiting;  /* retries waiting for their backoff */
     int exhausted;   /* the source has no more jobs */
+    size_t held;     /* jobs handed out, not yet let go (src->leaving) */
 } st_run;
 
 /* -1 when there is no memory for its slots. max_jobs: as many as the run
@@ -95,6 +106,9 @@ int st_run_full(const st_run *run);
 void st_run_answered(st_run *run, st_job *job);
 void st_run_failed(st_run *run, st_job *job);
 void st_run_not_sent(st_run *run, st_job *job);
+/* Asks the source's leaving() (if any) before job leaves: 0 when it may
+ * go; else the job has ended unsent (`closed`) and no more jobs start. */
+int st_run_let_go(st_run *run, st_job *job);
 void st_run_finish(st_run *run);
 
 /* The libcurl driver: runs a run's jobs on the client's transport, at

@@ -51,7 +51,8 @@ struct st_transport {
     st_xfer **live; /* the running transfers, for their time limits */
     size_t running, cap_live;
     double first_limit; /* no live transfer's limit passes before this */
-    pid_t pid; /* the process whose connections these are */
+    unsigned long generation; /* the process whose connections these are:
+                               * fork_generation when it was made */
     struct curl_slist *headers; /* "User-Agent: ..." when one was asked for */
     st_castore *castore; /* the process's store of our CA bundle, or NULL */
 };
@@ -59,9 +60,19 @@ struct st_transport {
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
 
+/* Which process this is, as a count of the forks that led to it: a child
+ * of fork() sees it one higher than its parent did. Checked before every
+ * request without a system call (getpid() was one per request); glibc
+ * drops the handler when the module is unloaded. */
+static volatile unsigned long fork_generation;
+
+static void on_fork_child(void) { fork_generation++; }
+
 /* curl_global_init is not thread-safe on older libcurl: run it once. */
 static void global_init(void) {
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (global_rc == CURLE_OK && pthread_atfork(NULL, NULL, on_fork_child))
+        global_rc = CURLE_OUT_OF_MEMORY; /* cannot tell a child: refuse */
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
@@ -310,10 +321,10 @@ static int set_aside(st_transport *t) {
 
 /* Called before every request: in a forked child, starts afresh. */
 static int own_process(st_transport *t, st_error *err) {
-    if (t->pid == getpid())
+    if (t->generation == fork_generation)
         return 0;
     if (t->running == 0 && set_aside(t) == 0 && setup_multi(t) == 0) {
-        t->pid = getpid();
+        t->generation = fork_generation;
         return 0;
     }
     return st_fail(err, ST_E_NETWORK, "out of memory");
@@ -334,7 +345,7 @@ st_transport *st_transport_new(const st_options *o, st_error *err) {
         return NULL;
     }
     t->opts = *o;
-    t->pid = getpid();
+    t->generation = fork_generation;
     t->first_limit = HUGE_VAL;
     if (o->verify) /* NULL where it cannot be shared: libcurl loads it */
         t->castore = st_castore_get(o->ca_file, o->ca_path);
@@ -357,7 +368,7 @@ void st_transport_free(st_transport *t) {
     size_t i;
     if (!t)
         return;
-    if (t->pid != getpid() && set_aside(t) != 0)
+    if (t->generation != fork_generation && set_aside(t) != 0)
         return; /* a forked child frees nothing it shares with its parent */
     /* Transfers still running belong to no one any more: the client is
      * only freed between calls, so there are none; idle slots go here. */
@@ -419,10 +430,15 @@ static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
                        : x->t->opts.ca_path ? x->t->opts.ca_path
                                             : "the system's bundle");
     switch (classify(rc)) {
+    case ST_E_CONNECT:
+        if (x->reply->request_sent) /* API.md: `connect` never lies */
+            return st_fail(err, ST_E_NETWORK,
+                           "connection lost after the request was sent, "
+                           "and the reconnect failed: %s",
+                           detail);
+        return st_fail(err, ST_E_CONNECT, "could not connect: %s", detail);
     case ST_E_TIMEOUT:
         return st_fail(err, ST_E_TIMEOUT, "timeout: %s", detail);
-    case ST_E_CONNECT:
-        return st_fail(err, ST_E_CONNECT, "could not connect: %s", detail);
     case ST_E_TLS:
         return st_fail(err, ST_E_TLS, "TLS failure: %s", detail);
     default:
