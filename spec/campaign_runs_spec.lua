@@ -471,24 +471,31 @@ with open(sys.argv[1], newline="") as f:
   end)
 
   it("proves each row's fdatasync precedes its request at --concurrency 20 (strace)", function()
-    local st = require("streamtelecom")
-    if not (type(rawget(st, "_features")) == "table" and st._features.before_send) then
-      pending("needs send_many's before_send hook (st._features.before_send)")
-    end
+    -- A module with the hook refuses a before_send that is no function.
+    local client = require("streamtelecom").new{ user = USER, password = PASSWORD, url = fake.url }
+    local hook = not pcall(client.send_many, client, {}, { before_send = true })
+    client:close()
+    if not hook then pending("needs send_many's before_send hook") end
     local file = csv_of(100)
     local trace = path("trace")
+    -- LeakSanitizer cannot run under ptrace (make asan): the leak checks are
+    -- the suite's.
+    local asan = os.getenv("ASAN_OPTIONS")
     local _, err, status = run("campaign " .. shell_quote(file) .. " --concurrency 20", nil,
-      "strace -f -qq -e trace=fdatasync,sendto,write -o " .. shell_quote(trace) .. " ")
+      (asan and ("ASAN_OPTIONS=" .. shell_quote(asan .. ":detect_leaks=0") .. " ") or "")
+      .. "strace -f -qq -s 65536 -e trace=fdatasync,sendto,write -o " .. shell_quote(trace) .. " ")
     assert.equals(0, status, err)
     -- Each write of started records is followed by its fdatasync before
     -- any sendto carrying one of those rows.
     local synced, pending_rows, checked = {}, {}, 0
     for line in io.lines(trace) do
-      for row in line:gmatch('\\"row\\":(%d+),\\"t\\":\\"started\\"') do
-        pending_rows[#pending_rows + 1] = row
-      end
-      for row in line:gmatch('\\"t\\":\\"started\\",\\"row\\":(%d+)') do
-        pending_rows[#pending_rows + 1] = row
+      if line:match("^%d+ write%(") then
+        -- strace shows the records' quotes as \" and their ends as \n.
+        for rec in line:gmatch("{[^}]*}") do
+          if rec:find('\\"t\\":\\"started\\"') then
+            pending_rows[#pending_rows + 1] = rec:match('\\"row\\":(%d+)')
+          end
+        end
       end
       if line:find("fdatasync(", 1, true) then
         for _, r in ipairs(pending_rows) do synced[phone(tonumber(r))] = true end
