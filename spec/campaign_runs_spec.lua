@@ -253,6 +253,30 @@ describe("streamtelecom campaign, trusted", function()
     end)
   end)
 
+  it("resends a failure that never left (sent = false), never one that may have left", function()
+    local file = csv_of(3)
+    local journal = file .. ".journal"
+    -- A gateway nobody listens at: each request provably never left.
+    local dead = "http://127.0.0.1:" .. helper.listen_port() .. "/get/"
+    local _, err, status = run("--url " .. dead .. " campaign " .. shell_quote(file))
+    assert.equals(3, status, err)
+    assert.matches("3 rows failed before reaching the gateway", err)
+    local last = journal_rows(journal)
+    assert.same({ "connect", false }, { last[1].code, last[1].sent })
+    -- Row 2 as a send that may have left: even a code of connect is unknown
+    -- when the record says it may have been sent.
+    local f = assert(io.open(journal, "ab"))
+    f:write('{"t":"started","row":2,"to":"79030000002"}\n'
+            .. '{"t":"done","row":2,"code":"connect","err":"x","sent":true}\n')
+    f:close()
+    local out
+    out, err, status = run("campaign " .. shell_quote(file))
+    assert.equals(4, status, err)
+    assert.matches("3 rows: 2 sent, 0 refused, 0 failed, 1 unknown", out)
+    assert.is_nil(sends_by_number()[phone(2)])
+    assert.equals(1, sends_by_number()[phone(1)])
+  end)
+
   describe("stops cleanly", function()
     -- The command inside a pseudo-terminal, as an operator runs it.
     local function in_pty(cmd)
