@@ -513,7 +513,7 @@ with open(sys.argv[1], newline="") as f:
     -- any sendto carrying one of those rows.
     local synced, pending_rows, checked = {}, {}, 0
     for line in io.lines(trace) do
-      if line:match("^%d+ write%(") then
+      if line:match("^%d+%s+write%(") then
         -- strace shows the records' quotes as \" and their ends as \n.
         for rec in line:gmatch("{[^}]*}") do
           if rec:find('\\"t\\":\\"started\\"') then
