@@ -216,6 +216,13 @@ describe("streamtelecom campaign", function()
     assert.equals(1, status, err)
     assert.equals(3, #fake.sends(), "the second run sent nothing")
     assert.equals(3, cjson.decode(out).earlier)
+    -- --resend-refused=CODE sends the rows refused with that code once more;
+    -- without codes, every refused row (before FILE, it does not take FILE).
+    assert.equals(1, select(3, run("campaign --resend-refused=unknown_sender " .. shell_quote(file))))
+    assert.equals(4, #fake.sends())
+    assert.equals("Stranger", fake.sends()[4].sadr)
+    assert.equals(1, select(3, run("campaign --resend-refused " .. shell_quote(file))))
+    assert.equals(6, #fake.sends())
   end)
 
   it("refuses a journal that belongs to another file, and sends nothing", function()
@@ -341,7 +348,8 @@ describe("streamtelecom campaign", function()
   describe("campaign-status", function()
     it("prints the state of every id the journal holds, in row order", function()
       local file = csv_of(3)
-      assert.equals(0, select(3, run("campaign " .. shell_quote(file))))
+      -- One at a time: the ids follow the rows.
+      assert.equals(0, select(3, run("campaign " .. shell_quote(file) .. " --concurrency 1")))
       fake.deliver("1000000002")
       local out, err, status = run("campaign-status " .. shell_quote(file .. ".journal"))
       assert.equals(0, status, err)

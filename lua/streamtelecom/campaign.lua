@@ -155,6 +155,7 @@ local function resend_refused(args)
   local value = v[1]
   if value and not value:match("^[%w_,]+$") and not args.file then
     args.file = value
+    args.resend_refused = {}
     value = nil
   end
   if not value then return true end
