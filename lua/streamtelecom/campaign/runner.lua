@@ -34,12 +34,10 @@ local STOP = setmetatable({}, { __tostring = function() return "campaign stopped
 -- { kind = "signal"|"account"|"streak"|"journal"|"error", signal, code, err }
 function M.send(run)
   local todo, journal = run.todo, run.journal
+  -- A row's fields are a send_many item as they are (to, text, sender,
+  -- callback_url, name): no copy per row.
   local items = {}
-  for i, row in ipairs(todo) do
-    local f = row.fields
-    items[i] = { to = f.to, text = f.text, sender = f.sender, callback_url = f.callback_url,
-                 name = f.name }
-  end
+  for i, row in ipairs(todo) do items[i] = row.fields end
   local stopping
   local function stop(why)
     if stopping then return end
