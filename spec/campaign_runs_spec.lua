@@ -32,7 +32,8 @@ end
 
 local function env(password)
   return { STREAM_TELECOM_URL = fake.url, STREAM_TELECOM_USER = USER,
-           STREAM_TELECOM_PASSWORD = password or PASSWORD, STREAM_TELECOM_SENDER = "MyShop" }
+           STREAM_TELECOM_PASSWORD = password or PASSWORD, STREAM_TELECOM_SENDER = "MyShop",
+           STREAMTELECOM_CAMPAIGN_CHUNK = "70" }
 end
 
 -- Runs the command to its end; answers stdout, stderr and the exit status.

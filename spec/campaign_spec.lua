@@ -29,9 +29,11 @@ local function slurp(name)
   return s
 end
 
+-- Chunks of 300 rows per send_many: the specs cross chunk boundaries.
 local function env()
   return { STREAM_TELECOM_URL = fake.url, STREAM_TELECOM_USER = USER,
-           STREAM_TELECOM_PASSWORD = PASSWORD, STREAM_TELECOM_SENDER = "MyShop" }
+           STREAM_TELECOM_PASSWORD = PASSWORD, STREAM_TELECOM_SENDER = "MyShop",
+           STREAMTELECOM_CAMPAIGN_CHUNK = "300" }
 end
 
 -- Runs the command to its end; answers stdout, stderr and the exit status.

@@ -68,8 +68,8 @@ end
 
 -- Opens the journal of the campaign header describes: its file if it is
 -- this campaign's, a new one otherwise; never another file (it is refused
--- untouched), never a symlink. Answers the journal and what an earlier run
--- left (nil when none), or nil and why.
+-- untouched), never a symlink. Answers the journal (its last: what earlier
+-- runs left, per row), or nil and why.
 function M.open(path, header)
   local f, err = st._append(path)
   if not f then
@@ -94,6 +94,8 @@ function M.open(path, header)
                                tostring(previous.header.sha256), header.sha256))
     end
   end
+  -- last: what earlier runs left, per row (the records of this run go to
+  -- the caller as they become durable).
   local self = setmetatable({ f = f, path = path, lines = {}, recs = {}, syncs = 0,
                               last = previous and previous.last or {} }, Journal)
   -- A torn last line (a crash mid-write) is ended, so that the next record
@@ -102,7 +104,7 @@ function M.open(path, header)
   if not previous then self:add(header) end
   local ok, why = self:flush()
   if not ok then return refuse(f, why) end
-  return self, previous
+  return self
 end
 
 -- Buffers a record: it reaches the file at the next flush.
@@ -112,7 +114,7 @@ function Journal:add(rec)
 end
 
 -- Writes the buffered records in one write(2) and makes them durable.
--- Answers the records now durable (last updated), or nil and why; after
+-- Answers the records now durable, or nil and why; after
 -- a failure the journal takes nothing more.
 function Journal:flush()
   if self.broken then return nil, self.broken end
@@ -127,9 +129,6 @@ function Journal:flush()
     return nil, self.broken
   end
   local recs = self.recs
-  for _, rec in ipairs(recs) do
-    if rec.row then self.last[rec.row] = rec end
-  end
   self.lines, self.recs = {}, {}
   return recs
 end

@@ -12,6 +12,10 @@ local M = {}
 -- each to another number, stop the run (0: never).
 M.STREAK = 20
 
+-- Rows a send_many call gets at most (STREAMTELECOM_CAMPAIGN_CHUNK: the
+-- specs cross chunk boundaries with small ones).
+M.CHUNK = math.max(1, tonumber(os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK")) or 5000)
+
 -- Whether send_many calls before_send just before a group of requests
 -- leaves (then one fdatasync covers the group); else each row is synced in
 -- its on_start. A module that knows the hook refuses a before_send that is
@@ -34,10 +38,7 @@ local STOP = setmetatable({}, { __tostring = function() return "campaign stopped
 -- { kind = "signal"|"account"|"streak"|"journal"|"error", signal, code, err }
 function M.send(run)
   local todo, journal = run.todo, run.journal
-  -- A row's fields are a send_many item as they are (to, text, sender,
-  -- callback_url, name): no copy per row.
-  local items = {}
-  for i, row in ipairs(todo) do items[i] = row.fields end
+  local base = 0 -- the rows before the chunk being sent
   local stopping
   local function stop(why)
     if stopping then return end
@@ -57,7 +58,7 @@ function M.send(run)
   local batched = has_before_send(run.client)
   local streak = { code = nil, n = 0, seen = {} }
   local last_flush = st._now()
-  local function watch_refusals(i, rec)
+  local function watch_refusals(row, rec)
     local outcome, code = journal_mod.outcome(rec, run.is_refusal)
     if outcome == "refused" and journal_mod.ACCOUNT_CODES[code] then
       stop({ kind = "account", code = code, err = rec.err or (rec.msgs and rec.msgs[1].err) })
@@ -67,7 +68,7 @@ function M.send(run)
       return
     end
     if streak.code ~= code then streak = { code = code, n = 0, seen = {} } end
-    local to = todo[i].fields.to
+    local to = row.fields.to
     if not streak.seen[to] then
       streak.seen[to] = true
       streak.n = streak.n + 1
@@ -86,11 +87,12 @@ function M.send(run)
     on_start = function(i, item)
       if stopping then error(STOP, 0) end
       check_signal()
-      journal:add({ t = "started", row = todo[i].n, to = item.to })
+      journal:add({ t = "started", row = todo[base + i].n, to = item.to })
       if not batched then flush() end
     end,
     on_result = function(i, result)
-      local rec = journal_mod.done_record(todo[i].n, result)
+      local row = todo[base + i]
+      local rec = journal_mod.done_record(row.n, result)
       journal:add(rec)
       -- Answers are made durable with the next group's starts, or here
       -- when none came for a while (the tail of the run).
@@ -101,22 +103,31 @@ function M.send(run)
       run.on_progress()
       if not stopping then
         check_signal()
-        watch_refusals(i, rec)
+        watch_refusals(row, rec)
       end
     end,
   }
-  local ok, results, err, code = pcall(run.client.send_many, run.client, items, hooks)
-  -- Whatever happened, what was answered is made durable now.
-  local recs, why = journal:flush()
-  if recs then
-    for _, rec in ipairs(recs) do run.on_durable(rec) end
-  elseif not stopping then
-    stopping = { kind = "journal", err = why }
-  end
-  if not stopping and not ok and results ~= STOP then
-    stopping = { kind = "error", err = tostring(results) }
-  elseif not stopping and ok and not results then
-    stopping = { kind = "error", err = err, code = code }
+  -- Chunks of rows, so that send_many's results (a table per row) never
+  -- pile up for the whole file. A row's fields are a send_many item as
+  -- they are (to, text, sender, callback_url, name).
+  while base < #todo and not stopping do
+    local items = {}
+    for i = 1, math.min(M.CHUNK, #todo - base) do items[i] = todo[base + i].fields end
+    local ok, results, err, code = pcall(run.client.send_many, run.client, items, hooks)
+    -- Whatever happened, what was answered is made durable now.
+    local recs, why = journal:flush()
+    if recs then
+      for _, rec in ipairs(recs) do run.on_durable(rec) end
+    elseif not stopping then
+      stopping = { kind = "journal", err = why }
+    end
+    if not stopping and not ok and results ~= STOP then
+      stopping = { kind = "error", err = tostring(results) }
+    elseif not stopping and ok and not results then
+      stopping = { kind = "error", err = err, code = code }
+    end
+    base = base + #items
+    if not stopping and st._signal() then stopping = { kind = "signal", signal = st._signal() } end
   end
   return stopping
 end
