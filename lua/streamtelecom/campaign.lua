@@ -376,19 +376,21 @@ function M.campaign(argv, ctx)
   collectgarbage("setpause", 110)
   local is_refusal = function(code) return ctx.exit_code_for(code) == EXIT.REFUSED end
 
+  -- One run at a time, told at once: before the file is even read.
+  local lock, why, code = journal_mod.lock(o.journal)
+  if not lock then ctx.warn(why); return code end
   local rows, invalid, extras = input.load(o.path, o)
-  if not rows then ctx.warn(invalid); return EXIT.USAGE end
+  if not rows then ctx.warn(invalid); lock:close(); return EXIT.USAGE end
   local rows_total = #rows + #invalid
   local client = ctx.new_client(args, { concurrency = o.concurrency, rate = o.rate })
   rows = input.check(client, rows, invalid)
   for _, e in ipairs(invalid) do ctx.warn(input.error_text(e)) end
   if #invalid > 0 and not args.skip_invalid then
     client:close()
+    lock:close()
     return refuse_bad_rows(args, o, rows_total, invalid, ctx)
   end
 
-  local lock, why, code = journal_mod.lock(o.journal)
-  if not lock then ctx.warn(why); client:close(); return code end
   local sha = file_sha256(o.path)
   if not sha then ctx.warn("cannot hash " .. o.path .. " (sha256sum)"); return EXIT.USAGE end
   local bad = {}
