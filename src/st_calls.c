@@ -167,12 +167,12 @@ static void close_item(send_source *s, open_item *item) {
     open_item_free(s->c, item);
 }
 
-/* An item that could not start (no memory) fails whole, with that error. */
-static void fail_item_start(send_source *s, size_t index, const char *why) {
+/* An item that could not start (no memory) fails whole, never sent. */
+static void fail_item_start(send_source *s, size_t index) {
     open_item item;
     memset(&item, 0, sizeof item);
     item.index = index;
-    st_fail(&item.res.failure, ST_E_NETWORK, "%s", why);
+    st_nomem(&item.res.failure);
     s->hooks->on_result(s->hooks->ctx, index, &item.res);
 }
 
@@ -245,7 +245,7 @@ static open_item *start_next_item(send_source *s) {
         item = open_item_new(s, index);
         if (item)
             return item;
-        fail_item_start(s, index, "out of memory");
+        fail_item_start(s, index);
     }
     return NULL;
 }
@@ -286,7 +286,7 @@ static st_code send_read(void *ctx, st_job *job) {
     send_answer_ctx a;
     size_t i;
     if (!ids)
-        return st_fail(&job->err, ST_E_NETWORK, "out of memory"),
+        return st_nomem(&job->err),
                ST_E_NETWORK;
     if (ids == few)
         memset(few, 0, sizeof few);
@@ -403,7 +403,7 @@ static st_task *call_start(st_task *call, size_t max_jobs, st_error *err) {
         return call;
     task_free_unstarted(call);
     if (err)
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
     return NULL;
 }
 
@@ -528,7 +528,7 @@ int st_task_answer(st_task *call, size_t job, long http_status,
                             "gateway answer is larger than max_response", 1,
                             seconds, new_connection);
     if (st_buf_append(&j->reply.body, body, n) != 0)
-        return st_task_fail(call, job, ST_E_NETWORK, "out of memory", 1,
+        return st_task_fail(call, job, ST_E_NOMEM, "not enough memory", 1,
                             seconds, new_connection);
     st_run_answered(&call->run, j);
     return 0;
@@ -567,7 +567,7 @@ static st_task *begin_send(st_client *c, const st_send_item *items, size_t n,
     st_task *call = call_new(c);
     send_source *s;
     if (!call) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     s = &call->send;
@@ -654,7 +654,7 @@ int st_client_send_url(const st_client *c, const st_recipients *r,
                      "url() builds one",
                      r->count, nchunks);
     else if (st_build_send_url(url, &cred, p, r, 0, r->count) != 0)
-        rc = st_fail(err, ST_E_INVALID, "out of memory");
+        rc = st_nomem(err);
     free(chunks);
     return rc;
 }
@@ -735,7 +735,7 @@ static void status_round(st_client *c, const char *const *ids,
         return;
     }
     for (k = 0; k < m; k++)
-        st_fail(&errs[which ? which[k] : k], ST_E_NETWORK, "out of memory");
+        st_nomem(&errs[which ? which[k] : k]);
 }
 
 st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,
@@ -746,7 +746,7 @@ st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,
         return NULL;
     call = begin_status(c, ids, NULL, n, out, errs, hooks);
     if (!call)
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
     return call;
 }
 
@@ -833,7 +833,7 @@ static wait_state *wait_new(st_client *c, const char *const *ids, size_t n,
         w->which = malloc((n ? n : 1) * sizeof *w->which);
     if (!w || !w->which) {
         wait_free(w);
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     w->c = c;
@@ -911,7 +911,7 @@ st_task *st_task_wait(st_client *c, const char *const *ids, size_t n,
     call = call_new(c);
     if (!call) {
         wait_free(w);
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     call->wait = w;
@@ -946,8 +946,7 @@ static st_step wait_task_next(st_task *call, size_t *job, const char **url,
                                        w->errs, NULL);
             if (!call->round) /* as status_round does without memory */
                 for (k = 0; k < w->m; k++)
-                    st_fail(&w->errs[w->which[k]], ST_E_NETWORK,
-                            "out of memory");
+                    st_nomem(&w->errs[w->which[k]]);
             if (call->src.stop && call->round)
                 st_task_stop(call->round);
         }
@@ -964,7 +963,7 @@ int st_client_build_url(const st_client *c, st_call call, const char *id,
     } else {
         st_build_balance_url(url, &cred);
     }
-    return url->failed ? st_fail(err, ST_E_NETWORK, "out of memory") : 0;
+    return url->failed ? st_nomem(err) : 0;
 }
 
 /* ---- balance: a source of one job ---------------------------------------- */
@@ -996,7 +995,7 @@ st_task *st_task_balance(st_client *c, st_balance *out, st_error *err) {
     st_task *call = call_new(c);
     balance_source *s;
     if (!call) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     s = &call->balance;
