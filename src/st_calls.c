@@ -416,30 +416,29 @@ void st_task_stop(st_task *call) {
 
 /* A driven task dropped before its end (its driver raised, or gave up)
  * still holds the items in flight: each once, however many of its parts
- * were running. */
+ * were running. The slots that repeat an item (or the one being started)
+ * are cleared first, with nothing freed yet; then each item left is freed
+ * once. No memory is taken for it: nothing can leak. */
 static void free_open_items(st_task *call) {
-    open_item **seen;
-    size_t i, j, n = 0;
+    st_job *slots = call->run.slots;
+    size_t i, j;
     if (call->run.running == 0 && call->run.waiting == 0 &&
         !call->send.starting)
         return; /* it ran to its end: every item was closed */
-    seen = calloc(call->run.nslots + 1, sizeof *seen);
-    if (!seen) /* no memory to tell them apart: better a leak than a crash */
-        return;
-    if (call->send.starting)
-        seen[n++] = call->send.starting;
     for (i = 0; i < call->run.nslots; i++) {
-        open_item *item = call->run.slots[i].tag;
-        if (call->run.slots[i].state == ST_JOB_FREE || !item)
+        if (slots[i].state == ST_JOB_FREE || !slots[i].tag)
             continue;
-        for (j = 0; j < n && seen[j] != item; j++)
-            ;
-        if (j == n)
-            seen[n++] = item;
+        if (slots[i].tag == call->send.starting)
+            slots[i].tag = NULL;
+        for (j = 0; j < i && slots[i].tag; j++)
+            if (slots[j].state != ST_JOB_FREE && slots[j].tag == slots[i].tag)
+                slots[i].tag = NULL;
     }
-    for (i = 0; i < n; i++)
-        open_item_free(call->c, seen[i]);
-    free(seen);
+    for (i = 0; i < call->run.nslots; i++)
+        if (slots[i].state != ST_JOB_FREE && slots[i].tag)
+            open_item_free(call->c, slots[i].tag);
+    if (call->send.starting)
+        open_item_free(call->c, call->send.starting);
 }
 
 static void wait_free(struct wait_state *w);
