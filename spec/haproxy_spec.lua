@@ -361,6 +361,43 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.equals("undelivered", w.r[id2].state)
   end)
 
+  it("runs send_many's 50 sends at once inside one service call, each sent once", function()
+    fake.set{ latency = 0.2 }
+    local q = "/probe?client=wide&op=send_n&n=50&to=" .. PHONE .. "&text=Bulk"
+    local conn = open(hp.probe_port, q)
+    -- Sends are at the gateway together, and HAProxy answers meanwhile.
+    assert.is_truthy(fake.wait_for(function(s) return s.in_flight >= 10 end, 5))
+    local status, body = health()
+    assert.equals(200, status)
+    assert.equals("ok", body)
+    local st2, res = decode(read(conn))
+    assert.equals(200, st2)
+    assert.is_nil(res.code, res.err)
+    assert.equals(50, #res.r)
+    for i = 1, 50 do
+      assert.equals(PHONE, res.r[i][1].to, "item " .. i)
+      assert.matches("^%d+$", res.r[i][1].id)
+    end
+    -- 50 sends of 0.2 s each: one after another would take 10 s.
+    assert.is_true(res.seconds < 0.6, ("send_many took %.2f s"):format(res.seconds))
+    local texts = {}
+    for _, s in ipairs(fake.sends()) do texts[s.text] = (texts[s.text] or 0) + 1 end
+    for i = 1, 50 do assert.equals(1, texts["Bulk " .. i], "Bulk " .. i) end
+    assert.equals(50, fake.stats().send_requests)
+    assert.is_true(fake.stats().max_in_flight > 1)
+    assert.equals(50, res.stats.requests)
+  end)
+
+  it("runs send_many's requests at once inside a task too", function()
+    fake.set{ latency = 0.2 }
+    local res = probe{ client = "wide", op = "in_task", inner = "send_n", n = "10", to = PHONE,
+                       text = "Task" }
+    assert.is_nil(res.code, res.err)
+    assert.equals(10, #res.r)
+    assert.is_true(fake.stats().max_in_flight > 1)
+    assert.equals(10, fake.stats().send_requests)
+  end)
+
   it("checks options as st.new does, and a closed client answers closed", function()
     local res = probe{ op = "misc" }.r
     for _, key in ipairs({ "verify", "ca_file", "timeout", "retries", "sendr", "user_agent" }) do

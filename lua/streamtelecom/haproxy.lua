@@ -75,10 +75,6 @@ local HOST_OPTIONS = {
           .. " of your configuration instead",
 }
 
-local function redact(s)
-  return (tostring(s):gsub("([?&]pwd=)[^&%s\"]*", "%1***"))
-end
-
 local function header(res, name)
   local h = res.headers and res.headers[name]
   if type(h) == "table" then return h[0] or h[1] end
@@ -92,36 +88,119 @@ local function synthetic(res)
   return nil
 end
 
-local function elapsed(t0)
-  local t1 = hap.now()
-  return math.max(0, (t1.sec - t0.sec) + (t1.usec - t0.usec) / 1e6)
+local function clock()
+  local t = hap.now()
+  return t.sec + t.usec / 1e6
 end
 
-local Client = {}
-Client.__index = Client
+-- How one exchange ended, as the arguments of run:answer or run:fail after
+-- the job: { "answer", status, body, seconds, true } or
+-- { "fail", code, message, sent, seconds, true }.
+local function failure(code, message, sent, t0)
+  return { "fail", code, message, sent, math.max(0, clock() - t0), true }
+end
 
---- One exchange through core.httpclient; tells the run how it ended.
-local function exchange(self, run, job, url)
-  local t0 = hap.now()
+-- An answer HAProxy's httpclient gives whole, or a failure. A body shorter
+-- than the Content-Length announced is a connection closed mid-answer: the
+-- request may have arrived, so it is never an answer (a truncated id would
+-- be taken for a real one).
+local function judge(self, res, t0)
+  local fake = synthetic(res)
+  if fake then return failure(fake.code, fake.message, fake.sent, t0) end
+  local body = res.body or ""
+  local announced = tonumber(header(res, "content-length"))
+  if announced and #body < announced then
+    return failure("network", ("the gateway closed the connection after %d of the %d bytes"
+                               .. " it announced"):format(#body, announced), true, t0)
+  end
+  if #body > self.max_response then
+    return failure("too_large", ("the answer is longer than max_response (%d bytes)")
+                   :format(self.max_response), true, t0)
+  end
+  return { "answer", res.status, body, math.max(0, clock() - t0), true }
+end
+
+-- One exchange through core.httpclient (yields); answers how it ended.
+-- The engine redacts every message it is given (pwd= values included).
+local function carry(self, url)
+  local t0 = clock()
   local hc = hap.httpclient()
   local ok, res = pcall(hc.get, hc, { url = url, timeout = self.timeout_ms,
                                       headers = self.headers })
-  local seconds = elapsed(t0)
   if not ok or type(res) ~= "table" or type(res.status) ~= "number" then
     -- Nobody can say whether the request left: never "not sent".
-    return run:fail(job, "network", "HAProxy's httpclient failed: "
-                    .. redact(ok and "no answer" or res), true, seconds, true)
+    return failure("network", "HAProxy's httpclient gave no answer", true, t0)
   end
-  local fake = synthetic(res)
-  if fake then
-    return run:fail(job, fake.code, fake.message, fake.sent, seconds, true)
+  return judge(self, res, t0)
+end
+
+-- Tells the run how a job ended. Only the driving coroutine calls this, so
+-- the engine and the callbacks it runs (on_request, on_result) always run on
+-- the caller's coroutine, never in a task.
+local function report(run, job, how)
+  if how[1] == "answer" then
+    return run:answer(job, how[2], how[3], how[4], how[5])
   end
-  local body = res.body or ""
-  if #body > self.max_response then
-    return run:fail(job, "too_large", ("the answer is longer than max_response (%d bytes)")
-                    :format(self.max_response), true, seconds, true)
+  return run:fail(job, how[2], how[3], how[4], how[5], how[6])
+end
+
+-- Up to `concurrency` exchanges of one call run at once, each in a task of
+-- its own (core.register_task): the task only moves the bytes and leaves how
+-- the exchange ended in `flight.ended`; the driving coroutine reports it.
+-- HAProxy 2.6 offers no way for a task to wake a waiting coroutine, so the
+-- driver looks every POLL_MS while exchanges are in flight (the 1 ms floor:
+-- never a shorter sleep).
+local POLL_MS = 1
+
+-- method: the client method driven, for its error message.
+local function new_flight(method) return { n = 0, ended = {}, method = method } end
+
+local function task_body(self, flight, job, url)
+  return function()
+    local ok, how = pcall(carry, self, url)
+    if not ok then
+      how = { "fail", "network", "streamtelecom.haproxy could not carry the request", true, 0, true }
+    end
+    flight.ended[#flight.ended + 1] = { job, how }
+    flight.n = flight.n - 1
   end
-  return run:answer(job, res.status, body, seconds, true)
+end
+
+local function tasks_refused(method, why)
+  return ("streamtelecom.haproxy: client:%s cannot run its requests at once here: HAProxy"
+          .. " refused to start a task (%s). Call it from an action, a service or a task,"
+          .. " or give the client concurrency = 1"):format(method, why)
+end
+
+-- Starts the job in a task. Where HAProxy starts no task, the job ends
+-- unsent and the call raises: never a silent fall back to one at a time.
+local function launch(self, run, flight, job, url)
+  local ok, err = pcall(hap.register_task, task_body(self, flight, job, url))
+  if ok then
+    flight.n = flight.n + 1
+    return
+  end
+  local why = tostring(err):gsub("^[^\n]-:%d+: ", "")
+  pcall(run.fail, run, job, "network", "HAProxy refused to start a task", false)
+  run:close()
+  error(tasks_refused(flight.method, why), 0)
+end
+
+-- Reports what the tasks left, in the order they ended.
+local function report_ended(run, flight)
+  local ended = flight.ended
+  if #ended == 0 then return end
+  flight.ended = {}
+  for i = 1, #ended do report(run, ended[i][1], ended[i][2]) end
+end
+
+-- Waits until a task ends, or at most `seconds` (a rate or a retry's
+-- backoff; nil: no limit).
+local function wait_for_task(flight, seconds)
+  local deadline = seconds and clock() + seconds
+  while #flight.ended == 0 and not (deadline and clock() >= deadline) do
+    hap.msleep(POLL_MS)
+  end
 end
 
 -- The engine checks argument types; its messages name the method called,
@@ -133,27 +212,46 @@ local function begin(self, call, ...)
 end
 
 -- Drives one call of the engine to its end; answers what the blocking method does.
+--
+-- A start is held back until the next step says what comes after it: when
+-- nothing else can start before it ends ("wait" without a time, no task in
+-- flight: a single send, status or balance, or concurrency 1), it runs right
+-- here on the caller's coroutine, without a task; otherwise in a task.
 local function drive(self, call, ...)
   local run, err, code = begin(self, call, ...)
   if not run then return nil, err, code end
+  local flight, held, held_url = new_flight(call), nil, nil
   while true do
     local what, a, b = run:next()
     if what == "start" then
-      exchange(self, run, a, b)
+      if held then launch(self, run, flight, held, held_url) end
+      held, held_url = a, b
     elseif what == "wait" then
-      -- Every job is answered before the next run:next(): a wait is only a
-      -- rate limit or a retry's backoff.
-      if not a then
+      if held then
+        if flight.n == 0 and not a then
+          report(run, held, carry(self, held_url))
+        else
+          launch(self, run, flight, held, held_url)
+        end
+        held = nil
+      elseif flight.n > 0 or #flight.ended > 0 then
+        wait_for_task(flight, a or nil)
+        report_ended(run, flight)
+      elseif a then
+        hap.msleep(math.max(1, math.ceil(a * 1000)))
+      else
         error("streamtelecom.haproxy: the engine waits for a request this driver"
               .. " does not have in flight", 2)
       end
-      hap.msleep(math.max(1, math.ceil(a * 1000)))
     else
       break
     end
   end
   return run:result()
 end
+
+local Client = {}
+Client.__index = Client
 
 function Client:send(to, text, opts) return drive(self, "send", to, text, opts) end
 function Client:status(id) return drive(self, "status", id) end

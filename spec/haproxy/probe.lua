@@ -5,11 +5,12 @@
 local st = require "streamtelecom.haproxy"
 local cjson = require "cjson"
 
-local function account(url, retries)
+local function account(url, retries, concurrency)
   return assert(st.new{
     user = os.getenv("STREAM_TELECOM_USER"),
     password = os.getenv("STREAM_TELECOM_PASSWORD"),
     sender = "MyShop", url = url, retries = retries, timeout = 15,
+    concurrency = concurrency,
   })
 end
 
@@ -21,6 +22,8 @@ local clients = {
   slow = account("http://" .. os.getenv("SPEC_SLOW_RELAY") .. "/get/"),
   -- A relay that cannot verify the gateway's certificate.
   badca = account("http://" .. os.getenv("SPEC_BADCA_RELAY") .. "/get/", 0),
+  -- 50 requests at once.
+  wide = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 50),
 }
 
 local function unescape(s)
@@ -36,6 +39,12 @@ local CALLS = {
     for to in a.to:gmatch("[^,]+") do items[#items + 1] = { to = to, text = a.text } end
     return c:send_many(items)
   end,
+  -- n sends to one number, each text its own ("Bulk 1".."Bulk n").
+  send_n = function(c, a)
+    local items = {}
+    for i = 1, tonumber(a.n) do items[i] = { to = a.to, text = a.text .. " " .. i } end
+    return c:send_many(items)
+  end,
   status_many = function(c, a)
     local ids = {}
     for id in a.id:gmatch("[^,]+") do ids[#ids + 1] = id end
@@ -47,6 +56,19 @@ local CALLS = {
     return c:wait(ids, { timeout = tonumber(a.timeout), interval = 1 })
   end,
 }
+
+-- op=in_task&inner=OP...: runs OP in a task of its own (core.register_task)
+-- and answers what it gave: the same call from a task.
+CALLS.in_task = function(c, a)
+  local out
+  core.register_task(function()
+    a.op = a.inner
+    out = table.pack(pcall(CALLS[a.inner], c, a))
+  end)
+  while not out do core.msleep(5) end
+  if not out[1] then error(out[2], 0) end
+  return out[2], out[3], out[4]
+end
 
 -- Options HAProxy takes care of, bad values, and a closed client.
 CALLS.misc = function()
