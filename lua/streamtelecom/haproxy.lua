@@ -84,7 +84,7 @@ end
 -- HAProxy's own 502/503/504 (no server answered), or nil for a real answer.
 local function synthetic(res)
   local s = SYNTHETIC[res.status]
-  if s and res.body == s.body and header(res, "date") == nil then return s end
+  if s and res.body == s.body and (res.framed or header(res, "date") == nil) then return s end
   return nil
 end
 
@@ -122,7 +122,7 @@ end
 
 -- One exchange through core.httpclient (yields); answers how it ended.
 -- The engine redacts every message it is given (pwd= values included).
-local function carry(self, url)
+local function carry_httpclient(self, url)
   local t0 = clock()
   local hc = hap.httpclient()
   local ok, res = pcall(hc.get, hc, { url = url, timeout = self.timeout_ms,
@@ -132,6 +132,55 @@ local function carry(self, url)
     return failure("network", "HAProxy's httpclient gave no answer", true, t0)
   end
   return judge(self, res, t0)
+end
+
+-- A plain-HTTP URL to an IP address (the local relay): core.tcp() can
+-- carry it, and the C module's HTTP framing then reads the answer, which
+-- tells a body cut short (chunked or not) from a whole one; HAProxy's
+-- httpclient cannot. Host names (core.tcp does not resolve them) and HTTPS
+-- (core.tcp does not verify certificates) go through the httpclient.
+local function over_tcp(url)
+  local target = st._http_request(url)
+  if not target or target.tls then return nil end
+  local host = target.host
+  if host:match("^%d+%.%d+%.%d+%.%d+$") or host:match("^%[[%x:.]+%]$") then
+    return host:gsub("^%[(.*)%]$", "%1"), target.port
+  end
+  return nil
+end
+
+local function carry_tcp(self, url, host, port)
+  local t0 = clock()
+  local _, request = st._http_request(url, self.user_agent, false)
+  local sock = hap.tcp()
+  sock:settimeout(self.timeout)
+  local ok = sock:connect(host, port)
+  if not ok then
+    sock:close()
+    return failure("connect", ("cannot connect to %s port %d"):format(host, port), false, t0)
+  end
+  if not sock:send(request) then
+    sock:close()
+    return failure("network", "the connection closed while the request was sent", true, t0)
+  end
+  local data, err, partial = sock:receive("*a")
+  sock:close()
+  if not data and err == "timeout" then
+    return failure("timeout", "the gateway did not answer in time", true, t0)
+  end
+  local parser = st._http_response(self.max_response)
+  local state, perr, kind = parser:feed(data or partial or "")
+  if state == "more" then state, perr, kind = parser:finish() end
+  if state ~= "done" then
+    return failure(kind == "too_large" and "too_large" or "network", perr, true, t0)
+  end
+  return judge(self, { status = parser:status(), body = parser:body(), framed = true }, t0)
+end
+
+local function carry(self, url)
+  local host, port = over_tcp(url)
+  if host then return carry_tcp(self, url, host, port) end
+  return carry_httpclient(self, url)
 end
 
 -- Tells the run how a job ended. Only the driving coroutine calls this, so
@@ -308,7 +357,9 @@ function M.new(opts)
   local self = setmetatable({
     engine = engine,
     -- A positive timeout below 1 ms counts as 1 ms, never as "no limit".
+    timeout = timeout,
     timeout_ms = math.max(1, math.ceil(timeout * 1000)),
+    user_agent = ua or USER_AGENT,
     max_response = core_opts.max_response or DEFAULT_MAX_RESPONSE,
     headers = { ["user-agent"] = { ua or USER_AGENT } },
   }, Client)

@@ -22,6 +22,9 @@ local clients = {
   slow = account("http://" .. os.getenv("SPEC_SLOW_RELAY") .. "/get/"),
   -- A relay that cannot verify the gateway's certificate.
   badca = account("http://" .. os.getenv("SPEC_BADCA_RELAY") .. "/get/", 0),
+  -- A gateway that cuts its answers short (spec/haproxy/cut_server.lua).
+  cut_length = account("http://" .. os.getenv("SPEC_CUT") .. "/length/"),
+  cut_chunked = account("http://" .. os.getenv("SPEC_CUT") .. "/chunked/"),
   -- 50 requests at once.
   wide = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 50),
 }
