@@ -438,6 +438,21 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     end)
   end
 
+  it("never sleeps below 1 ms and logs nothing, on rate waits and retry backoffs", function()
+    probe{ op = "seen" } -- from here on
+    local r = probe{ client = "rated", op = "send_n", n = "10", to = PHONE, text = "Rated" }
+    assert.is_nil(r.code, r.err)
+    assert.equals(10, #r.r)
+    local d = probe{ client = "dead_retry", op = "send", to = PHONE, text = "Nobody home" }
+    assert.equals("connect", d.code)
+    assert.equals(3, d.stats.failures.connect)
+    local seen = probe{ op = "seen" }.r
+    assert.is_true(seen.sleeps > 0)
+    assert.is_true(seen.min_ms >= 1, "slept " .. seen.min_ms .. " ms")
+    assert.equals(0, seen.fractions)
+    assert.equals(0, seen.logs)
+  end)
+
   it("checks options as st.new does, and a closed client answers closed", function()
     local res = probe{ op = "misc" }.r
     for _, key in ipairs({ "verify", "ca_file", "timeout", "retries", "sendr", "user_agent" }) do

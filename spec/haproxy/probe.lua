@@ -2,15 +2,33 @@
 -- /probe?op=send|status|balance|send_many|status_many|wait&client=relay|dead&...
 -- runs one call of streamtelecom.haproxy inside an HAProxy service and answers
 -- its three values and the client's stats as JSON.
+-- Every sleep and log line of the module, counted (op=seen answers and
+-- resets them): never a sleep below 1 ms, no log line per retry.
+local seen
+local function reset_seen() seen = { sleeps = 0, min_ms = 1e9, fractions = 0, logs = 0 } end
+reset_seen()
+local function slept(ms)
+  seen.sleeps = seen.sleeps + 1
+  if ms < seen.min_ms then seen.min_ms = ms end
+  if ms % 1 ~= 0 then seen.fractions = seen.fractions + 1 end
+end
+local msleep, sleep = core.msleep, core.sleep
+core.msleep = function(ms) slept(ms) return msleep(ms) end
+core.sleep = function(s) slept(s * 1000) return sleep(s) end
+for _, name in ipairs({ "log", "Debug", "Info", "Warning", "Alert" }) do
+  local f = core[name]
+  core[name] = function(...) seen.logs = seen.logs + 1 return f(...) end
+end
+
 local st = require "streamtelecom.haproxy"
 local cjson = require "cjson"
 
-local function account(url, retries, concurrency)
+local function account(url, retries, concurrency, rate)
   return assert(st.new{
     user = os.getenv("STREAM_TELECOM_USER"),
     password = os.getenv("STREAM_TELECOM_PASSWORD"),
     sender = "MyShop", url = url, retries = retries, timeout = 15,
-    concurrency = concurrency,
+    concurrency = concurrency, rate = rate,
   })
 end
 
@@ -25,6 +43,10 @@ local clients = {
   -- A gateway that cuts its answers short (spec/haproxy/cut_server.lua).
   cut_length = account("http://" .. os.getenv("SPEC_CUT") .. "/length/"),
   cut_chunked = account("http://" .. os.getenv("SPEC_CUT") .. "/chunked/"),
+  -- 100 requests a second at most: the engine asks for rate waits.
+  rated = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 10, 100),
+  -- A dead relay, retried: backoffs between the tries.
+  dead_retry = account("http://" .. os.getenv("SPEC_DEAD_RELAY") .. "/get/", 2),
   -- 50 requests at once.
   wide = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 50),
 }
@@ -59,6 +81,12 @@ local CALLS = {
     return c:wait(ids, { timeout = tonumber(a.timeout), interval = 1 })
   end,
 }
+
+CALLS.seen = function()
+  local out = seen
+  reset_seen()
+  return out
+end
 
 -- op=in_task&inner=OP...: runs OP in a task of its own (core.register_task)
 -- and answers what it gave: the same call from a task.
