@@ -5,26 +5,29 @@
 --     local msgs, err, code = client:send(to, text)   -- yields, never blocks
 --
 -- Same options, methods, shapes, error codes, retry rules and redaction as the
--- blocking client, on HAProxy's `core.httpclient()`, which yields: call it in
--- actions, services and tasks (HAProxy 2.6+, Lua 5.3). The engine in the C
--- module decides everything about an exchange (docs/DRIVERS.md); this file
--- only moves the requests through `core.httpclient` and tells the engine how
--- each one ended.
+-- blocking client; every call yields: call it in actions, services and tasks
+-- (HAProxy 2.6+, Lua 5.3). The engine in the C module decides everything
+-- about an exchange (docs/DRIVERS.md); this file only moves the requests and
+-- tells the engine how each one ended.
 --
--- What HAProxy's httpclient imposes (docs/haproxy.md):
--- * one request at a time per call: `core.httpclient():get()` yields until its
---   answer, so `send_many`/`status_many` run their requests one after another
---   inside one action or service (different requests to HAProxy still run in
---   parallel, each in its own coroutine);
--- * TLS verification is global (`httpclient.ssl.verify`, `httpclient.ssl.ca-file`
---   in HAProxy's `global` section): `verify = false`, `ca_file`, `ca_path` and
---   `proxy` answer `invalid`, naming the setting to use instead;
+-- How (docs/haproxy.md):
+-- * a bulk call (send_many, status_many, wait) runs up to `concurrency`
+--   requests at once, each in a task of its own (core.register_task); the
+--   calling coroutine reports every outcome to the engine, so callbacks run
+--   where the blocking client runs them;
+-- * a plain-HTTP URL to an IP address (the local relay the docs configure)
+--   goes over core.tcp(), read by the C module's HTTP framing, which tells a
+--   body cut short from a whole one; any other URL through core.httpclient()
+--   (core.tcp() resolves no names and verifies no certificates);
+-- * TLS verification is HAProxy's (the relay's server line, or
+--   `httpclient.ssl.verify` and `httpclient.ssl.ca-file` in `global`):
+--   `verify = false`, `ca_file`, `ca_path` and `proxy` answer `invalid`, naming
+--   the setting to use instead;
 -- * HAProxy itself answers 503 when it cannot connect (after its own retries),
 --   504 on a timeout and 502 on a broken answer, with its own error pages; those
 --   are transport failures (`connect`, `timeout`, `network`), not gateway answers;
 -- * the httpclient re-sends a request on a response timeout or an empty answer:
---   route it through a local relay (examples/haproxy/haproxy.cfg) so a send can
---   never leave twice.
+--   route requests through a local relay so a send can never leave twice.
 
 local st = require "streamtelecom"
 
