@@ -195,6 +195,8 @@ local function start_haproxy(extra)
     cp:close()
     local env = {
       "SPEC_CUT=127.0.0.1:" .. cut_port,
+      "SPEC_FAKE_URL=" .. fake.url,
+      "SPEC_CLOSED_PORT=" .. closed_port(),
       "STREAMTELECOM_DIR=" .. shell_quote(root),
       "STREAM_TELECOM_USER=rich",
       "STREAM_TELECOM_PASSWORD=" .. shell_quote(PASSWORD),
@@ -451,6 +453,37 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.is_true(seen.min_ms >= 1, "slept " .. seen.min_ms .. " ms")
     assert.equals(0, seen.fractions)
     assert.equals(0, seen.logs)
+  end)
+
+  describe("straight to the gateway over core.tcp()", function()
+    it("reads a whole chunked answer", function()
+      fake.set{ chunked = true }
+      local res = probe{ client = "direct", op = "send", to = PHONE, text = "Chunked" }
+      assert.is_nil(res.code, res.err)
+      assert.equals(fake.sends()[1].answer, res.r[1].id)
+      assert.equals("streamtelecom-haproxy", fake.stats().last_user_agent)
+    end)
+
+    it("answers a gateway slower than timeout as timeout, sent once", function()
+      fake.set{ latency = 1 }
+      local res = probe{ client = "direct", op = "send", to = PHONE, text = "Slow" }
+      assert.equals("timeout", res.code)
+      assert.is_truthy(helper.settle())
+      assert.equals(1, fake.stats().send_requests)
+    end)
+
+    it("answers an answer over max_response as too_large", function()
+      fake.set{ oversize = 10000 }
+      local res = probe{ client = "direct", op = "balance" }
+      assert.equals("too_large", res.code)
+    end)
+
+    it("answers a refused connection as connect, and retries it (nothing left)", function()
+      local res = probe{ client = "refused", op = "send", to = PHONE, text = "Nobody" }
+      assert.equals("connect", res.code)
+      assert.matches("^cannot connect to 127%.0%.0%.1 port %d+", res.err)
+      assert.equals(3, res.stats.failures.connect)
+    end)
   end)
 
   it("checks options as st.new does, and a closed client answers closed", function()

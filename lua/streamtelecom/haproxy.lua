@@ -152,13 +152,39 @@ local function over_tcp(url)
   return nil
 end
 
+-- HAProxy's Socket:receive(n) answers up to n bytes, fewer once the peer
+-- has closed; and nil, "connection closed." both at the close and when the
+-- socket's timeout passed, which only the clock tells apart.
+local READ_SIZE = 16384
+
+-- Reads the answer into parser until it is whole (or the peer closed):
+-- answers nil, or how the exchange failed.
+local function read_answer(self, sock, parser, t0)
+  while true do
+    local t_read = clock()
+    local data = sock:receive(READ_SIZE)
+    local state, err, kind = parser:feed(data or "")
+    if state == "more" and (not data or #data < READ_SIZE) then -- closed, or timed out
+      if clock() - t_read >= self.timeout - 0.002 then
+        return failure("timeout", "the gateway did not answer in time", true, t0)
+      end
+      state, err, kind = parser:finish()
+    end
+    if state == "done" then return nil end
+    if not state then
+      -- A cut answer may follow a request that arrived: never "not sent".
+      return failure(kind == "too_large" and "too_large" or "network", err, true, t0)
+    end
+  end
+end
+
 local function carry_tcp(self, url, host, port)
   local t0 = clock()
+  -- One request per connection: the answer ends at the latest with it.
   local _, request = st._http_request(url, self.user_agent, false)
   local sock = hap.tcp()
   sock:settimeout(self.timeout)
-  local ok = sock:connect(host, port)
-  if not ok then
+  if not sock:connect(host, port) then
     sock:close()
     return failure("connect", ("cannot connect to %s port %d"):format(host, port), false, t0)
   end
@@ -166,17 +192,10 @@ local function carry_tcp(self, url, host, port)
     sock:close()
     return failure("network", "the connection closed while the request was sent", true, t0)
   end
-  local data, err, partial = sock:receive("*a")
-  sock:close()
-  if not data and err == "timeout" then
-    return failure("timeout", "the gateway did not answer in time", true, t0)
-  end
   local parser = st._http_response(self.max_response)
-  local state, perr, kind = parser:feed(data or partial or "")
-  if state == "more" then state, perr, kind = parser:finish() end
-  if state ~= "done" then
-    return failure(kind == "too_large" and "too_large" or "network", perr, true, t0)
-  end
+  local failed = read_answer(self, sock, parser, t0)
+  sock:close()
+  if failed then return failed end
   return judge(self, { status = parser:status(), body = parser:body(), framed = true }, t0)
 end
 

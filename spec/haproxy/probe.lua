@@ -23,12 +23,12 @@ end
 local st = require "streamtelecom.haproxy"
 local cjson = require "cjson"
 
-local function account(url, retries, concurrency, rate)
+local function account(url, retries, concurrency, rate, timeout)
   return assert(st.new{
     user = os.getenv("STREAM_TELECOM_USER"),
     password = os.getenv("STREAM_TELECOM_PASSWORD"),
-    sender = "MyShop", url = url, retries = retries, timeout = 15,
-    concurrency = concurrency, rate = rate,
+    sender = "MyShop", url = url, retries = retries, timeout = timeout or 15,
+    concurrency = concurrency, rate = rate, max_response = 4096,
   })
 end
 
@@ -47,6 +47,11 @@ local clients = {
   rated = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 10, 100),
   -- A dead relay, retried: backoffs between the tries.
   dead_retry = account("http://" .. os.getenv("SPEC_DEAD_RELAY") .. "/get/", 2),
+  -- The fake itself, no relay (core.tcp() straight to it), answering in
+  -- half a second at most.
+  direct = account(os.getenv("SPEC_FAKE_URL"), 2, nil, nil, 0.5),
+  -- Nothing listens there.
+  refused = account("http://127.0.0.1:" .. os.getenv("SPEC_CLOSED_PORT") .. "/get/", 2),
   -- 50 requests at once.
   wide = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 50),
 }
