@@ -13,12 +13,15 @@ local function slept(ms)
   if ms % 1 ~= 0 then seen.fractions = seen.fractions + 1 end
 end
 local msleep, sleep = core.msleep, core.sleep
+-- core's functions are wrapped on purpose:
+-- luacheck: push ignore 122
 core.msleep = function(ms) slept(ms) return msleep(ms) end
 core.sleep = function(s) slept(s * 1000) return sleep(s) end
 for _, name in ipairs({ "log", "Debug", "Info", "Warning", "Alert" }) do
   local f = core[name]
   core[name] = function(...) seen.logs = seen.logs + 1 return f(...) end
 end
+-- luacheck: pop
 
 local st = require "streamtelecom.haproxy"
 local cjson = require "cjson"
