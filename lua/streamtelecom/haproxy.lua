@@ -5,26 +5,29 @@
 --     local msgs, err, code = client:send(to, text)   -- yields, never blocks
 --
 -- Same options, methods, shapes, error codes, retry rules and redaction as the
--- blocking client, on HAProxy's `core.httpclient()`, which yields: call it in
--- actions, services and tasks (HAProxy 2.6+, Lua 5.3). The engine in the C
--- module decides everything about an exchange (docs/DRIVERS.md); this file
--- only moves the requests through `core.httpclient` and tells the engine how
--- each one ended.
+-- blocking client; every call yields: call it in actions, services and tasks
+-- (HAProxy 2.6+, Lua 5.3). The engine in the C module decides everything
+-- about an exchange (docs/DRIVERS.md); this file only moves the requests and
+-- tells the engine how each one ended.
 --
--- What HAProxy's httpclient imposes (docs/haproxy.md):
--- * one request at a time per call: `core.httpclient():get()` yields until its
---   answer, so `send_many`/`status_many` run their requests one after another
---   inside one action or service (different requests to HAProxy still run in
---   parallel, each in its own coroutine);
--- * TLS verification is global (`httpclient.ssl.verify`, `httpclient.ssl.ca-file`
---   in HAProxy's `global` section): `verify = false`, `ca_file`, `ca_path` and
---   `proxy` answer `invalid`, naming the setting to use instead;
+-- How (docs/haproxy.md):
+-- * a bulk call (send_many, status_many, wait) runs up to `concurrency`
+--   requests at once, each in a task of its own (core.register_task); the
+--   calling coroutine reports every outcome to the engine, so callbacks run
+--   where the blocking client runs them;
+-- * a plain-HTTP URL to an IP address (the local relay the docs configure)
+--   goes over core.tcp(), read by the C module's HTTP framing, which tells a
+--   body cut short from a whole one; any other URL through core.httpclient()
+--   (core.tcp() resolves no names and verifies no certificates);
+-- * TLS verification is HAProxy's (the relay's server line, or
+--   `httpclient.ssl.verify` and `httpclient.ssl.ca-file` in `global`):
+--   `verify = false`, `ca_file`, `ca_path` and `proxy` answer `invalid`, naming
+--   the setting to use instead;
 -- * HAProxy itself answers 503 when it cannot connect (after its own retries),
 --   504 on a timeout and 502 on a broken answer, with its own error pages; those
 --   are transport failures (`connect`, `timeout`, `network`), not gateway answers;
 -- * the httpclient re-sends a request on a response timeout or an empty answer:
---   route it through a local relay (examples/haproxy/haproxy.cfg) so a send can
---   never leave twice.
+--   route requests through a local relay so a send can never leave twice.
 
 local st = require "streamtelecom"
 
@@ -75,10 +78,6 @@ local HOST_OPTIONS = {
           .. " of your configuration instead",
 }
 
-local function redact(s)
-  return (tostring(s):gsub("([?&]pwd=)[^&%s\"]*", "%1***"))
-end
-
 local function header(res, name)
   local h = res.headers and res.headers[name]
   if type(h) == "table" then return h[0] or h[1] end
@@ -88,40 +87,191 @@ end
 -- HAProxy's own 502/503/504 (no server answered), or nil for a real answer.
 local function synthetic(res)
   local s = SYNTHETIC[res.status]
-  if s and res.body == s.body and header(res, "date") == nil then return s end
+  if s and res.body == s.body and (res.framed or header(res, "date") == nil) then return s end
   return nil
 end
 
-local function elapsed(t0)
-  local t1 = hap.now()
-  return math.max(0, (t1.sec - t0.sec) + (t1.usec - t0.usec) / 1e6)
+local function clock()
+  local t = hap.now()
+  return t.sec + t.usec / 1e6
 end
 
-local Client = {}
-Client.__index = Client
+-- How one exchange ended, as the arguments of run:answer or run:fail after
+-- the job: { "answer", status, body, seconds, true } or
+-- { "fail", code, message, sent, seconds, true }.
+local function failure(code, message, sent, t0)
+  return { "fail", code, message, sent, math.max(0, clock() - t0), true }
+end
 
---- One exchange through core.httpclient; tells the run how it ended.
-local function exchange(self, run, job, url)
-  local t0 = hap.now()
+-- An answer HAProxy's httpclient gives whole, or a failure. A body shorter
+-- than the Content-Length announced is a connection closed mid-answer: the
+-- request may have arrived, so it is never an answer (a truncated id would
+-- be taken for a real one).
+local function judge(self, res, t0)
+  local fake = synthetic(res)
+  if fake then return failure(fake.code, fake.message, fake.sent, t0) end
+  local body = res.body or ""
+  local announced = tonumber(header(res, "content-length"))
+  if announced and #body < announced then
+    return failure("network", ("the gateway closed the connection after %d of the %d bytes"
+                               .. " it announced"):format(#body, announced), true, t0)
+  end
+  if #body > self.max_response then
+    return failure("too_large", ("the answer is longer than max_response (%d bytes)")
+                   :format(self.max_response), true, t0)
+  end
+  return { "answer", res.status, body, math.max(0, clock() - t0), true }
+end
+
+-- One exchange through core.httpclient (yields); answers how it ended.
+-- The engine redacts every message it is given (pwd= values included).
+local function carry_httpclient(self, url)
+  local t0 = clock()
   local hc = hap.httpclient()
   local ok, res = pcall(hc.get, hc, { url = url, timeout = self.timeout_ms,
                                       headers = self.headers })
-  local seconds = elapsed(t0)
   if not ok or type(res) ~= "table" or type(res.status) ~= "number" then
     -- Nobody can say whether the request left: never "not sent".
-    return run:fail(job, "network", "HAProxy's httpclient failed: "
-                    .. redact(ok and "no answer" or res), true, seconds, true)
+    return failure("network", "HAProxy's httpclient gave no answer", true, t0)
   end
-  local fake = synthetic(res)
-  if fake then
-    return run:fail(job, fake.code, fake.message, fake.sent, seconds, true)
+  return judge(self, res, t0)
+end
+
+-- A plain-HTTP URL to an IP address (the local relay): core.tcp() can
+-- carry it, and the C module's HTTP framing then reads the answer, which
+-- tells a body cut short (chunked or not) from a whole one; HAProxy's
+-- httpclient cannot. Host names (core.tcp does not resolve them) and HTTPS
+-- (core.tcp does not verify certificates) go through the httpclient.
+local function over_tcp(url)
+  local target = st._http_request(url)
+  if not target or target.tls then return nil end
+  local host = target.host
+  if host:match("^%d+%.%d+%.%d+%.%d+$") or host:match("^%[[%x:.]+%]$") then
+    return host:gsub("^%[(.*)%]$", "%1"), target.port
   end
-  local body = res.body or ""
-  if #body > self.max_response then
-    return run:fail(job, "too_large", ("the answer is longer than max_response (%d bytes)")
-                    :format(self.max_response), true, seconds, true)
+  return nil
+end
+
+-- HAProxy's Socket:receive(n) answers up to n bytes, fewer once the peer
+-- has closed; and nil, "connection closed." both at the close and when the
+-- socket's timeout passed, which only the clock tells apart.
+local READ_SIZE = 16384
+
+-- Reads the answer into parser until it is whole (or the peer closed):
+-- answers nil, or how the exchange failed.
+local function read_answer(self, sock, parser, t0)
+  while true do
+    local t_read = clock()
+    local data = sock:receive(READ_SIZE)
+    local state, err, kind = parser:feed(data or "")
+    if state == "more" and (not data or #data < READ_SIZE) then -- closed, or timed out
+      if clock() - t_read >= self.timeout - 0.002 then
+        return failure("timeout", "the gateway did not answer in time", true, t0)
+      end
+      state, err, kind = parser:finish()
+    end
+    if state == "done" then return nil end
+    if not state then
+      -- A cut answer may follow a request that arrived: never "not sent".
+      return failure(kind == "too_large" and "too_large" or "network", err, true, t0)
+    end
   end
-  return run:answer(job, res.status, body, seconds, true)
+end
+
+local function carry_tcp(self, url, host, port)
+  local t0 = clock()
+  -- One request per connection: the answer ends at the latest with it.
+  local _, request = st._http_request(url, self.user_agent, false)
+  local sock = hap.tcp()
+  sock:settimeout(self.timeout)
+  if not sock:connect(host, port) then
+    sock:close()
+    return failure("connect", ("cannot connect to %s port %d"):format(host, port), false, t0)
+  end
+  if not sock:send(request) then
+    sock:close()
+    return failure("network", "the connection closed while the request was sent", true, t0)
+  end
+  local parser = st._http_response(self.max_response)
+  local failed = read_answer(self, sock, parser, t0)
+  sock:close()
+  if failed then return failed end
+  return judge(self, { status = parser:status(), body = parser:body(), framed = true }, t0)
+end
+
+local function carry(self, url)
+  local host, port = over_tcp(url)
+  if host then return carry_tcp(self, url, host, port) end
+  return carry_httpclient(self, url)
+end
+
+-- Tells the run how a job ended. Only the driving coroutine calls this, so
+-- the engine and the callbacks it runs (on_request, on_result) always run on
+-- the caller's coroutine, never in a task.
+local function report(run, job, how)
+  if how[1] == "answer" then
+    return run:answer(job, how[2], how[3], how[4], how[5])
+  end
+  return run:fail(job, how[2], how[3], how[4], how[5], how[6])
+end
+
+-- Up to `concurrency` exchanges of one call run at once, each in a task of
+-- its own (core.register_task): the task only moves the bytes and leaves how
+-- the exchange ended in `flight.ended`; the driving coroutine reports it.
+-- HAProxy 2.6 offers no way for a task to wake a waiting coroutine, so the
+-- driver looks every POLL_MS while exchanges are in flight (the 1 ms floor:
+-- never a shorter sleep).
+local POLL_MS = 1
+
+-- method: the client method driven, for its error message.
+local function new_flight(method) return { n = 0, ended = {}, method = method } end
+
+local function task_body(self, flight, job, url)
+  return function()
+    local ok, how = pcall(carry, self, url)
+    if not ok then
+      how = { "fail", "network", "streamtelecom.haproxy could not carry the request", true, 0, true }
+    end
+    flight.ended[#flight.ended + 1] = { job, how }
+    flight.n = flight.n - 1
+  end
+end
+
+local function tasks_refused(method, why)
+  return ("streamtelecom.haproxy: client:%s cannot run its requests at once here: HAProxy"
+          .. " refused to start a task (%s). Call it from an action, a service or a task,"
+          .. " or give the client concurrency = 1"):format(method, why)
+end
+
+-- Starts the job in a task. Where HAProxy starts no task, the job ends
+-- unsent and the call raises: never a silent fall back to one at a time.
+local function launch(self, run, flight, job, url)
+  local ok, err = pcall(hap.register_task, task_body(self, flight, job, url))
+  if ok then
+    flight.n = flight.n + 1
+    return
+  end
+  local why = tostring(err):gsub("^[^\n]-:%d+: ", "")
+  pcall(run.fail, run, job, "network", "HAProxy refused to start a task", false)
+  run:close()
+  error(tasks_refused(flight.method, why), 0)
+end
+
+-- Reports what the tasks left, in the order they ended.
+local function report_ended(run, flight)
+  local ended = flight.ended
+  if #ended == 0 then return end
+  flight.ended = {}
+  for i = 1, #ended do report(run, ended[i][1], ended[i][2]) end
+end
+
+-- Waits until a task ends, or at most `seconds` (a rate or a retry's
+-- backoff; nil: no limit).
+local function wait_for_task(flight, seconds)
+  local deadline = seconds and clock() + seconds
+  while #flight.ended == 0 and not (deadline and clock() >= deadline) do
+    hap.msleep(POLL_MS)
+  end
 end
 
 -- The engine checks argument types; its messages name the method called,
@@ -133,27 +283,46 @@ local function begin(self, call, ...)
 end
 
 -- Drives one call of the engine to its end; answers what the blocking method does.
+--
+-- A start is held back until the next step says what comes after it: when
+-- nothing else can start before it ends ("wait" without a time, no task in
+-- flight: a single send, status or balance, or concurrency 1), it runs right
+-- here on the caller's coroutine, without a task; otherwise in a task.
 local function drive(self, call, ...)
   local run, err, code = begin(self, call, ...)
   if not run then return nil, err, code end
+  local flight, held, held_url = new_flight(call), nil, nil
   while true do
     local what, a, b = run:next()
     if what == "start" then
-      exchange(self, run, a, b)
+      if held then launch(self, run, flight, held, held_url) end
+      held, held_url = a, b
     elseif what == "wait" then
-      -- Every job is answered before the next run:next(): a wait is only a
-      -- rate limit or a retry's backoff.
-      if not a then
+      if held then
+        if flight.n == 0 and not a then
+          report(run, held, carry(self, held_url))
+        else
+          launch(self, run, flight, held, held_url)
+        end
+        held = nil
+      elseif flight.n > 0 or #flight.ended > 0 then
+        wait_for_task(flight, a or nil)
+        report_ended(run, flight)
+      elseif a then
+        hap.msleep(math.max(1, math.ceil(a * 1000)))
+      else
         error("streamtelecom.haproxy: the engine waits for a request this driver"
               .. " does not have in flight", 2)
       end
-      hap.msleep(math.max(1, math.ceil(a * 1000)))
     else
       break
     end
   end
   return run:result()
 end
+
+local Client = {}
+Client.__index = Client
 
 function Client:send(to, text, opts) return drive(self, "send", to, text, opts) end
 function Client:status(id) return drive(self, "status", id) end
@@ -210,7 +379,9 @@ function M.new(opts)
   local self = setmetatable({
     engine = engine,
     -- A positive timeout below 1 ms counts as 1 ms, never as "no limit".
+    timeout = timeout,
     timeout_ms = math.max(1, math.ceil(timeout * 1000)),
+    user_agent = ua or USER_AGENT,
     max_response = core_opts.max_response or DEFAULT_MAX_RESPONSE,
     headers = { ["user-agent"] = { ua or USER_AGENT } },
   }, Client)
