@@ -89,18 +89,22 @@ endif
 # for its certificate, curl to see it answer.
 FAKEGW_DEBS := nginx libnginx-mod-http-lua lua-cjson openssl curl
 DEBS_all := gcc make pkg-config libcurl4-openssl-dev $(LUA_DEBS)
-DEBS_demo := $(DEBS_all) $(FAKEGW_DEBS)
+# The command line's campaign commands: argparse and lua-cjson.
+CLI_DEBS := lua-argparse lua-cjson
+DEBS_demo := $(DEBS_all) $(FAKEGW_DEBS) $(CLI_DEBS)
 # The OpenResty spec builds for LuaJIT; the LuaRocks spec builds the rockspec;
 # the HAProxy spec builds for Lua 5.3 (HAProxy's Lua) and runs Debian's haproxy.
-DEBS_test := $(DEBS_demo) lua-busted lua-socket lua-cjson libluajit2-5.1-dev luarocks strace \
+DEBS_test := $(DEBS_demo) lua-busted lua-socket libluajit2-5.1-dev luarocks strace \
              haproxy lua5.3 liblua5.3-dev
 DEBS_asan := $(DEBS_test)
 DEBS_valgrind := $(DEBS_test) valgrind
 DEBS_test-all := $(DEBS_test) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
                  lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev
 DEBS_rock := $(DEBS_demo) luarocks
+# argparse and lua-cjson come from Debian (CLI_DEBS), not from luarocks:
+# the rock builds offline with --deps-mode=none.
 DEBS_dist := git luarocks zip
-DEBS_dist-check := $(DEBS_all) $(FAKEGW_DEBS) git luarocks zip unzip lua5.4 liblua5.4-dev \
+DEBS_dist-check := $(DEBS_all) $(FAKEGW_DEBS) $(CLI_DEBS) git luarocks zip unzip lua5.4 liblua5.4-dev \
                    lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev
 DEBS_bench := $(DEBS_test) lua-sec valgrind
 DEBS_bench-openresty := $(DEBS_test) luajit2
@@ -194,7 +198,7 @@ valgrind: check-deps-valgrind all
 ROCK_TREE := build/rock-tree
 rock: check-deps-rock
 	rm -rf $(ROCK_TREE)
-	luarocks --lua-version $(LUA_ABI) --tree $(ROCK_TREE) make \
+	luarocks --lua-version $(LUA_ABI) --tree $(ROCK_TREE) make --deps-mode=none \
 	  streamtelecom-*.rockspec >build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
 	@LUA_CPATH="$(CURDIR)/$(ROCK_TREE)/lib/lua/$(LUA_ABI)/?.so;;" \
 	  STREAMTELECOM_LUA=$(LUA) scripts/demo
@@ -248,6 +252,10 @@ install: $(SO) $(BUILD)/streamtelecom
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_CMOD)/streamtelecom.so
 	install -d $(DESTDIR)$(LUA_LMOD)/streamtelecom
 	install -m 0644 lua/streamtelecom/campaign.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/campaign.lua
+	install -d $(DESTDIR)$(LUA_LMOD)/streamtelecom/campaign
+	for m in input journal runner report; do \
+	  install -m 0644 lua/streamtelecom/campaign/$$m.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/campaign/$$m.lua; \
+	done
 	install -m 0644 lua/streamtelecom/haproxy.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/haproxy.lua
 	install -d $(DESTDIR)$(BINDIR)
 	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/streamtelecom \

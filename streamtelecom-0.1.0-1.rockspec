@@ -20,8 +20,13 @@ redirects never followed and the password kept out of every message.
   license = "MIT",
   labels = { "sms", "libcurl", "openresty" },
 }
+-- argparse and lua-cjson: the command line's campaign commands (Debian:
+-- lua-argparse, lua-cjson; OpenResty bundles cjson). Debian's packages are
+-- not in luarocks' trees: offline builds against them pass --deps-mode=none.
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "argparse",
+  "lua-cjson",
 }
 external_dependencies = {
   CURL = { library = "curl" },
@@ -41,6 +46,7 @@ build = {
         "src/lua_client.c",
         "src/lua_http.c",
         "src/lua_streamtelecom.c",
+        "src/lua_sys.c",
         "src/st_buf.c",
         "src/st_calls.c",
         "src/st_castore.c",
@@ -52,6 +58,7 @@ build = {
         "src/st_parse.c",
         "src/st_request.c",
         "src/st_segments.c",
+        "src/st_sys.c",
         "src/st_text.c",
         "src/st_transport.c",
         "src/st_validate.c",
@@ -62,6 +69,10 @@ build = {
       libraries = { "curl", "pthread", "dl" },
     },
     ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua",
+    ["streamtelecom.campaign.input"] = "lua/streamtelecom/campaign/input.lua",
+    ["streamtelecom.campaign.journal"] = "lua/streamtelecom/campaign/journal.lua",
+    ["streamtelecom.campaign.runner"] = "lua/streamtelecom/campaign/runner.lua",
+    ["streamtelecom.campaign.report"] = "lua/streamtelecom/campaign/report.lua",
     ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
     ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
   },

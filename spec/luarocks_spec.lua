@@ -86,7 +86,7 @@ local function tree()
   out, status = sh("tar -cf - --exclude=./build --exclude=./.git --exclude=./dist "
     .. "--exclude='*.o' --exclude='*.so' . | tar -xf - -C " .. shell_quote(install.dir .. "/src")
     .. " && cd " .. shell_quote(install.dir .. "/src") .. " && HOME=" .. shell_quote(install.dir)
-    .. " " .. luarocks_cmd() .. " --local make")
+    .. " " .. luarocks_cmd() .. " --local make --deps-mode=none")
   if status ~= 0 then
     install.failed = "luarocks make failed:\n" .. out
     error(install.failed, 2)

@@ -130,6 +130,9 @@ int lst_driven(lua_State *L);
 void lst_register_client(lua_State *L);
 /* st._http_request and st._http_response, into the module table at -1. */
 void lst_register_http(lua_State *L);
+/* st._now, _sleep, _lock, _append, _signals, _signal (lua_sys.c), into
+ * the module table at -1. */
+void lst_register_sys(lua_State *L);
 /* Registers the metatable mtname: the metamethods meta, and methods (its
  * __index; NULL for none); each function gets the metatable as upvalue 1,
  * for lst_check_self. */

@@ -194,6 +194,7 @@ ST_EXPORT int luaopen_streamtelecom(lua_State *L) {
     lst_register_client(L);
     luaL_newlib(L, module_functions);
     lst_register_http(L);
+    lst_register_sys(L);
     set_string(L, "_VERSION", "streamtelecom " ST_VERSION);
     set_string(L, "DEFAULT_URL", ST_DEFAULT_URL);
     push_errors_set(L);

@@ -1,0 +1,186 @@
+-- streamtelecom.campaign.journal: the campaign's own file, one JSON record a
+-- line, only ever appended:
+--   {"t":"campaign","v":1,"file":..,"sha256":..,"rows":N,...}   first record
+--   {"t":"started","row":N,"to":..}     durable before row N's request leaves
+--   {"t":"done","row":N,"msgs":[{"to":..,"id":..}]}         after its answer
+--   {"t":"done","row":N,"code":..,"err":..,"sent":false}    or its failure
+-- A run holds JOURNAL.lock (flock) from start to end: one run at a time.
+local st = require("streamtelecom")
+local cjson = require("cjson")
+
+local M = {}
+
+M.EXIT_BUSY = 5
+
+-- Refusals that say the account cannot send at all: they stop a run, and
+-- the rows they refused are sent again by the next one.
+M.ACCOUNT_CODES = { auth = true, blocked = true }
+
+-- Takes the run's lock: the lock object, or nil, a sentence and the exit code.
+function M.lock(journal_path)
+  local lock, err, pid = st._lock(journal_path .. ".lock")
+  if lock then return lock end
+  if err == "busy" then
+    return nil, ("another run of this campaign is in progress (pid %s); wait for it to end, "
+                 .. "or stop it first"):format(pid ~= 0 and string.format("%d", pid) or "unknown"),
+           M.EXIT_BUSY
+  end
+  return nil, "cannot take the lock " .. journal_path .. ".lock: " .. tostring(err), 2
+end
+
+-- The records of a journal's text: the header, per row its last record,
+-- and how many lines are not whole records (a torn last line).
+function M.parse(s)
+  local j = { header = nil, last = {}, torn = 0, records = 0 }
+  for text in s:gmatch("[^\n]+") do
+    local ok, rec = pcall(cjson.decode, text)
+    if not ok or type(rec) ~= "table" then
+      j.torn = j.torn + 1
+    elseif rec.t == "campaign" and not j.header then
+      j.header = rec
+    elseif type(rec.row) == "number" then
+      j.records = j.records + 1
+      j.last[rec.row] = rec
+    end
+  end
+  j.ends_cleanly = s == "" or s:sub(-1) == "\n"
+  return j
+end
+
+-- Reads a journal without taking anything (campaign-status, during a run too).
+function M.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("*a")
+  f:close()
+  local j = M.parse(s or "")
+  if not j.header then return nil, "not a campaign journal" end
+  return j
+end
+
+local Journal = {}
+Journal.__index = Journal
+
+local function refuse(f, why)
+  f:close()
+  return nil, why
+end
+
+-- Opens the journal of the campaign header describes: its file if it is
+-- this campaign's, a new one otherwise; never another file (it is refused
+-- untouched), never a symlink. Answers the journal and what an earlier run
+-- left (nil when none), or nil and why.
+function M.open(path, header)
+  local f, err = st._append(path)
+  if not f then
+    if tostring(err):find("symbolic link", 1, true) then
+      return nil, "the journal " .. path .. " is a symbolic link: refusing to follow it"
+    end
+    return nil, "cannot open the journal " .. path .. ": " .. tostring(err)
+  end
+  local content, rerr = f:read()
+  if not content then return refuse(f, "cannot read the journal " .. path .. ": " .. rerr) end
+  local previous
+  if content ~= "" then
+    previous = M.parse(content)
+    if not previous.header then
+      return refuse(f, ("%s is not a campaign journal: refusing to touch it (give another "
+                        .. "--journal)"):format(path))
+    end
+    if previous.header.sha256 ~= header.sha256 then
+      return refuse(f, ("journal %s belongs to another file (%s, sha256 %s), not to this one "
+                        .. "(sha256 %s); give another --journal, or remove it to start over")
+                       :format(path, tostring(previous.header.file),
+                               tostring(previous.header.sha256), header.sha256))
+    end
+  end
+  local self = setmetatable({ f = f, path = path, lines = {}, recs = {}, syncs = 0,
+                              last = previous and previous.last or {} }, Journal)
+  -- A torn last line (a crash mid-write) is ended, so that the next record
+  -- starts on a line of its own.
+  if previous and not previous.ends_cleanly then self.lines[1] = "" end
+  if not previous then self:add(header) end
+  local ok, why = self:flush()
+  if not ok then return refuse(f, why) end
+  return self, previous
+end
+
+-- Buffers a record: it reaches the file at the next flush.
+function Journal:add(rec)
+  self.lines[#self.lines + 1] = cjson.encode(rec)
+  self.recs[#self.recs + 1] = rec
+end
+
+-- Writes the buffered records in one write(2) and makes them durable.
+-- Answers the records now durable (last updated), or nil and why; after
+-- a failure the journal takes nothing more.
+function Journal:flush()
+  if self.broken then return nil, self.broken end
+  if #self.lines == 0 then return {} end
+  local ok, err = self.f:write(table.concat(self.lines, "\n") .. "\n")
+  if ok then
+    self.syncs = self.syncs + 1
+    ok, err = self.f:sync()
+  end
+  if not ok then
+    self.broken = "cannot write the journal " .. self.path .. ": " .. tostring(err)
+    return nil, self.broken
+  end
+  local recs = self.recs
+  for _, rec in ipairs(recs) do
+    if rec.row then self.last[rec.row] = rec end
+  end
+  self.lines, self.recs = {}, {}
+  return recs
+end
+
+function Journal:close()
+  local ok, why = self:flush()
+  self.f:close()
+  if not ok then return nil, why end
+  return true
+end
+
+------------------------------------------------------------------------------
+-- Outcomes
+
+-- The code of a done record: its own, or its first recipient's failure.
+local function code_of(rec)
+  if rec.code then return rec.code end
+  if rec.msgs then
+    for _, m in ipairs(rec.msgs) do
+      if not m.id and m.code then return m.code end
+    end
+  end
+end
+
+-- A row's outcome from its last record: "pending" (never started), "sent",
+-- "refused" (the gateway said no), "failed" (the request provably never
+-- left: sent again by the next run) or "unknown" (it may have reached the
+-- gateway: never sent again unless asked); and its code.
+-- is_refusal(code) says which codes are the gateway's refusals.
+function M.outcome(rec, is_refusal)
+  if not rec then return "pending" end
+  if rec.t ~= "done" then return "unknown" end
+  local code = code_of(rec)
+  if not code then return "sent" end
+  if is_refusal(code) then return "refused", code end
+  if rec.sent == false then return "failed", code end
+  -- Journals written before records said `sent`: connect was never-left.
+  if rec.sent == nil and code == "connect" then return "failed", code end
+  return "unknown", code
+end
+
+-- The done record of a send_many result.
+function M.done_record(n, result)
+  if result.code or result.err then
+    return { t = "done", row = n, code = result.code, err = result.err, sent = result.sent }
+  end
+  local msgs = {}
+  for i, m in ipairs(result) do
+    msgs[i] = { to = m.to, id = m.id, code = m.code, err = m.err }
+  end
+  return { t = "done", row = n, msgs = msgs }
+end
+
+return M

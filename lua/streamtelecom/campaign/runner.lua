@@ -1,0 +1,121 @@
+-- streamtelecom.campaign.runner: sends a campaign's rows through send_many,
+-- journaling each row durably before its request can leave and after its
+-- answer, and stops cleanly: on SIGINT/SIGTERM, on a refusal that concerns
+-- the account, on a run of refusals that says the account cannot send, and
+-- on a journal that can no longer be written.
+local st = require("streamtelecom")
+local journal_mod = require("streamtelecom.campaign.journal")
+
+local M = {}
+
+-- The default of --stop-after: this many refusals of one code in a row,
+-- each to another number, stop the run (0: never).
+M.STREAK = 20
+
+-- Whether send_many calls before_send just before a group of requests
+-- leaves (then one fdatasync covers the group); else each row is synced in
+-- its on_start.
+local function has_before_send()
+  local features = rawget(st, "_features")
+  return type(features) == "table" and features.before_send == true
+end
+M.has_before_send = has_before_send
+
+local STOP = setmetatable({}, { __tostring = function() return "campaign stopped" end })
+
+-- run: { client, todo (rows), journal, is_refusal(code), streak (n),
+--        on_durable(rec) (counts move), on_progress() }
+-- Answers nil when every row was answered, else the stop:
+-- { kind = "signal"|"account"|"streak"|"journal"|"error", signal, code, err }
+function M.send(run)
+  local todo, journal = run.todo, run.journal
+  local items = {}
+  for i, row in ipairs(todo) do
+    local f = row.fields
+    items[i] = { to = f.to, text = f.text, sender = f.sender, callback_url = f.callback_url,
+                 name = f.name }
+  end
+  local stopping
+  local function stop(why)
+    if stopping then return end
+    stopping = why
+    error(STOP, 0)
+  end
+  local function flush()
+    local recs, why = journal:flush()
+    if not recs then stop({ kind = "journal", err = why }) end
+    for _, rec in ipairs(recs) do run.on_durable(rec) end
+  end
+  local function check_signal()
+    local sig = st._signal()
+    if sig then stop({ kind = "signal", signal = sig }) end
+  end
+
+  local batched = has_before_send()
+  local streak = { code = nil, n = 0, seen = {} }
+  local last_flush = st._now()
+  local function watch_refusals(i, rec)
+    local outcome, code = journal_mod.outcome(rec, run.is_refusal)
+    if outcome == "refused" and journal_mod.ACCOUNT_CODES[code] then
+      stop({ kind = "account", code = code, err = rec.err or (rec.msgs and rec.msgs[1].err) })
+    end
+    if outcome ~= "refused" then
+      streak = { code = nil, n = 0, seen = {} }
+      return
+    end
+    if streak.code ~= code then streak = { code = code, n = 0, seen = {} } end
+    local to = todo[i].fields.to
+    if not streak.seen[to] then
+      streak.seen[to] = true
+      streak.n = streak.n + 1
+    end
+    if run.streak > 0 and streak.n >= run.streak then
+      stop({ kind = "streak", code = code, n = streak.n,
+             err = rec.err or (rec.msgs and rec.msgs[1].err) })
+    end
+  end
+
+  local hooks = {
+    on_start = function(i, item)
+      if stopping then error(STOP, 0) end
+      check_signal()
+      journal:add({ t = "started", row = todo[i].n, to = item.to })
+      if not batched then flush() end
+    end,
+    before_send = function()
+      flush()
+      last_flush = st._now()
+    end,
+    on_result = function(i, result)
+      local rec = journal_mod.done_record(todo[i].n, result)
+      journal:add(rec)
+      -- Answers are made durable with the next group's starts, or here
+      -- when none came for a while (the tail of the run).
+      if not stopping and st._now() - last_flush > 0.5 then
+        last_flush = st._now()
+        flush()
+      end
+      run.on_progress()
+      if not stopping then
+        check_signal()
+        watch_refusals(i, rec)
+      end
+    end,
+  }
+  local ok, results, err, code = pcall(run.client.send_many, run.client, items, hooks)
+  -- Whatever happened, what was answered is made durable now.
+  local recs, why = journal:flush()
+  if recs then
+    for _, rec in ipairs(recs) do run.on_durable(rec) end
+  elseif not stopping then
+    stopping = { kind = "journal", err = why }
+  end
+  if not stopping and not ok and results ~= STOP then
+    stopping = { kind = "error", err = tostring(results) }
+  elseif not stopping and ok and not results then
+    stopping = { kind = "error", err = err, code = code }
+  end
+  return stopping
+end
+
+return M

@@ -1,0 +1,207 @@
+-- luacheck: std +busted
+-- The module's private system functions the campaign commands stand on:
+-- st._now, _sleep, _lock, _append (the journal file), _signals, _signal.
+local st = require("streamtelecom")
+local helper = require("spec.helper")
+
+local shell_quote = helper.shell_quote
+local dir
+
+local function path(name) return dir .. "/" .. name end
+
+local function slurp(name)
+  local f = io.open(name, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function mode_of(name)
+  return helper.capture("stat -c %a " .. shell_quote(name)):match("%d+")
+end
+
+describe("campaign system functions", function()
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. shell_quote(dir)))
+  end)
+  after_each(function() os.execute("rm -rf " .. shell_quote(dir)) end)
+
+  it("_now is a monotonic clock and _sleep sleeps at least its time", function()
+    local t0 = st._now()
+    assert.is_number(t0)
+    st._sleep(0.02)
+    assert.is_true(st._now() - t0 >= 0.019)
+    st._sleep(0)
+    st._sleep(-1)
+    st._sleep(0 / 0)
+  end)
+
+  it("raises for arguments of the wrong type or a path holding a NUL byte", function()
+    assert.has_error(function() st._sleep("1") end,
+                     "bad argument #1 to 'st._sleep' (number expected, got string)")
+    for _, name in ipairs({ "_lock", "_append" }) do
+      assert.has_error(function() st[name](nil) end,
+                       "bad argument #1 to 'st." .. name .. "' (string expected, got nil)")
+      assert.has_error(function() st[name](42) end,
+                       "bad argument #1 to 'st." .. name .. "' (string expected, got number)")
+      assert.has_error(function() st[name](path("a\0b")) end,
+                       "bad argument #1 to 'st." .. name .. "' (path holds a NUL byte)")
+    end
+    assert.is_nil(slurp(path("a")), "nothing made under the cut name")
+    assert.has_error(function() st._signals({}) end,
+                     "bad argument #1 to 'st._signals' (string expected, got table)")
+    local f = assert(st._append(path("j")))
+    assert.has_error(function() f:write(1) end,
+                     "bad argument #1 to 'write' (string expected, got number)")
+    assert.has_error(function() f.write({}, "x") end)
+    f:close()
+  end)
+
+  describe("_append", function()
+    it("creates the file 0600 and appends, never truncating", function()
+      local name = path("journal")
+      local f = assert(st._append(name))
+      assert.equals("0600", "0" .. mode_of(name))
+      assert.is_true(f:write("one\n"))
+      assert.is_true(f:sync())
+      f:close()
+      f = assert(st._append(name))
+      assert.equals("one\n", f:read())
+      assert.is_true(f:write("two\0\n"))
+      assert.equals("one\ntwo\0\n", f:read())
+      f:close()
+      assert.equals("one\ntwo\0\n", slurp(name))
+    end)
+
+    it("reads a file larger than its buffer whole", function()
+      local big = string.rep("0123456789abcdef", 40000)
+      local f = assert(st._append(path("big")))
+      assert(f:write(big))
+      assert.equals(big, f:read())
+      f:close()
+    end)
+
+    it("refuses a symlink, a directory, and a place it cannot write", function()
+      local target = path("target")
+      local t = assert(io.open(target, "wb")); t:write("keep"); t:close()
+      assert(os.execute("ln -s " .. shell_quote(target) .. " " .. shell_quote(path("link"))))
+      local f, err = st._append(path("link"))
+      assert.is_nil(f)
+      assert.matches("symbolic links", err)
+      assert.equals("keep", slurp(target))
+      f, err = st._append(dir)
+      assert.is_nil(f)
+      assert.is_string(err)
+      f, err = st._append(path("no/such/dir"))
+      assert.is_nil(f)
+      assert.matches("No such file", err)
+    end)
+
+    it("answers nil, 'closed' after close; a second close is harmless", function()
+      local f = assert(st._append(path("j")))
+      assert.is_true(f:close())
+      assert.is_true(f:close())
+      for _, method in ipairs({ "write", "sync", "read" }) do
+        local ok, err = f[method](f, "x")
+        assert.is_nil(ok)
+        assert.equals("closed", err)
+      end
+      assert.matches("closed", tostring(f))
+    end)
+
+    it("says why a write fails: past the file size limit, EFBIG, not a signal", function()
+      local p = assert(io.popen("ulimit -f 1; " .. helper.LUA .. " -e " .. shell_quote([[
+        local st = require("streamtelecom")
+        st._signals("")
+        local f = assert(st._append(]] .. ("%q"):format(path("small")) .. [[))
+        print(f:write(string.rep("x", 4096)))
+      ]]) .. " 2>&1"))
+      local out = p:read("*a")
+      p:close()
+      assert.matches("nil\tFile too large", out)
+    end)
+  end)
+
+  describe("_lock", function()
+    -- A child that takes the lock, says its pid once it holds it, and
+    -- keeps it until the file go exists (or it is killed).
+    local function holder(name, go)
+      local p = assert(io.popen("echo $$; exec " .. helper.LUA .. " -e " .. shell_quote([[
+        local st = require("streamtelecom")
+        local lock = assert(st._lock(]] .. ("%q"):format(name) .. [[))
+        io.write("held\n"); io.flush()
+        while not io.open(]] .. ("%q"):format(go) .. [[) do st._sleep(0.005) end
+        lock:close()
+      ]])))
+      local pid = tonumber(p:read("*l"))
+      assert.equals("held", p:read("*l"))
+      return p, pid
+    end
+
+    it("is taken by one holder at a time, says who holds it, and is released", function()
+      local name, go = path("lock"), path("go")
+      local p, pid = holder(name, go)
+      local lock, err, who = st._lock(name)
+      assert.is_nil(lock)
+      assert.equals("busy", err)
+      assert.equals(pid, who)
+      assert.equals("0600", "0" .. mode_of(name))
+      assert(io.open(go, "w")):close()
+      p:read("*a")
+      p:close()
+      lock = assert(st._lock(name))
+      -- Another open of the same file is another holder, even in this process.
+      local again, why = st._lock(name)
+      assert.is_nil(again)
+      assert.equals("busy", why)
+      assert.is_true(lock:close())
+      assert.is_true(lock:close())
+      lock = assert(st._lock(name))
+      lock:close()
+    end)
+
+    it("is released when its holder is killed with SIGKILL", function()
+      local name = path("lock")
+      local p, pid = holder(name, path("never"))
+      assert.equals("busy", select(2, st._lock(name)))
+      os.execute("kill -9 " .. pid)
+      p:read("*a")
+      p:close()
+      local lock = assert(st._lock(name))
+      lock:close()
+    end)
+
+    it("refuses a symlink", function()
+      assert(os.execute("ln -s " .. shell_quote(path("elsewhere")) .. " " .. shell_quote(path("l"))))
+      local lock, err = st._lock(path("l"))
+      assert.is_nil(lock)
+      assert.matches("symbolic links", err)
+      assert.is_nil(slurp(path("elsewhere")))
+    end)
+  end)
+
+  it("_signals turns SIGTERM and SIGINT into a flag; a second SIGINT ends at once", function()
+    local err = path("stderr")
+    local p = assert(io.popen("sh -c " .. shell_quote("echo $$; exec " .. helper.LUA .. " -e "
+                                                      .. shell_quote([[
+      local st = require("streamtelecom")
+      st._signals("stopped at once\n")
+      io.write(tostring(st._signal()), "\n"); io.flush()
+      while not st._signal() do st._sleep(0.005) end
+      io.write(st._signal(), "\n"); io.flush()
+      while true do st._sleep(0.005) end
+    ]])) .. " 2>" .. shell_quote(err) .. "; echo \"exit=$?\""))
+    local pid = tonumber(p:read("*l"))
+    assert.equals("nil", p:read("*l"))
+    os.execute("kill -TERM " .. pid)
+    assert.equals("SIGTERM", p:read("*l"))
+    os.execute("kill -TERM " .. pid) -- a second SIGTERM changes nothing
+    os.execute("kill -INT " .. pid)
+    assert.equals("exit=130", p:read("*l"))
+    p:close()
+    assert.equals("stopped at once\n", slurp(err))
+  end)
+end)

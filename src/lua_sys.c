@@ -1,0 +1,206 @@
+/* Private module functions for the command line's campaigns (st_sys.h):
+ *   st._now()             seconds on a monotonic clock
+ *   st._sleep(s)          sleeps s seconds
+ *   st._lock(path)        lock | nil, err, holder pid (err "busy" when held)
+ *   st._append(path)      file | nil, err   (0600, O_NOFOLLOW, never truncated)
+ *   st._signals(message)  SIGINT/SIGTERM into a flag; a second SIGINT prints
+ *                         message and exits 130
+ *   st._signal()          "SIGINT", "SIGTERM" or nil
+ * file:write(s), file:sync(), file:read() (the whole file), file:close();
+ * lock:close(). Closed ones answer nil, "closed". Not part of the API. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lua_bind.h"
+#include "st_clock.h"
+#include "st_sys.h"
+
+#define FILE_MT "streamtelecom.sysfile"
+#define LOCK_MT "streamtelecom.lock"
+
+typedef struct sys_fd {
+    int fd; /* -1 once closed */
+} sys_fd;
+
+/* A path: a string with no NUL byte (it would cut the name short). */
+static const char *check_path(lua_State *L, const char *fn) {
+    size_t len;
+    const char *path = check_string_arg(L, fn, 1, &len);
+    if (strlen(path) != len)
+        arg_error(L, fn, 1, "path holds a NUL byte");
+    return path;
+}
+
+static int push_errno(lua_State *L, int err) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(err));
+    return 2;
+}
+
+static int push_closed_fd(lua_State *L) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+/* A new userdata of class mt holding fd, made before fd exists so that
+ * running out of memory cannot leak it. */
+static sys_fd *push_fd(lua_State *L, const char *mt) {
+    sys_fd *p = (sys_fd *)lua_newuserdata(L, sizeof *p);
+    p->fd = -1;
+    luaL_getmetatable(L, mt);
+    lua_setmetatable(L, -2);
+    return p;
+}
+
+static int l_now(lua_State *L) {
+    lua_pushnumber(L, st_now());
+    return 1;
+}
+
+static int l_sleep(lua_State *L) {
+    if (lua_type(L, 1) != LUA_TNUMBER)
+        arg_error(L, "st._sleep", 1,
+                  lua_pushfstring(L, "number expected, got %s",
+                                  luaL_typename(L, 1)));
+    st_sleep(lua_tonumber(L, 1));
+    return 0;
+}
+
+static int l_lock(lua_State *L) {
+    const char *path = check_path(L, "st._lock");
+    sys_fd *p = push_fd(L, LOCK_MT);
+    long holder;
+    int rc = st_lock_take(path, &p->fd, &holder);
+    if (rc < 0)
+        return push_errno(L, errno);
+    if (rc > 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "busy");
+        lua_pushinteger(L, (lua_Integer)holder);
+        return 3;
+    }
+    return 1;
+}
+
+static int l_append(lua_State *L) {
+    const char *path = check_path(L, "st._append");
+    sys_fd *p = push_fd(L, FILE_MT);
+    p->fd = st_append_open(path);
+    if (p->fd < 0)
+        return push_errno(L, errno);
+    return 1;
+}
+
+static int l_signals(lua_State *L) {
+    size_t len;
+    const char *message = check_string_arg(L, "st._signals", 1, &len);
+    st_signals_catch(message);
+    return 0;
+}
+
+static int l_signal(lua_State *L) {
+    int sig = st_signal_caught();
+    if (sig == SIGINT)
+        lua_pushliteral(L, "SIGINT");
+    else if (sig == SIGTERM)
+        lua_pushliteral(L, "SIGTERM");
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* ---- file and lock objects ---------------------------------------------- */
+
+static int fd_close(lua_State *L, const char *mt) {
+    sys_fd *p = (sys_fd *)lst_check_self(L, 1, mt);
+    if (p->fd >= 0) {
+        int rc = close(p->fd);
+        int err = errno;
+        p->fd = -1;
+        /* Linux frees the descriptor even when close fails: never retry. */
+        if (rc != 0 && err != EINTR)
+            return push_errno(L, err);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int file_close(lua_State *L) { return fd_close(L, FILE_MT); }
+static int lock_close(lua_State *L) { return fd_close(L, LOCK_MT); }
+
+static int file_write(lua_State *L) {
+    sys_fd *p = (sys_fd *)lst_check_self(L, 1, FILE_MT);
+    size_t len;
+    const char *s = check_string_arg(L, "write", 2, &len);
+    if (p->fd < 0)
+        return push_closed_fd(L);
+    if (st_write_all(p->fd, s, len) != 0)
+        return push_errno(L, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int file_sync(lua_State *L) {
+    sys_fd *p = (sys_fd *)lst_check_self(L, 1, FILE_MT);
+    if (p->fd < 0)
+        return push_closed_fd(L);
+    if (st_sync(p->fd) != 0)
+        return push_errno(L, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int file_read(lua_State *L) {
+    sys_fd *p = (sys_fd *)lst_check_self(L, 1, FILE_MT);
+    luaL_Buffer b;
+    off_t off = 0;
+    if (p->fd < 0)
+        return push_closed_fd(L);
+    luaL_buffinit(L, &b);
+    for (;;) {
+        char *space = luaL_prepbuffer(&b);
+        ssize_t n = st_read_at(p->fd, space, LUAL_BUFFERSIZE, off);
+        if (n < 0) {
+            int err = errno;
+            luaL_pushresult(&b);
+            lua_pop(L, 1);
+            return push_errno(L, err);
+        }
+        if (n == 0)
+            break;
+        luaL_addsize(&b, (size_t)n);
+        off += n;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int file_tostring(lua_State *L) {
+    sys_fd *p = (sys_fd *)lst_check_self(L, 1, FILE_MT);
+    lua_pushstring(L, p->fd < 0 ? "streamtelecom file (closed)"
+                                : "streamtelecom file");
+    return 1;
+}
+
+static const luaL_Reg module_sys[] = {
+    {"_now", l_now},         {"_sleep", l_sleep},   {"_lock", l_lock},
+    {"_append", l_append},   {"_signals", l_signals},
+    {"_signal", l_signal},   {NULL, NULL},
+};
+
+void lst_register_sys(lua_State *L) {
+    static const luaL_Reg file_meta[] = {
+        {"__gc", file_close}, {"__tostring", file_tostring}, {NULL, NULL}};
+    static const luaL_Reg file_methods[] = {
+        {"write", file_write}, {"sync", file_sync}, {"read", file_read},
+        {"close", file_close}, {NULL, NULL}};
+    static const luaL_Reg lock_meta[] = {{"__gc", lock_close}, {NULL, NULL}};
+    static const luaL_Reg lock_methods[] = {{"close", lock_close},
+                                            {NULL, NULL}};
+    lst_new_class(L, FILE_MT, file_meta, file_methods);
+    lst_new_class(L, LOCK_MT, lock_meta, lock_methods);
+    luaL_setfuncs(L, module_sys, 0);
+}

@@ -1,0 +1,42 @@
+/* System facilities the command line's campaigns need and Lua lacks: a lock
+ * that says who holds it, a durable append-only file that is never a
+ * symlink, and signals turned into a flag. Plain C, no Lua header. */
+#ifndef ST_SYS_H
+#define ST_SYS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Takes an exclusive flock on path (created 0600, never through a symlink)
+ * and writes this process's pid into it. Answers 0 with *fd set (close it
+ * to release the lock; the kernel releases it when the process dies, a
+ * kill -9 included), 1 when another process holds it (*holder its pid, or 0
+ * when the file does not say), -1 with errno on any other failure. */
+int st_lock_take(const char *path, int *fd, long *holder);
+
+/* Opens path for appending (created 0600 when absent, never truncated,
+ * never through a symlink: ELOOP), refusing what is not a regular file
+ * (EINVAL). Answers the descriptor, or -1 with errno. */
+int st_append_open(const char *path);
+
+/* Writes all len bytes (retrying short writes and EINTR). Answers 0, or -1
+ * with errno (ENOSPC, EFBIG, EIO...). */
+int st_write_all(int fd, const char *buf, size_t len);
+
+/* Reads up to len bytes at offset off (retrying EINTR). Answers the count
+ * read (0 at the end), or -1 with errno. */
+ssize_t st_read_at(int fd, char *buf, size_t len, off_t off);
+
+/* Makes what was written to fd durable. 0, or -1 with errno. */
+int st_sync(int fd);
+
+/* Catches SIGINT and SIGTERM into a flag (st_signal_caught) and ignores
+ * SIGXFSZ, so that writing past a file size limit fails with EFBIG instead
+ * of killing the process. A second SIGINT writes message (copied, cut to
+ * 511 bytes) to stderr and ends the process at once with status 130. */
+void st_signals_catch(const char *message);
+
+/* The first signal caught since st_signals_catch (SIGINT or SIGTERM), or 0. */
+int st_signal_caught(void);
+
+#endif
