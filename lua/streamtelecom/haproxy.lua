@@ -137,19 +137,13 @@ local function carry_httpclient(self, url)
   return judge(self, res, t0)
 end
 
--- A plain-HTTP URL to an IP address (the local relay): core.tcp() can
+-- A plain-HTTP URL to an IPv4 address (the local relay): core.tcp() can
 -- carry it, and the C module's HTTP framing then reads the answer, which
 -- tells a body cut short (chunked or not) from a whole one; HAProxy's
--- httpclient cannot. Host names (core.tcp does not resolve them) and HTTPS
--- (core.tcp does not verify certificates) go through the httpclient.
-local function over_tcp(url)
-  local target = st._http_request(url)
-  if not target or target.tls then return nil end
-  local host = target.host
-  if host:match("^%d+%.%d+%.%d+%.%d+$") or host:match("^%[[%x:.]+%]$") then
-    return host:gsub("^%[(.*)%]$", "%1"), target.port
-  end
-  return nil
+-- httpclient cannot. Host names (core.tcp does not resolve them), HTTPS
+-- (core.tcp does not verify certificates) and IPv6 go through the httpclient.
+local function over_tcp(target)
+  return target and not target.tls and target.host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil
 end
 
 -- HAProxy's Socket:receive(n) answers up to n bytes, fewer once the peer
@@ -178,10 +172,8 @@ local function read_answer(self, sock, parser, t0)
   end
 end
 
-local function carry_tcp(self, url, host, port)
+local function carry_tcp(self, host, port, request)
   local t0 = clock()
-  -- One request per connection: the answer ends at the latest with it.
-  local _, request = st._http_request(url, self.user_agent, false)
   local sock = hap.tcp()
   sock:settimeout(self.timeout)
   if not sock:connect(host, port) then
@@ -200,8 +192,9 @@ local function carry_tcp(self, url, host, port)
 end
 
 local function carry(self, url)
-  local host, port = over_tcp(url)
-  if host then return carry_tcp(self, url, host, port) end
+  -- One request per connection: the answer ends at the latest with it.
+  local target, request = st._http_request(url, self.user_agent, false)
+  if over_tcp(target) then return carry_tcp(self, target.host, target.port, request) end
   return carry_httpclient(self, url)
 end
 
@@ -305,7 +298,7 @@ local function drive(self, call, ...)
       held, held_url = a, b
     elseif what == "wait" then
       if held then
-        if flight.n == 0 and not a then
+        if flight.n == 0 and #flight.ended == 0 and not a then
           report(run, held, carry(self, held_url))
         else
           launch(self, run, flight, held, held_url)
