@@ -440,6 +440,19 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     end)
   end
 
+  it("raises one clear error where HAProxy starts no task, and sends nothing", function()
+    local res = probe{ client = "wide", op = "no_tasks", n = "5", to = PHONE, text = "Refused" }
+    assert.is_true(res.r.raised)
+    assert.equals("streamtelecom.haproxy: client:send_many cannot run its requests at once"
+                  .. " here: HAProxy refused to start a task (no tasks here). Call it from an"
+                  .. " action, a service or a task, or give the client concurrency = 1",
+                  res.r.err)
+    assert.equals(0, fake.stats().requests)
+    -- The client goes on working.
+    local again = probe{ client = "wide", op = "send", to = PHONE, text = "Afterwards" }
+    assert.is_nil(again.code, again.err)
+  end)
+
   it("never sleeps below 1 ms and logs nothing, on rate waits and retry backoffs", function()
     probe{ op = "seen" } -- from here on
     local r = probe{ client = "rated", op = "send_n", n = "10", to = PHONE, text = "Rated" }

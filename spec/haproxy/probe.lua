@@ -90,6 +90,16 @@ local CALLS = {
   end,
 }
 
+-- send_n where HAProxy refuses every task (as a context that cannot start
+-- them would): answers whether it raised, and what.
+CALLS.no_tasks = function(c, a)
+  local register_task = core.register_task
+  core.register_task = function() error("no tasks here") end -- luacheck: ignore 122
+  local ok, err = pcall(CALLS.send_n, c, a)
+  core.register_task = register_task -- luacheck: ignore 122
+  return { raised = not ok, err = tostring(err) }
+end
+
 CALLS.seen = function()
   local out = seen
   reset_seen()
