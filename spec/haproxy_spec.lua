@@ -143,19 +143,29 @@ local function stop_haproxy()
   hp.pid, hp.dir, hp.port, hp.probe_port = nil, nil, nil, nil
 end
 
+-- Whether this machine has an IPv6 loopback to listen on.
+local function have_ipv6_loopback()
+  local s = socket.bind("::1", 0)
+  if s then s:close() end
+  return s ~= nil
+end
+
 local function start_haproxy(extra)
   local root = abs_root()
+  hp.ipv6 = have_ipv6_loopback()
   local build_log = capture("make -s -C " .. shell_quote(root) .. " LUA_VERSION=5.3 all")
   local f = io.open(root .. "/build/lua5.3/streamtelecom.so", "rb")
   assert(f, "no Lua 5.3 build of the module: " .. build_log)
   f:close()
   local tries = {}
   for try = 1, 5 do
-    local port = helper.listen_port(6)
-    while not all_free(port, port + 5) do port = helper.listen_port(6) end
+    local port = helper.listen_port(7)
+    while not all_free(port, port + 6) do port = helper.listen_port(7) end
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-haproxy-spec-"
                 .. port .. "-" .. rand(100000, 999999)
     assert(os.execute(sh("mkdir -p " .. shell_quote(dir))))
+    local cut_port = helper.listen_port(1)
+    while not all_free(cut_port, cut_port) do cut_port = helper.listen_port(1) end
     local cfg = assert(io.open(dir .. "/spec.cfg", "wb"))
     cfg:write(table.concat({
       "global",
@@ -180,13 +190,17 @@ local function start_haproxy(extra)
       "  retries 0",
       "  server gateway 127.0.0.1:" .. fake.tls_port .. " ssl verify required"
         .. " ca-file /etc/ssl/certs/ca-certificates.crt verifyhost localhost",
+      -- The cutting gateway at an IPv6 address, which the module sends
+      -- through HAProxy's httpclient (core.tcp() only for IPv4).
+      hp.ipv6 and "listen spec_cut6" or "",
+      hp.ipv6 and "  bind [::1]:" .. (port + 6) or "",
+      hp.ipv6 and "  option httpclose" or "",
+      hp.ipv6 and "  server cut 127.0.0.1:" .. cut_port or "",
       extra or "",
       "",
     }, "\n"))
     cfg:close()
     -- The gateway that breaks its answers off (spec/haproxy/cut_server.lua).
-    local cut_port = helper.listen_port(1)
-    while not all_free(cut_port, cut_port) do cut_port = helper.listen_port(1) end
     local cut_log = dir .. "/cut.log"
     local cp = assert(io.popen(sh(helper.LUA .. " " .. shell_quote(root .. "/spec/haproxy/cut_server.lua")
       .. " " .. cut_port .. " " .. shell_quote(cut_log) .. " >" .. shell_quote(dir .. "/cut.err")
@@ -195,6 +209,7 @@ local function start_haproxy(extra)
     cp:close()
     local env = {
       "SPEC_CUT=127.0.0.1:" .. cut_port,
+      hp.ipv6 and "SPEC_CUT6=[::1]:" .. (port + 6) or "",
       "SPEC_FAKE_URL=" .. fake.url,
       "SPEC_CLOSED_PORT=" .. closed_port(),
       "STREAMTELECOM_DIR=" .. shell_quote(root),
@@ -497,6 +512,19 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
       assert.matches("^cannot connect to 127%.0%.0%.1 port %d+", res.err)
       assert.equals(3, res.stats.failures.connect)
     end)
+  end)
+
+  it("answers a body shorter than its Content-Length as network through the httpclient too", function()
+    if not hp.ipv6 then
+      pending("no IPv6 loopback here: the httpclient path is reached through [::1]")
+      return
+    end
+    local before = #cut_requests()
+    local res = probe{ client = "cut6", op = "send", to = PHONE, text = "Cut short" }
+    assert.is_nil(res.r)
+    assert.equals("network", res.code)
+    assert.matches("after 3 of the 10 bytes it announced", res.err, 1, true)
+    assert.equals(before + 1, #cut_requests())
   end)
 
   it("checks options as st.new does, and a closed client answers closed", function()

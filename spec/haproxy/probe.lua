@@ -55,6 +55,9 @@ local clients = {
   direct = account(os.getenv("SPEC_FAKE_URL"), 2, nil, nil, 0.5),
   -- Nothing listens there.
   refused = account("http://127.0.0.1:" .. os.getenv("SPEC_CLOSED_PORT") .. "/get/", 2),
+  -- The same behind a relay at [::1], through the httpclient (no IPv6
+  -- loopback: nil).
+  cut6 = os.getenv("SPEC_CUT6") and account("http://" .. os.getenv("SPEC_CUT6") .. "/length/"),
   -- 50 requests at once.
   wide = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 50),
 }
