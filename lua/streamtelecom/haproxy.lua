@@ -11,7 +11,7 @@
 -- tells the engine how each one ended.
 --
 -- How (docs/haproxy.md):
--- * a bulk call (send_many, status_many, wait) runs up to `concurrency`
+-- * a bulk call (`send_many`, `status_many`, `wait`) runs up to `concurrency`
 --   requests at once, each in a task of its own (core.register_task); the
 --   calling coroutine reports every outcome to the engine, so callbacks run
 --   where the blocking client runs them;
@@ -28,6 +28,9 @@
 --   are transport failures (`connect`, `timeout`, `network`), not gateway answers;
 -- * the httpclient re-sends a request on a response timeout or an empty answer:
 --   route requests through a local relay so a send can never leave twice.
+--
+-- A complete haproxy.cfg and the Lua it loads: [HAProxy](../topics/haproxy.md.html).
+-- @module streamtelecom.haproxy
 
 local st = require "streamtelecom"
 
@@ -323,20 +326,54 @@ end
 local Client = {}
 Client.__index = Client
 
+--- A client of `new`: the blocking client's methods, each yielding.
+-- @type Client
+
+--- Sends one text to one or more numbers, as the blocking `client:send`.
+-- @param to a number, or a list of them
+-- @string text the text
+-- @tparam[opt] table opts the send options of the blocking client
+-- @return the list of `{ id =, to = }`, or nil, err, code
 function Client:send(to, text, opts) return drive(self, "send", to, text, opts) end
+
+--- The state of one message, as the blocking `client:status`.
+-- @string id a message id
+-- @return `{ id =, state =, raw =, final = }`, or nil, err, code
 function Client:status(id) return drive(self, "status", id) end
+
+--- The account's balance, as the blocking `client:balance`.
+-- @return `{ balance = }`, or nil, err, code
 function Client:balance() return drive(self, "balance") end
+
+--- Many sends, up to `concurrency` at once (each beyond the first in a task
+-- of its own), as the blocking `client:send_many`. Raises if HAProxy refuses
+-- to start a task, rather than sending one by one.
+-- @tab items a list of `{ to =, text = [, send options] }`
+-- @tparam[opt] table opts `on_start`, `on_result`: run on the calling coroutine
+-- @return the list of results, one per item
 function Client:send_many(items, opts) return drive(self, "send_many", items, opts) end
+
+--- Many statuses, up to `concurrency` at once, as the blocking
+-- `client:status_many`.
+-- @tab ids a list of message ids
+-- @tparam[opt] table opts `on_result`
+-- @return a table of results by id
 function Client:status_many(ids, opts) return drive(self, "status_many", ids, opts) end
 
---- Polls the statuses until every id is settled or timeout passes: the
--- engine's rounds (st_task_wait), core.msleep between them.
+--- Polls the statuses until every id is settled or timeout passes, as the
+-- blocking `client:wait` (the engine's rounds, `core.msleep` between them).
+-- @tab ids a list of message ids
+-- @tparam[opt] table opts `timeout`, `interval` (seconds)
+-- @return a table of statuses by id, or nil, err, code
 function Client:wait(ids, opts) return drive(self, "wait", ids, opts) end
 
--- The engine keeps the counters and knows whether it is closed: a closed
--- client answers nil, err, "closed" from every call, as the blocking one.
+--- The counters of the blocking client's `client:stats`. The engine keeps
+-- them and knows whether the client is closed: a closed client answers
+-- nil, err, "closed" from every call, as the blocking one.
+-- @treturn table counters
 function Client:stats() return self.engine:stats() end
 
+--- Closes the client: calls after it answer nil, err, "closed".
 function Client:close() return self.engine:close() end
 
 -- user@host and whether it is closed, as the engine says; never the password.
@@ -347,7 +384,15 @@ Client.__close = function(self) self:close() end
 Client.__gc = Client.__close
 Client.__name = "streamtelecom.haproxy"
 
---- A client: the options of st.new (docs/API.md), checked the same way.
+--- Functions.
+-- @section functions
+
+--- Makes a client; opens no connection (make it once, in the `lua-load` body).
+-- Its options are the blocking `new`'s, checked the same way, except
+-- `verify = false`, `ca_file`, `ca_path` and `proxy`: TLS and proxies are
+-- HAProxy's, so these answer `invalid`, naming the setting to use.
+-- @tab opts the options of the blocking `new`
+-- @return a `Client`, or nil, err, "invalid"
 function M.new(opts)
   if type(hap) ~= "table" or type(hap.httpclient) ~= "function" then
     error("streamtelecom.haproxy runs inside HAProxy 2.6 or later (it needs core.httpclient);"
