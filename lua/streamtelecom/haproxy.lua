@@ -49,8 +49,9 @@ local DEFAULT_TIMEOUT = 15
 local DEFAULT_MAX_RESPONSE = 65536
 local USER_AGENT = "streamtelecom-haproxy"
 
--- HAProxy's own error pages (its built-in answers when no server answered).
--- A gateway answer always comes with the gateway's own body and a Date header.
+-- HAProxy's own error pages (its built-in answers when no server answered),
+-- told by their exact body, and through the httpclient by their missing Date
+-- header too (a gateway answer always has one).
 local SYNTHETIC = {
   [502] = { code = "network", sent = true,
             body = "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid"
@@ -216,19 +217,25 @@ end
 -- the exchange ended in `flight.ended`; the driving coroutine reports it.
 -- HAProxy 2.6 offers no way for a task to wake a waiting coroutine, so the
 -- driver looks: every 1 ms at first (never a shorter sleep), then less
--- often as the wait goes on, at most POLL_MAX_MS apart and never more than
--- an eighth of the time waited so far (a 0.2 s answer is seen at most 16 ms
--- late, a slower one at most 16 ms late, after ~40 looks instead of 200).
+-- often as the wait goes on, never more than an eighth of the time waited so
+-- far and at most POLL_MAX_MS apart. An answer after 0.1 s is seen at most
+-- 12 ms late, any answer at most 16 ms late, and a 0.2 s wait takes about 36
+-- looks instead of 200 (HAProxy's CPU over a 5 s wait: 30 ms, not 130 ms).
 local POLL_MAX_MS = 16
 
 local function new_flight(method) return { n = 0, ended = {}, method = method } end
 
+-- carry, which never raises: whatever HAProxy raises (its messages may
+-- name its internals) ends the job as `network`, possibly sent.
+local function carry_safely(self, url)
+  local ok, how = pcall(carry, self, url)
+  if ok then return how end
+  return { "fail", "network", "streamtelecom.haproxy could not carry the request", true, 0, true }
+end
+
 local function task_body(self, flight, job, url)
   return function()
-    local ok, how = pcall(carry, self, url)
-    if not ok then
-      how = { "fail", "network", "streamtelecom.haproxy could not carry the request", true, 0, true }
-    end
+    local how = carry_safely(self, url)
     flight.ended[#flight.ended + 1] = { job, how }
     flight.n = flight.n - 1
   end
@@ -302,7 +309,7 @@ local function drive(self, call, ...)
     elseif what == "wait" then
       if held then
         if flight.n == 0 and #flight.ended == 0 and not a then
-          report(run, held, carry(self, held_url))
+          report(run, held, carry_safely(self, held_url))
         else
           launch(self, run, flight, held, held_url)
         end
