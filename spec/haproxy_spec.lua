@@ -390,12 +390,25 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.equals("undelivered", w.r[id2].state)
   end)
 
+  -- HAProxy's own log dates a request ([%tr], ms since midnight) and says how
+  -- long it took (%Ta, ms): the last line of `text` holding `what`.
+  local function logged(text, what)
+    local found
+    for line in text:gmatch("[^\n]+") do
+      if line:find(what, 1, true) then found = line end
+    end
+    if not found then return nil end
+    local h, m, s, ms = found:match("%[%d+/%a+/%d+:(%d+):(%d+):(%d+)%.(%d+)%]")
+    local took = found:match(" %-?%d+/%-?%d+/%-?%d+/%-?%d+/(%d+) ")
+    return ((tonumber(h) * 60 + tonumber(m)) * 60 + tonumber(s)) * 1000 + tonumber(ms),
+           tonumber(took)
+  end
+
   it("runs send_many's 50 sends at once inside one service call, each sent once", function()
     fake.set{ latency = 0.2 }
+    local mark = #haproxy_log()
     local q = "/probe?client=wide&op=send_n&n=50&to=" .. PHONE .. "&text=Bulk"
     local conn = open(hp.probe_port, q)
-    -- Sends are at the gateway together, and HAProxy answers meanwhile.
-    assert.is_truthy(fake.wait_for(function(s) return s.in_flight >= 10 end, 5))
     local status, body = health()
     assert.equals(200, status)
     assert.equals("ok", body)
@@ -415,6 +428,21 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.equals(50, fake.stats().send_requests)
     assert.is_true(fake.stats().max_in_flight > 1)
     assert.equals(50, res.stats.requests)
+    -- HAProxy took and answered /health while the service call ran, by its
+    -- own log (written as each request ends: wait for both lines).
+    local text, deadline = haproxy_log():sub(mark + 1), socket.gettime() + 5
+    while not (logged(text, "GET /probe") and logged(text, "GET /health"))
+          and socket.gettime() < deadline do
+      socket.sleep(0.02)
+      text = haproxy_log():sub(mark + 1)
+    end
+    local probe_at, probe_took = logged(text, "GET /probe")
+    local health_at, health_took = logged(text, "GET /health")
+    assert.is_truthy(probe_at and health_at, text)
+    if health_at < probe_at - 12 * 3600 * 1000 then health_at = health_at + 24 * 3600 * 1000 end
+    -- /health ended while the service call still ran.
+    local health_end = health_at + health_took
+    assert.is_true(health_end >= probe_at and health_end <= probe_at + probe_took, text)
   end)
 
   it("runs send_many's requests at once inside a task too", function()
