@@ -143,19 +143,29 @@ local function stop_haproxy()
   hp.pid, hp.dir, hp.port, hp.probe_port = nil, nil, nil, nil
 end
 
+-- Whether this machine has an IPv6 loopback to listen on.
+local function have_ipv6_loopback()
+  local s = socket.bind("::1", 0)
+  if s then s:close() end
+  return s ~= nil
+end
+
 local function start_haproxy(extra)
   local root = abs_root()
+  hp.ipv6 = have_ipv6_loopback()
   local build_log = capture("make -s -C " .. shell_quote(root) .. " LUA_VERSION=5.3 all")
   local f = io.open(root .. "/build/lua5.3/streamtelecom.so", "rb")
   assert(f, "no Lua 5.3 build of the module: " .. build_log)
   f:close()
   local tries = {}
   for try = 1, 5 do
-    local port = helper.listen_port(6)
-    while not all_free(port, port + 5) do port = helper.listen_port(6) end
+    local port = helper.listen_port(7)
+    while not all_free(port, port + 6) do port = helper.listen_port(7) end
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-haproxy-spec-"
                 .. port .. "-" .. rand(100000, 999999)
     assert(os.execute(sh("mkdir -p " .. shell_quote(dir))))
+    local cut_port = helper.listen_port(1)
+    while not all_free(cut_port, cut_port) do cut_port = helper.listen_port(1) end
     local cfg = assert(io.open(dir .. "/spec.cfg", "wb"))
     cfg:write(table.concat({
       "global",
@@ -180,13 +190,17 @@ local function start_haproxy(extra)
       "  retries 0",
       "  server gateway 127.0.0.1:" .. fake.tls_port .. " ssl verify required"
         .. " ca-file /etc/ssl/certs/ca-certificates.crt verifyhost localhost",
+      -- The cutting gateway at an IPv6 address, which the module sends
+      -- through HAProxy's httpclient (core.tcp() only for IPv4).
+      hp.ipv6 and "listen spec_cut6" or "",
+      hp.ipv6 and "  bind [::1]:" .. (port + 6) or "",
+      hp.ipv6 and "  option httpclose" or "",
+      hp.ipv6 and "  server cut 127.0.0.1:" .. cut_port or "",
       extra or "",
       "",
     }, "\n"))
     cfg:close()
     -- The gateway that breaks its answers off (spec/haproxy/cut_server.lua).
-    local cut_port = helper.listen_port(1)
-    while not all_free(cut_port, cut_port) do cut_port = helper.listen_port(1) end
     local cut_log = dir .. "/cut.log"
     local cp = assert(io.popen(sh(helper.LUA .. " " .. shell_quote(root .. "/spec/haproxy/cut_server.lua")
       .. " " .. cut_port .. " " .. shell_quote(cut_log) .. " >" .. shell_quote(dir .. "/cut.err")
@@ -195,6 +209,7 @@ local function start_haproxy(extra)
     cp:close()
     local env = {
       "SPEC_CUT=127.0.0.1:" .. cut_port,
+      hp.ipv6 and "SPEC_CUT6=[::1]:" .. (port + 6) or "",
       "SPEC_FAKE_URL=" .. fake.url,
       "SPEC_CLOSED_PORT=" .. closed_port(),
       "STREAMTELECOM_DIR=" .. shell_quote(root),
@@ -375,12 +390,25 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.equals("undelivered", w.r[id2].state)
   end)
 
+  -- HAProxy's own log dates a request ([%tr], ms since midnight) and says how
+  -- long it took (%Ta, ms): the last line of `text` holding `what`.
+  local function logged(text, what)
+    local found
+    for line in text:gmatch("[^\n]+") do
+      if line:find(what, 1, true) then found = line end
+    end
+    if not found then return nil end
+    local h, m, s, ms = found:match("%[%d+/%a+/%d+:(%d+):(%d+):(%d+)%.(%d+)%]")
+    local took = found:match(" %-?%d+/%-?%d+/%-?%d+/%-?%d+/(%d+) ")
+    return ((tonumber(h) * 60 + tonumber(m)) * 60 + tonumber(s)) * 1000 + tonumber(ms),
+           tonumber(took)
+  end
+
   it("runs send_many's 50 sends at once inside one service call, each sent once", function()
     fake.set{ latency = 0.2 }
+    local mark = #haproxy_log()
     local q = "/probe?client=wide&op=send_n&n=50&to=" .. PHONE .. "&text=Bulk"
     local conn = open(hp.probe_port, q)
-    -- Sends are at the gateway together, and HAProxy answers meanwhile.
-    assert.is_truthy(fake.wait_for(function(s) return s.in_flight >= 10 end, 5))
     local status, body = health()
     assert.equals(200, status)
     assert.equals("ok", body)
@@ -400,6 +428,21 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
     assert.equals(50, fake.stats().send_requests)
     assert.is_true(fake.stats().max_in_flight > 1)
     assert.equals(50, res.stats.requests)
+    -- HAProxy took and answered /health while the service call ran, by its
+    -- own log (written as each request ends: wait for both lines).
+    local text, deadline = haproxy_log():sub(mark + 1), socket.gettime() + 5
+    while not (logged(text, "GET /probe") and logged(text, "GET /health"))
+          and socket.gettime() < deadline do
+      socket.sleep(0.02)
+      text = haproxy_log():sub(mark + 1)
+    end
+    local probe_at, probe_took = logged(text, "GET /probe")
+    local health_at, health_took = logged(text, "GET /health")
+    assert.is_truthy(probe_at and health_at, text)
+    if health_at < probe_at - 12 * 3600 * 1000 then health_at = health_at + 24 * 3600 * 1000 end
+    -- /health ended while the service call still ran.
+    local health_end = health_at + health_took
+    assert.is_true(health_end >= probe_at and health_end <= probe_at + probe_took, text)
   end)
 
   it("runs send_many's requests at once inside a task too", function()
@@ -439,6 +482,19 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
       assert.equals("network", b.code)
     end)
   end
+
+  it("raises one clear error where HAProxy starts no task, and sends nothing", function()
+    local res = probe{ client = "wide", op = "no_tasks", n = "5", to = PHONE, text = "Refused" }
+    assert.is_true(res.r.raised)
+    assert.equals("streamtelecom.haproxy: client:send_many cannot run its requests at once"
+                  .. " here: HAProxy refused to start a task (no tasks here). Call it from an"
+                  .. " action, a service or a task, or give the client concurrency = 1",
+                  res.r.err)
+    assert.equals(0, fake.stats().requests)
+    -- The client goes on working.
+    local again = probe{ client = "wide", op = "send", to = PHONE, text = "Afterwards" }
+    assert.is_nil(again.code, again.err)
+  end)
 
   it("never sleeps below 1 ms and logs nothing, on rate waits and retry backoffs", function()
     probe{ op = "seen" } -- from here on
@@ -484,6 +540,19 @@ describe("HAProxy (streamtelecom.haproxy on core.httpclient)", function()
       assert.matches("^cannot connect to 127%.0%.0%.1 port %d+", res.err)
       assert.equals(3, res.stats.failures.connect)
     end)
+  end)
+
+  it("answers a body shorter than its Content-Length as network through the httpclient too", function()
+    if not hp.ipv6 then
+      pending("no IPv6 loopback here: the httpclient path is reached through [::1]")
+      return
+    end
+    local before = #cut_requests()
+    local res = probe{ client = "cut6", op = "send", to = PHONE, text = "Cut short" }
+    assert.is_nil(res.r)
+    assert.equals("network", res.code)
+    assert.matches("after 3 of the 10 bytes it announced", res.err, 1, true)
+    assert.equals(before + 1, #cut_requests())
   end)
 
   it("checks options as st.new does, and a closed client answers closed", function()

@@ -11,7 +11,7 @@
 -- tells the engine how each one ended.
 --
 -- How (docs/haproxy.md):
--- * a bulk call (send_many, status_many, wait) runs up to `concurrency`
+-- * a bulk call (`send_many`, `status_many`, `wait`) runs up to `concurrency`
 --   requests at once, each in a task of its own (core.register_task); the
 --   calling coroutine reports every outcome to the engine, so callbacks run
 --   where the blocking client runs them;
@@ -28,6 +28,9 @@
 --   are transport failures (`connect`, `timeout`, `network`), not gateway answers;
 -- * the httpclient re-sends a request on a response timeout or an empty answer:
 --   route requests through a local relay so a send can never leave twice.
+--
+-- A complete haproxy.cfg and the Lua it loads: [HAProxy](../topics/haproxy.md.html).
+-- @module streamtelecom.haproxy
 
 local st = require "streamtelecom"
 
@@ -46,8 +49,9 @@ local DEFAULT_TIMEOUT = 15
 local DEFAULT_MAX_RESPONSE = 65536
 local USER_AGENT = "streamtelecom-haproxy"
 
--- HAProxy's own error pages (its built-in answers when no server answered).
--- A gateway answer always comes with the gateway's own body and a Date header.
+-- HAProxy's own error pages (its built-in answers when no server answered),
+-- told by their exact body, and through the httpclient by their missing Date
+-- header too (a gateway answer always has one).
 local SYNTHETIC = {
   [502] = { code = "network", sent = true,
             body = "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid"
@@ -137,19 +141,13 @@ local function carry_httpclient(self, url)
   return judge(self, res, t0)
 end
 
--- A plain-HTTP URL to an IP address (the local relay): core.tcp() can
+-- A plain-HTTP URL to an IPv4 address (the local relay): core.tcp() can
 -- carry it, and the C module's HTTP framing then reads the answer, which
 -- tells a body cut short (chunked or not) from a whole one; HAProxy's
--- httpclient cannot. Host names (core.tcp does not resolve them) and HTTPS
--- (core.tcp does not verify certificates) go through the httpclient.
-local function over_tcp(url)
-  local target = st._http_request(url)
-  if not target or target.tls then return nil end
-  local host = target.host
-  if host:match("^%d+%.%d+%.%d+%.%d+$") or host:match("^%[[%x:.]+%]$") then
-    return host:gsub("^%[(.*)%]$", "%1"), target.port
-  end
-  return nil
+-- httpclient cannot. Host names (core.tcp does not resolve them), HTTPS
+-- (core.tcp does not verify certificates) and IPv6 go through the httpclient.
+local function over_tcp(target)
+  return target and not target.tls and target.host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil
 end
 
 -- HAProxy's Socket:receive(n) answers up to n bytes, fewer once the peer
@@ -178,10 +176,8 @@ local function read_answer(self, sock, parser, t0)
   end
 end
 
-local function carry_tcp(self, url, host, port)
+local function carry_tcp(self, host, port, request)
   local t0 = clock()
-  -- One request per connection: the answer ends at the latest with it.
-  local _, request = st._http_request(url, self.user_agent, false)
   local sock = hap.tcp()
   sock:settimeout(self.timeout)
   if not sock:connect(host, port) then
@@ -200,8 +196,9 @@ local function carry_tcp(self, url, host, port)
 end
 
 local function carry(self, url)
-  local host, port = over_tcp(url)
-  if host then return carry_tcp(self, url, host, port) end
+  -- One request per connection: the answer ends at the latest with it.
+  local target, request = st._http_request(url, self.user_agent, false)
+  if over_tcp(target) then return carry_tcp(self, target.host, target.port, request) end
   return carry_httpclient(self, url)
 end
 
@@ -219,19 +216,26 @@ end
 -- its own (core.register_task): the task only moves the bytes and leaves how
 -- the exchange ended in `flight.ended`; the driving coroutine reports it.
 -- HAProxy 2.6 offers no way for a task to wake a waiting coroutine, so the
--- driver looks every POLL_MS while exchanges are in flight (the 1 ms floor:
--- never a shorter sleep).
-local POLL_MS = 1
+-- driver looks: every 1 ms at first (never a shorter sleep), then less
+-- often as the wait goes on, never more than an eighth of the time waited so
+-- far and at most POLL_MAX_MS apart. An answer after 0.1 s is seen at most
+-- 12 ms late, any answer at most 16 ms late, and a 0.2 s wait takes about 36
+-- looks instead of 200 (HAProxy's CPU over a 5 s wait: 30 ms, not 130 ms).
+local POLL_MAX_MS = 16
 
--- method: the client method driven, for its error message.
 local function new_flight(method) return { n = 0, ended = {}, method = method } end
+
+-- carry, which never raises: whatever HAProxy raises (its messages may
+-- name its internals) ends the job as `network`, possibly sent.
+local function carry_safely(self, url)
+  local ok, how = pcall(carry, self, url)
+  if ok then return how end
+  return { "fail", "network", "streamtelecom.haproxy could not carry the request", true, 0, true }
+end
 
 local function task_body(self, flight, job, url)
   return function()
-    local ok, how = pcall(carry, self, url)
-    if not ok then
-      how = { "fail", "network", "streamtelecom.haproxy could not carry the request", true, 0, true }
-    end
+    local how = carry_safely(self, url)
     flight.ended[#flight.ended + 1] = { job, how }
     flight.n = flight.n - 1
   end
@@ -268,9 +272,14 @@ end
 -- Waits until a task ends, or at most `seconds` (a rate or a retry's
 -- backoff; nil: no limit).
 local function wait_for_task(flight, seconds)
-  local deadline = seconds and clock() + seconds
-  while #flight.ended == 0 and not (deadline and clock() >= deadline) do
-    hap.msleep(POLL_MS)
+  local start = clock()
+  local deadline = seconds and start + seconds
+  while #flight.ended == 0 do
+    local now = clock()
+    if deadline and now >= deadline then return end
+    local ms = math.min(POLL_MAX_MS, math.floor((now - start) * 1000 / 8))
+    if deadline then ms = math.min(ms, math.ceil((deadline - now) * 1000)) end
+    hap.msleep(math.max(1, ms))
   end
 end
 
@@ -299,8 +308,8 @@ local function drive(self, call, ...)
       held, held_url = a, b
     elseif what == "wait" then
       if held then
-        if flight.n == 0 and not a then
-          report(run, held, carry(self, held_url))
+        if flight.n == 0 and #flight.ended == 0 and not a then
+          report(run, held, carry_safely(self, held_url))
         else
           launch(self, run, flight, held, held_url)
         end
@@ -324,20 +333,54 @@ end
 local Client = {}
 Client.__index = Client
 
+--- A client of `new`: the blocking client's methods, each yielding.
+-- @type Client
+
+--- Sends one text to one or more numbers, as the blocking `client:send`.
+-- @param to a number, or a list of them
+-- @string text the text
+-- @tparam[opt] table opts the send options of the blocking client
+-- @return the list of `{ id =, to = }`, or nil, err, code
 function Client:send(to, text, opts) return drive(self, "send", to, text, opts) end
+
+--- The state of one message, as the blocking `client:status`.
+-- @string id a message id
+-- @return `{ id =, state =, raw =, final = }`, or nil, err, code
 function Client:status(id) return drive(self, "status", id) end
+
+--- The account's balance, as the blocking `client:balance`.
+-- @return `{ balance = }`, or nil, err, code
 function Client:balance() return drive(self, "balance") end
+
+--- Many sends, up to `concurrency` at once (each beyond the first in a task
+-- of its own), as the blocking `client:send_many`. Raises if HAProxy refuses
+-- to start a task, rather than sending one by one.
+-- @tab items a list of `{ to =, text = [, send options] }`
+-- @tparam[opt] table opts `on_start`, `on_result`: run on the calling coroutine
+-- @return the list of results, one per item
 function Client:send_many(items, opts) return drive(self, "send_many", items, opts) end
+
+--- Many statuses, up to `concurrency` at once, as the blocking
+-- `client:status_many`.
+-- @tab ids a list of message ids
+-- @tparam[opt] table opts `on_result`
+-- @return a table of results by id
 function Client:status_many(ids, opts) return drive(self, "status_many", ids, opts) end
 
---- Polls the statuses until every id is settled or timeout passes: the
--- engine's rounds (st_task_wait), core.msleep between them.
+--- Polls the statuses until every id is settled or timeout passes, as the
+-- blocking `client:wait` (the engine's rounds, `core.msleep` between them).
+-- @tab ids a list of message ids
+-- @tparam[opt] table opts `timeout`, `interval` (seconds)
+-- @return a table of statuses by id, or nil, err, code
 function Client:wait(ids, opts) return drive(self, "wait", ids, opts) end
 
--- The engine keeps the counters and knows whether it is closed: a closed
--- client answers nil, err, "closed" from every call, as the blocking one.
+--- The counters of the blocking client's `client:stats`. The engine keeps
+-- them and knows whether the client is closed: a closed client answers
+-- nil, err, "closed" from every call, as the blocking one.
+-- @treturn table counters
 function Client:stats() return self.engine:stats() end
 
+--- Closes the client: calls after it answer nil, err, "closed".
 function Client:close() return self.engine:close() end
 
 -- user@host and whether it is closed, as the engine says; never the password.
@@ -348,7 +391,15 @@ Client.__close = function(self) self:close() end
 Client.__gc = Client.__close
 Client.__name = "streamtelecom.haproxy"
 
---- A client: the options of st.new (docs/API.md), checked the same way.
+--- Functions.
+-- @section functions
+
+--- Makes a client; opens no connection (make it once, in the `lua-load` body).
+-- Its options are the blocking `new`'s, checked the same way, except
+-- `verify = false`, `ca_file`, `ca_path` and `proxy`: TLS and proxies are
+-- HAProxy's, so these answer `invalid`, naming the setting to use.
+-- @tab opts the options of the blocking `new`
+-- @return a `Client`, or nil, err, "invalid"
 function M.new(opts)
   if type(hap) ~= "table" or type(hap.httpclient) ~= "function" then
     error("streamtelecom.haproxy runs inside HAProxy 2.6 or later (it needs core.httpclient);"

@@ -55,6 +55,9 @@ local clients = {
   direct = account(os.getenv("SPEC_FAKE_URL"), 2, nil, nil, 0.5),
   -- Nothing listens there.
   refused = account("http://127.0.0.1:" .. os.getenv("SPEC_CLOSED_PORT") .. "/get/", 2),
+  -- The same behind a relay at [::1], through the httpclient (no IPv6
+  -- loopback: nil).
+  cut6 = os.getenv("SPEC_CUT6") and account("http://" .. os.getenv("SPEC_CUT6") .. "/length/"),
   -- 50 requests at once.
   wide = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 50),
 }
@@ -89,6 +92,16 @@ local CALLS = {
     return c:wait(ids, { timeout = tonumber(a.timeout), interval = 1 })
   end,
 }
+
+-- send_n where HAProxy refuses every task (as a context that cannot start
+-- them would): answers whether it raised, and what.
+CALLS.no_tasks = function(c, a)
+  local register_task = core.register_task
+  core.register_task = function() error("no tasks here") end -- luacheck: ignore 122
+  local ok, err = pcall(CALLS.send_n, c, a)
+  core.register_task = register_task -- luacheck: ignore 122
+  return { raised = not ok, err = tostring(err) }
+end
 
 CALLS.seen = function()
   local out = seen
