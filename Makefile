@@ -102,7 +102,7 @@ DEBS_test-all := $(DEBS_test) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
                  lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev
 DEBS_rock := $(DEBS_demo) luarocks
 # argparse and lua-cjson come from Debian (CLI_DEBS), not from luarocks:
-# the rock builds offline with --deps-mode=none.
+# scripts/luarocks-debian.lua tells luarocks they are there.
 DEBS_dist := git luarocks zip
 DEBS_dist-check := $(DEBS_all) $(FAKEGW_DEBS) $(CLI_DEBS) git luarocks zip unzip lua5.4 liblua5.4-dev \
                    lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev
@@ -198,7 +198,8 @@ valgrind: check-deps-valgrind all
 ROCK_TREE := build/rock-tree
 rock: check-deps-rock
 	rm -rf $(ROCK_TREE)
-	luarocks --lua-version $(LUA_ABI) --tree $(ROCK_TREE) make --deps-mode=none \
+	LUAROCKS_CONFIG=scripts/luarocks-debian.lua \
+	  luarocks --lua-version $(LUA_ABI) --tree $(ROCK_TREE) make \
 	  streamtelecom-*.rockspec >build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
 	@LUA_CPATH="$(CURDIR)/$(ROCK_TREE)/lib/lua/$(LUA_ABI)/?.so;;" \
 	  STREAMTELECOM_LUA=$(LUA) scripts/demo

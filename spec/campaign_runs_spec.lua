@@ -253,6 +253,30 @@ describe("streamtelecom campaign, trusted", function()
     end)
   end)
 
+  it("resends a failure that never left (sent = false), never one that may have left", function()
+    local file = csv_of(3)
+    local journal = file .. ".journal"
+    -- A gateway nobody listens at: each request provably never left.
+    local dead = "http://127.0.0.1:" .. helper.listen_port() .. "/get/"
+    local _, err, status = run("--url " .. dead .. " campaign " .. shell_quote(file))
+    assert.equals(3, status, err)
+    assert.matches("3 rows failed before reaching the gateway", err)
+    local last = journal_rows(journal)
+    assert.same({ "connect", false }, { last[1].code, last[1].sent })
+    -- Row 2 as a send that may have left: even a code of connect is unknown
+    -- when the record says it may have been sent.
+    local f = assert(io.open(journal, "ab"))
+    f:write('{"t":"started","row":2,"to":"79030000002"}\n'
+            .. '{"t":"done","row":2,"code":"connect","err":"x","sent":true}\n')
+    f:close()
+    local out
+    out, err, status = run("campaign " .. shell_quote(file))
+    assert.equals(4, status, err)
+    assert.matches("3 rows: 2 sent, 0 refused, 0 failed, 1 unknown", out)
+    assert.is_nil(sends_by_number()[phone(2)])
+    assert.equals(1, sends_by_number()[phone(1)])
+  end)
+
   describe("stops cleanly", function()
     -- The command inside a pseudo-terminal, as an operator runs it.
     local function in_pty(cmd)
@@ -471,28 +495,31 @@ with open(sys.argv[1], newline="") as f:
   end)
 
   it("proves each row's fdatasync precedes its request at --concurrency 20 (strace)", function()
-    local st = require("streamtelecom")
-    if not (type(rawget(st, "_features")) == "table" and st._features.before_send) then
-      pending("needs send_many's before_send hook (st._features.before_send)")
-    end
+    -- A module with the hook refuses a before_send that is no function.
+    local client = require("streamtelecom").new{ user = USER, password = PASSWORD, url = fake.url }
+    local hook = not pcall(client.send_many, client, {}, { before_send = true })
+    client:close()
+    if not hook then pending("needs send_many's before_send hook") end
     local file = csv_of(100)
     local trace = path("trace")
-    -- LeakSanitizer cannot run under ptrace (make asan): the leak checks
-    -- are the rest of the suite's.
+    -- LeakSanitizer cannot run under ptrace (make asan): the leak checks are
+    -- the suite's.
     local asan = os.getenv("ASAN_OPTIONS")
-    local no_lsan = asan and ("env ASAN_OPTIONS=" .. shell_quote(asan .. ":detect_leaks=0") .. " ") or ""
     local _, err, status = run("campaign " .. shell_quote(file) .. " --concurrency 20", nil,
-      no_lsan .. "strace -f -qq -s 4096 -e trace=fdatasync,sendto,write -o " .. shell_quote(trace) .. " ")
+      (asan and ("ASAN_OPTIONS=" .. shell_quote(asan .. ":detect_leaks=0") .. " ") or "")
+      .. "strace -f -qq -s 65536 -e trace=fdatasync,sendto,write -o " .. shell_quote(trace) .. " ")
     assert.equals(0, status, err)
     -- Each write of started records is followed by its fdatasync before
     -- any sendto carrying one of those rows.
     local synced, pending_rows, checked = {}, {}, 0
     for line in io.lines(trace) do
-      for row in line:gmatch('\\"row\\":(%d+),\\"t\\":\\"started\\"') do
-        pending_rows[#pending_rows + 1] = row
-      end
-      for row in line:gmatch('\\"t\\":\\"started\\",\\"row\\":(%d+)') do
-        pending_rows[#pending_rows + 1] = row
+      if line:match("^%d+%s+write%(") then
+        -- strace shows the records' quotes as \" and their ends as \n.
+        for rec in line:gmatch("{[^}]*}") do
+          if rec:find('\\"t\\":\\"started\\"') then
+            pending_rows[#pending_rows + 1] = rec:match('\\"row\\":(%d+)')
+          end
+        end
       end
       if line:find("fdatasync(", 1, true) then
         for _, r in ipairs(pending_rows) do synced[phone(tonumber(r))] = true end

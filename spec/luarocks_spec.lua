@@ -31,10 +31,9 @@ local install = { done = false }
 
 local function luarocks_cmd()
   local cmd = "luarocks --lua-version " .. LUA_ABI
-  if jit then
-    cmd = "LUAROCKS_CONFIG=" .. shell_quote(install.dir .. "/luajit-config.lua") .. " " .. cmd
-  end
-  return cmd
+  -- The config says the command line's dependencies are Debian's packages
+  -- (and, for LuaJIT, where LuaJIT is).
+  return "LUAROCKS_CONFIG=" .. shell_quote(install.dir .. "/config.lua") .. " " .. cmd
 end
 
 -- Builds and installs once; answers the tree, or nil and why it cannot run
@@ -54,6 +53,9 @@ local function tree()
   install.dir = os.tmpname()
   os.remove(install.dir)
   assert(os.execute("mkdir -p " .. shell_quote(install.dir .. "/src")))
+  local config = assert(io.open(install.dir .. "/config.lua", "w"))
+  config:write('rocks_provided = { argparse = "0.7.1-1", ["lua-cjson"] = "2.1.0-1" }\n')
+  config:close()
   if jit then
     -- Debian's luarocks picks lua5.1 for 5.1; a config file points it at
     -- luajit, its directory and its headers instead.
@@ -64,7 +66,7 @@ local function tree()
                     .. "(libluajit2-5.1-dev) not found"
       return nil, install.why
     end
-    local f = assert(io.open(install.dir .. "/luajit-config.lua", "w"))
+    local f = assert(io.open(install.dir .. "/config.lua", "a"))
     f:write('lua_interpreter = "luajit"\n',
             ("variables = { LUA_DIR = %q, LUA_BINDIR = %q, LUA_INCDIR = %q }\n")
               :format(bin:gsub("/bin$", ""), bin, inc))
@@ -86,7 +88,7 @@ local function tree()
   out, status = sh("tar -cf - --exclude=./build --exclude=./.git --exclude=./dist "
     .. "--exclude='*.o' --exclude='*.so' . | tar -xf - -C " .. shell_quote(install.dir .. "/src")
     .. " && cd " .. shell_quote(install.dir .. "/src") .. " && HOME=" .. shell_quote(install.dir)
-    .. " " .. luarocks_cmd() .. " --local make --deps-mode=none")
+    .. " " .. luarocks_cmd() .. " --local make")
   if status ~= 0 then
     install.failed = "luarocks make failed:\n" .. out
     error(install.failed, 2)
@@ -164,5 +166,8 @@ describe("luarocks --lua-version " .. LUA_ABI .. " --local make", function()
     f:close()
     local interp = sh(luarocks_cmd() .. " config lua_interpreter"):match("^%s*(.-)%s*$")
     assert.matches("/" .. interp .. "'", wrapper, 1, true)
+    -- The tree is on the wrapper's paths (luarocks leaves them out when it
+    -- installs with --deps-mode=none).
+    assert.matches(t .. "/lib/lua/", wrapper, 1, true)
   end)
 end)

@@ -155,6 +155,7 @@ local function resend_refused(args)
   local value = v[1]
   if value and not value:match("^[%w_,]+$") and not args.file then
     args.file = value
+    args.resend_refused = {}
     value = nil
   end
   if not value then return true end
@@ -272,7 +273,10 @@ local function say_stop(stop, summary, ctx)
     ctx.warn("campaign stopped: " .. tostring(stop.err) .. "; nothing more was started. "
              .. "Free the space, then run the same command again to resume.")
   else
-    ctx.warn("campaign stopped (" .. tostring(stop.code or "error") .. "): " .. tostring(stop.err))
+    -- Never a source path: the operator gets the sentence only.
+    local err = tostring(stop.err):gsub("[^%s:]*%.lua:%d+: ", "")
+    ctx.warn("campaign stopped (" .. tostring(stop.code or "error") .. "): " .. err
+             .. "; run the same command again to resume")
   end
 end
 

@@ -13,11 +13,12 @@ function M.plural(n, word)
   return ("%d %s%s"):format(n, word, n == 1 and "" or "s")
 end
 
--- cjson writes an empty table as {}; lists that may be empty go through here.
+-- cjson writes an empty table as {}: a list that may be empty goes through
+-- M.list, which marks it empty with a word M.json turns into [].
+M.EMPTY = "@@streamtelecom empty list@@"
 function M.json(value)
-  return (cjson.encode(value):gsub('"\0EMPTY LIST\0"', "[]"))
+  return (cjson.encode(value):gsub('"@@streamtelecom empty list@@"', "[]"))
 end
-M.EMPTY = "\0EMPTY LIST\0"
 
 function M.list(t)
   if #t == 0 then return M.EMPTY end

@@ -14,10 +14,15 @@ M.STREAK = 20
 
 -- Whether send_many calls before_send just before a group of requests
 -- leaves (then one fdatasync covers the group); else each row is synced in
--- its on_start.
-local function has_before_send()
+-- its on_start. A module that knows the hook refuses a before_send that is
+-- no function; an older one ignores the key.
+local function has_before_send(client)
   local features = rawget(st, "_features")
-  return type(features) == "table" and features.before_send == true
+  if type(features) == "table" and features.before_send ~= nil then
+    return features.before_send == true
+  end
+  local ok, err = pcall(client.send_many, client, {}, { before_send = true })
+  return not ok and tostring(err):find("before_send", 1, true) ~= nil
 end
 M.has_before_send = has_before_send
 
@@ -29,12 +34,10 @@ local STOP = setmetatable({}, { __tostring = function() return "campaign stopped
 -- { kind = "signal"|"account"|"streak"|"journal"|"error", signal, code, err }
 function M.send(run)
   local todo, journal = run.todo, run.journal
+  -- A row's fields are a send_many item as they are (to, text, sender,
+  -- callback_url, name): no copy per row.
   local items = {}
-  for i, row in ipairs(todo) do
-    local f = row.fields
-    items[i] = { to = f.to, text = f.text, sender = f.sender, callback_url = f.callback_url,
-                 name = f.name }
-  end
+  for i, row in ipairs(todo) do items[i] = row.fields end
   local stopping
   local function stop(why)
     if stopping then return end
@@ -51,7 +54,7 @@ function M.send(run)
     if sig then stop({ kind = "signal", signal = sig }) end
   end
 
-  local batched = has_before_send()
+  local batched = has_before_send(run.client)
   local streak = { code = nil, n = 0, seen = {} }
   local last_flush = st._now()
   local function watch_refusals(i, rec)
@@ -76,15 +79,15 @@ function M.send(run)
   end
 
   local hooks = {
+    before_send = batched and function()
+      flush()
+      last_flush = st._now()
+    end or nil,
     on_start = function(i, item)
       if stopping then error(STOP, 0) end
       check_signal()
       journal:add({ t = "started", row = todo[i].n, to = item.to })
       if not batched then flush() end
-    end,
-    before_send = function()
-      flush()
-      last_flush = st._now()
     end,
     on_result = function(i, result)
       local rec = journal_mod.done_record(todo[i].n, result)
