@@ -63,10 +63,24 @@ int box_gc(lua_State *L) {
 
 /* ---- errors ------------------------------------------------------------- */
 
+/* The API name of an error's code; the core's out of memory becomes
+ * Lua's own memory error here, the one place it reaches Lua (API.md: never
+ * `network` or `invalid`). Every code a binding pushes goes through it. */
+int lst_nomem(lua_State *L) {
+    return luaL_error(L, "not enough memory");
+}
+
+const char *lst_code_name(lua_State *L, st_code code) {
+    if (code == ST_E_NOMEM)
+        lst_nomem(L);
+    return st_code_name(code);
+}
+
 int push_failure(lua_State *L, const st_error *err) {
+    const char *code = lst_code_name(L, err->code);
     lua_pushnil(L);
     lua_pushstring(L, err->message);
-    lua_pushstring(L, st_code_name(err->code));
+    lua_pushstring(L, code);
     return 3;
 }
 
@@ -124,9 +138,10 @@ void set_integer(lua_State *L, const char *key, double value) {
 }
 
 void push_error_record(lua_State *L, const st_error *err) {
+    const char *code = lst_code_name(L, err->code);
     lua_createtable(L, 0, 2);
     set_string(L, "err", err->message);
-    set_string(L, "code", st_code_name(err->code));
+    set_string(L, "code", code);
 }
 
 /* A send's failure says whether the gateway may have the request: `sent`
@@ -155,7 +170,7 @@ void push_send_result(lua_State *L, const st_send_result *res) {
         } else {
             const st_error *e = &res->errors[rec->chunk];
             set_string(L, "err", e->message);
-            set_string(L, "code", st_code_name(e->code));
+            set_string(L, "code", lst_code_name(L, e->code));
         }
         lua_rawseti(L, -2, (int)i + 1);
     }
@@ -571,7 +586,7 @@ int read_send_items(lua_State *L, int arg, int anchor, call_box *box,
     known_keys keys = {0, NULL, NULL};
     int top;
     if (alloc_items(box, n) != 0)
-        return luaL_error(L, "not enough memory");
+        return lst_nomem(L);
     luaL_checkstack(L, 2, "streamtelecom");
     keys.slot = lua_gettop(L) + 1;
     lua_pushnil(L);
@@ -601,7 +616,7 @@ static void alloc_ids(lua_State *L, call_box *box, size_t n) {
     box->statuses = calloc(slots, sizeof *box->statuses);
     box->errors = calloc(slots, sizeof *box->errors);
     if (!box->ids || !box->statuses || !box->errors)
-        luaL_error(L, "not enough memory");
+        lst_nomem(L);
 }
 
 /* An id checked with its Lua length: "1234\0..." is not "1234". */

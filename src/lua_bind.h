@@ -67,6 +67,9 @@ void box_release(lua_State *L, call_box *box);
 int box_gc(lua_State *L);
 
 /* ---- errors and results ---- */
+/* Out of memory, from the core or the bindings: Lua's memory error. */
+int lst_nomem(lua_State *L);
+const char *lst_code_name(lua_State *L, st_code code);
 int push_failure(lua_State *L, const st_error *err);
 int push_closed(lua_State *L);
 /* Raises "bad argument #N to 'method' (why)" for the value at stack index

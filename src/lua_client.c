@@ -64,7 +64,7 @@ static int run_on_request(lua_State *L) {
     set_string(L, "url", info->url);
     set_integer(L, "http_status", (double)info->http_status);
     set_number(L, "seconds", info->seconds);
-    if (info->code != ST_OK)
+    if (info->code != ST_OK && info->code != ST_E_NOMEM)
         set_string(L, "code", st_code_name(info->code));
     lua_call(L, 1, 0);
     return 0;
@@ -958,7 +958,7 @@ static int l_stats(lua_State *L) {
     set_number(L, "seconds_total", s.seconds_total);
     set_number(L, "seconds_max", s.seconds_max);
     lua_newtable(L);
-    for (code = 1; code < ST_CODE_COUNT; code++)
+    for (code = 1; code < ST_E_NOMEM; code++) /* the API's codes only */
         if (s.failures[code])
             set_integer(L, st_code_name((st_code)code),
                         (double)s.failures[code]);
@@ -1083,7 +1083,7 @@ static int read_run_args(lua_State *L, lst_run *run, int anchor,
         run->id = run->out.idbuf;
         run->box.ids = calloc(1, sizeof *run->box.ids);
         if (!run->box.ids)
-            return luaL_error(L, "not enough memory");
+            return lst_nomem(L);
         run->box.ids[0] = run->id;
         run->box.nids = 1;
         return 0;
@@ -1190,7 +1190,7 @@ static lst_run *push_run(lua_State *L, lst_client *u, int kind) {
         run = *slot = calloc(1, sizeof *run);
     }
     if (!run)
-        luaL_error(L, "not enough memory");
+        lst_nomem(L);
     run->box.ref = LUA_NOREF;
     run->owner = u;
     run->kind = kind;
@@ -1352,8 +1352,8 @@ static int frame_request(lua_State *L, lst_run *run, size_t job,
     if (e == ST_HTTP_OK)
         return 0;
     arm(L, run, &ctx);
-    st_task_fail(run->task, job, ST_E_NETWORK, st_http_error_text(e), 0, 0,
-                 0);
+    st_task_fail(run->task, job, e == ST_HTTP_E_NOMEM ? ST_E_NOMEM : ST_E_NETWORK,
+                 st_http_error_text(e), 0, 0, 0);
     disarm(run);
     return -1;
 }

@@ -42,7 +42,7 @@ static int parse_send(lua_State *L, const char *body, size_t n) {
                                : box->recipients.count;
     box->answer_ids = calloc(expected ? expected : 1, sizeof *box->answer_ids);
     if (!box->answer_ids)
-        return luaL_error(L, "not enough memory");
+        return lst_nomem(L);
     if (st_parse_send_answer(body, n, expected ? expected : 1,
                              box->answer_ids, &err) != 0)
         return push_failure(L, &err);
@@ -178,8 +178,8 @@ static const luaL_Reg module_functions[] = {
 
 static void push_errors_set(lua_State *L) {
     int code;
-    lua_createtable(L, 0, ST_CODE_COUNT - 1);
-    for (code = 1; code < ST_CODE_COUNT; code++)
+    lua_createtable(L, 0, ST_E_NOMEM - 1);
+    for (code = 1; code < ST_E_NOMEM; code++) /* the API's codes only */
         set_string(L, st_code_name((st_code)code), st_code_name((st_code)code));
 }
 
@@ -199,5 +199,13 @@ ST_EXPORT int luaopen_streamtelecom(lua_State *L) {
     set_string(L, "DEFAULT_URL", ST_DEFAULT_URL);
     push_errors_set(L);
     lua_setfield(L, -2, "errors");
+    /* What this build offers that an older one lacked, for the Lua parts
+     * that may meet either (a campaign run by a newer command). */
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "before_send");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "sent");
+    lua_setfield(L, -2, "_features");
     return 1;
 }

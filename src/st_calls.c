@@ -167,12 +167,12 @@ static void close_item(send_source *s, open_item *item) {
     open_item_free(s->c, item);
 }
 
-/* An item that could not start (no memory) fails whole, with that error. */
-static void fail_item_start(send_source *s, size_t index, const char *why) {
+/* An item that could not start (no memory) fails whole, never sent. */
+static void fail_item_start(send_source *s, size_t index) {
     open_item item;
     memset(&item, 0, sizeof item);
     item.index = index;
-    st_fail(&item.res.failure, ST_E_NETWORK, "%s", why);
+    st_nomem(&item.res.failure);
     s->hooks->on_result(s->hooks->ctx, index, &item.res);
 }
 
@@ -245,7 +245,7 @@ static open_item *start_next_item(send_source *s) {
         item = open_item_new(s, index);
         if (item)
             return item;
-        fail_item_start(s, index, "out of memory");
+        fail_item_start(s, index);
     }
     return NULL;
 }
@@ -286,7 +286,7 @@ static st_code send_read(void *ctx, st_job *job) {
     send_answer_ctx a;
     size_t i;
     if (!ids)
-        return st_fail(&job->err, ST_E_NETWORK, "out of memory"),
+        return st_nomem(&job->err),
                ST_E_NETWORK;
     if (ids == few)
         memset(few, 0, sizeof few);
@@ -403,7 +403,7 @@ static st_task *call_start(st_task *call, size_t max_jobs, st_error *err) {
         return call;
     task_free_unstarted(call);
     if (err)
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
     return NULL;
 }
 
@@ -416,30 +416,29 @@ void st_task_stop(st_task *call) {
 
 /* A driven task dropped before its end (its driver raised, or gave up)
  * still holds the items in flight: each once, however many of its parts
- * were running. */
+ * were running. The slots that repeat an item (or the one being started)
+ * are cleared first, with nothing freed yet; then each item left is freed
+ * once. No memory is taken for it: nothing can leak. */
 static void free_open_items(st_task *call) {
-    open_item **seen;
-    size_t i, j, n = 0;
+    st_job *slots = call->run.slots;
+    size_t i, j;
     if (call->run.running == 0 && call->run.waiting == 0 &&
         !call->send.starting)
         return; /* it ran to its end: every item was closed */
-    seen = calloc(call->run.nslots + 1, sizeof *seen);
-    if (!seen) /* no memory to tell them apart: better a leak than a crash */
-        return;
-    if (call->send.starting)
-        seen[n++] = call->send.starting;
     for (i = 0; i < call->run.nslots; i++) {
-        open_item *item = call->run.slots[i].tag;
-        if (call->run.slots[i].state == ST_JOB_FREE || !item)
+        if (slots[i].state == ST_JOB_FREE || !slots[i].tag)
             continue;
-        for (j = 0; j < n && seen[j] != item; j++)
-            ;
-        if (j == n)
-            seen[n++] = item;
+        if (slots[i].tag == call->send.starting)
+            slots[i].tag = NULL;
+        for (j = 0; j < i && slots[i].tag; j++)
+            if (slots[j].state != ST_JOB_FREE && slots[j].tag == slots[i].tag)
+                slots[i].tag = NULL;
     }
-    for (i = 0; i < n; i++)
-        open_item_free(call->c, seen[i]);
-    free(seen);
+    for (i = 0; i < call->run.nslots; i++)
+        if (slots[i].state != ST_JOB_FREE && slots[i].tag)
+            open_item_free(call->c, slots[i].tag);
+    if (call->send.starting)
+        open_item_free(call->c, call->send.starting);
 }
 
 static void wait_free(struct wait_state *w);
@@ -528,7 +527,7 @@ int st_task_answer(st_task *call, size_t job, long http_status,
                             "gateway answer is larger than max_response", 1,
                             seconds, new_connection);
     if (st_buf_append(&j->reply.body, body, n) != 0)
-        return st_task_fail(call, job, ST_E_NETWORK, "out of memory", 1,
+        return st_task_fail(call, job, ST_E_NOMEM, "not enough memory", 1,
                             seconds, new_connection);
     st_run_answered(&call->run, j);
     return 0;
@@ -567,7 +566,7 @@ static st_task *begin_send(st_client *c, const st_send_item *items, size_t n,
     st_task *call = call_new(c);
     send_source *s;
     if (!call) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     s = &call->send;
@@ -654,7 +653,7 @@ int st_client_send_url(const st_client *c, const st_recipients *r,
                      "url() builds one",
                      r->count, nchunks);
     else if (st_build_send_url(url, &cred, p, r, 0, r->count) != 0)
-        rc = st_fail(err, ST_E_INVALID, "out of memory");
+        rc = st_nomem(err);
     free(chunks);
     return rc;
 }
@@ -735,7 +734,7 @@ static void status_round(st_client *c, const char *const *ids,
         return;
     }
     for (k = 0; k < m; k++)
-        st_fail(&errs[which ? which[k] : k], ST_E_NETWORK, "out of memory");
+        st_nomem(&errs[which ? which[k] : k]);
 }
 
 st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,
@@ -746,7 +745,7 @@ st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,
         return NULL;
     call = begin_status(c, ids, NULL, n, out, errs, hooks);
     if (!call)
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
     return call;
 }
 
@@ -833,7 +832,7 @@ static wait_state *wait_new(st_client *c, const char *const *ids, size_t n,
         w->which = malloc((n ? n : 1) * sizeof *w->which);
     if (!w || !w->which) {
         wait_free(w);
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     w->c = c;
@@ -911,7 +910,7 @@ st_task *st_task_wait(st_client *c, const char *const *ids, size_t n,
     call = call_new(c);
     if (!call) {
         wait_free(w);
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     call->wait = w;
@@ -946,8 +945,7 @@ static st_step wait_task_next(st_task *call, size_t *job, const char **url,
                                        w->errs, NULL);
             if (!call->round) /* as status_round does without memory */
                 for (k = 0; k < w->m; k++)
-                    st_fail(&w->errs[w->which[k]], ST_E_NETWORK,
-                            "out of memory");
+                    st_nomem(&w->errs[w->which[k]]);
             if (call->src.stop && call->round)
                 st_task_stop(call->round);
         }
@@ -964,7 +962,7 @@ int st_client_build_url(const st_client *c, st_call call, const char *id,
     } else {
         st_build_balance_url(url, &cred);
     }
-    return url->failed ? st_fail(err, ST_E_NETWORK, "out of memory") : 0;
+    return url->failed ? st_nomem(err) : 0;
 }
 
 /* ---- balance: a source of one job ---------------------------------------- */
@@ -996,7 +994,7 @@ st_task *st_task_balance(st_client *c, st_balance *out, st_error *err) {
     st_task *call = call_new(c);
     balance_source *s;
     if (!call) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     s = &call->balance;

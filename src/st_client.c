@@ -161,7 +161,7 @@ static st_client *client_new(const st_options *o, int driven, st_error *err) {
     }
     return c;
 no_memory:
-    st_fail(err, ST_E_NETWORK, "out of memory");
+    st_nomem(err);
     st_client_free(c);
     return NULL;
 }

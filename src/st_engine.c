@@ -186,7 +186,7 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
         if (!next->url.failed)
             return hand_out(run, next, job);
         /* No memory to build its URL: it ends here, for every driver. */
-        st_fail(&next->err, ST_E_NETWORK, "out of memory");
+        st_nomem(&next->err);
         finish_job(run, next);
     }
     if (run->running == 0 && run->waiting == 0 &&

@@ -10,8 +10,12 @@ static const char *const code_names[ST_CODE_COUNT] = {
     "",          "auth",    "blocked",   "direction_closed", "no_sender",
     "no_text",   "unknown_sender", "no_phone", "flood",      "not_found",
     "gateway",   "invalid", "timeout",   "connect",          "tls",
-    "http",      "too_large", "network", "closed",
+    "http",      "too_large", "network", "closed",    "",
 };
+
+int st_nomem(st_error *err) {
+    return st_fail(err, ST_E_NOMEM, "not enough memory");
+}
 
 const char *st_code_name(st_code code) {
     if ((int)code < 0 || code >= ST_CODE_COUNT)

@@ -31,6 +31,10 @@ typedef enum st_code {
     ST_E_TOO_LARGE,
     ST_E_NETWORK,
     ST_E_CLOSED,
+    /* Out of memory: internal, never a code the API answers. The core
+     * fails with it (st_nomem) wherever an allocation fails; the bindings
+     * turn it into Lua's own memory error at one place (lst_code_name). */
+    ST_E_NOMEM,
     ST_CODE_COUNT
 } st_code;
 
@@ -44,6 +48,9 @@ typedef struct st_error {
 void st_error_copy(st_error *dst, const st_error *src);
 /* The API name of a code ("auth", "timeout", ...); "" for ST_OK. */
 const char *st_code_name(st_code code);
+/* Sets err to ST_E_NOMEM and returns -1: the one way the core says an
+ * allocation failed. */
+int st_nomem(st_error *err);
 /* Sets err and returns -1, so callers can `return st_fail(...)`. */
 int st_fail(st_error *err, st_code code, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -168,10 +168,10 @@ static int plan(const st_credentials *c, const st_send_params *p,
             return ++*nchunks, 0;
         return push_chunk(chunks, nchunks, &cap, 0, r->count) == 0
                    ? 0
-                   : st_fail(err, ST_E_INVALID, "out of memory");
+                   : st_nomem(err);
     }
     if (send_overhead(c, p, &overhead) != 0)
-        return st_fail(err, ST_E_INVALID, "out of memory");
+        return st_nomem(err);
     for (i = 0; i < r->count; i++) {
         size_t len = strlen(st_recipient(r, i)->digits);
         size_t sep = i > first ? strlen(ST_ENCODED_COMMA) : 0;
@@ -183,7 +183,7 @@ static int plan(const st_credentials *c, const st_send_params *p,
         if (overhead + used + sep + len > max_url) {
             if (chunks && push_chunk(chunks, nchunks, &cap, first,
                                      i - first) != 0)
-                return st_fail(err, ST_E_INVALID, "out of memory");
+                return st_nomem(err);
             if (!chunks)
                 ++*nchunks;
             first = i, used = 0, sep = 0;
@@ -193,7 +193,7 @@ static int plan(const st_credentials *c, const st_send_params *p,
     if (r->count > first) {
         if (chunks && push_chunk(chunks, nchunks, &cap, first,
                                  r->count - first) != 0)
-            return st_fail(err, ST_E_INVALID, "out of memory");
+            return st_nomem(err);
         if (!chunks)
             ++*nchunks;
     }

@@ -231,7 +231,7 @@ static st_xfer *xfer_new(st_transport *t, st_error *err) {
     st_xfer *x = calloc(1, sizeof *x);
     if (!x || !(x->easy = curl_easy_init())) {
         free(x);
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     x->t = t;
@@ -327,7 +327,7 @@ static int own_process(st_transport *t, st_error *err) {
         t->generation = fork_generation;
         return 0;
     }
-    return st_fail(err, ST_E_NETWORK, "out of memory");
+    return st_nomem(err);
 }
 
 st_transport *st_transport_new(const st_options *o, st_error *err) {
@@ -341,7 +341,7 @@ st_transport *st_transport_new(const st_options *o, st_error *err) {
     }
     t = calloc(1, sizeof *t);
     if (!t) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         return NULL;
     }
     t->opts = *o;
@@ -350,7 +350,7 @@ st_transport *st_transport_new(const st_options *o, st_error *err) {
     if (o->verify) /* NULL where it cannot be shared: libcurl loads it */
         t->castore = st_castore_get(o->ca_file, o->ca_path);
     if (setup_multi(t) != 0 || prepare_headers(t) != 0) {
-        st_fail(err, ST_E_NETWORK, "out of memory");
+        st_nomem(err);
         st_transport_free(t);
         return NULL;
     }
@@ -645,12 +645,12 @@ int st_transport_start(st_transport *t, const char *url, int once,
     x->started = st_now();
     if (set_url(x, url) != 0 || add_live(t, x) != 0) {
         xfer_give_back(t, x);
-        return st_fail(err, ST_E_NETWORK, "out of memory");
+        return st_nomem(err);
     }
     if (curl_multi_add_handle(t->multi, x->easy) != CURLM_OK) {
         t->running--;
         xfer_give_back(t, x);
-        return st_fail(err, ST_E_NETWORK, "out of memory");
+        return st_nomem(err);
     }
     limit = time_limit(t, x);
     if (limit < t->first_limit)

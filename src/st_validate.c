@@ -84,7 +84,7 @@ int st_recipients_add(st_recipients *r, const char *s, size_t n,
         phone.digits[n] = '\0';
         return recipients_push(r, &phone) == 0
                    ? 0
-                   : st_fail(err, ST_E_INVALID, "out of memory");
+                   : st_nomem(err);
     }
     for (;;) {
         const char *comma = memchr(s + start, ',', n - start);
@@ -92,7 +92,7 @@ int st_recipients_add(st_recipients *r, const char *s, size_t n,
         st_phone phone;
         if (st_phone_normalize(s + start, end - start, &phone, err) != 0 ||
             (recipients_push(r, &phone) != 0 &&
-             st_fail(err, ST_E_INVALID, "out of memory") != 0)) {
+             st_nomem(err) != 0)) {
             r->count = before;
             return -1;
         }

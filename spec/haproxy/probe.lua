@@ -2,14 +2,36 @@
 -- /probe?op=send|status|balance|send_many|status_many|wait&client=relay|dead&...
 -- runs one call of streamtelecom.haproxy inside an HAProxy service and answers
 -- its three values and the client's stats as JSON.
+-- Every sleep and log line of the module, counted (op=seen answers and
+-- resets them): never a sleep below 1 ms, no log line per retry.
+local seen
+local function reset_seen() seen = { sleeps = 0, min_ms = 1e9, fractions = 0, logs = 0 } end
+reset_seen()
+local function slept(ms)
+  seen.sleeps = seen.sleeps + 1
+  if ms < seen.min_ms then seen.min_ms = ms end
+  if ms % 1 ~= 0 then seen.fractions = seen.fractions + 1 end
+end
+local msleep, sleep = core.msleep, core.sleep
+-- core's functions are wrapped on purpose:
+-- luacheck: push ignore 122
+core.msleep = function(ms) slept(ms) return msleep(ms) end
+core.sleep = function(s) slept(s * 1000) return sleep(s) end
+for _, name in ipairs({ "log", "Debug", "Info", "Warning", "Alert" }) do
+  local f = core[name]
+  core[name] = function(...) seen.logs = seen.logs + 1 return f(...) end
+end
+-- luacheck: pop
+
 local st = require "streamtelecom.haproxy"
 local cjson = require "cjson"
 
-local function account(url, retries)
+local function account(url, retries, concurrency, rate, timeout)
   return assert(st.new{
     user = os.getenv("STREAM_TELECOM_USER"),
     password = os.getenv("STREAM_TELECOM_PASSWORD"),
-    sender = "MyShop", url = url, retries = retries, timeout = 15,
+    sender = "MyShop", url = url, retries = retries, timeout = timeout or 15,
+    concurrency = concurrency, rate = rate, max_response = 4096,
   })
 end
 
@@ -21,6 +43,23 @@ local clients = {
   slow = account("http://" .. os.getenv("SPEC_SLOW_RELAY") .. "/get/"),
   -- A relay that cannot verify the gateway's certificate.
   badca = account("http://" .. os.getenv("SPEC_BADCA_RELAY") .. "/get/", 0),
+  -- A gateway that cuts its answers short (spec/haproxy/cut_server.lua).
+  cut_length = account("http://" .. os.getenv("SPEC_CUT") .. "/length/"),
+  cut_chunked = account("http://" .. os.getenv("SPEC_CUT") .. "/chunked/"),
+  -- 100 requests a second at most: the engine asks for rate waits.
+  rated = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 10, 100),
+  -- A dead relay, retried: backoffs between the tries.
+  dead_retry = account("http://" .. os.getenv("SPEC_DEAD_RELAY") .. "/get/", 2),
+  -- The fake itself, no relay (core.tcp() straight to it), answering in
+  -- half a second at most.
+  direct = account(os.getenv("SPEC_FAKE_URL"), 2, nil, nil, 0.5),
+  -- Nothing listens there.
+  refused = account("http://127.0.0.1:" .. os.getenv("SPEC_CLOSED_PORT") .. "/get/", 2),
+  -- The same behind a relay at [::1], through the httpclient (no IPv6
+  -- loopback: nil).
+  cut6 = os.getenv("SPEC_CUT6") and account("http://" .. os.getenv("SPEC_CUT6") .. "/length/"),
+  -- 50 requests at once.
+  wide = account("http://" .. os.getenv("SMS_RELAY") .. "/get/", nil, 50),
 }
 
 local function unescape(s)
@@ -36,6 +75,12 @@ local CALLS = {
     for to in a.to:gmatch("[^,]+") do items[#items + 1] = { to = to, text = a.text } end
     return c:send_many(items)
   end,
+  -- n sends to one number, each text its own ("Bulk 1".."Bulk n").
+  send_n = function(c, a)
+    local items = {}
+    for i = 1, tonumber(a.n) do items[i] = { to = a.to, text = a.text .. " " .. i } end
+    return c:send_many(items)
+  end,
   status_many = function(c, a)
     local ids = {}
     for id in a.id:gmatch("[^,]+") do ids[#ids + 1] = id end
@@ -47,6 +92,35 @@ local CALLS = {
     return c:wait(ids, { timeout = tonumber(a.timeout), interval = 1 })
   end,
 }
+
+-- send_n where HAProxy refuses every task (as a context that cannot start
+-- them would): answers whether it raised, and what.
+CALLS.no_tasks = function(c, a)
+  local register_task = core.register_task
+  core.register_task = function() error("no tasks here") end -- luacheck: ignore 122
+  local ok, err = pcall(CALLS.send_n, c, a)
+  core.register_task = register_task -- luacheck: ignore 122
+  return { raised = not ok, err = tostring(err) }
+end
+
+CALLS.seen = function()
+  local out = seen
+  reset_seen()
+  return out
+end
+
+-- op=in_task&inner=OP...: runs OP in a task of its own (core.register_task)
+-- and answers what it gave: the same call from a task.
+CALLS.in_task = function(c, a)
+  local out
+  core.register_task(function()
+    a.op = a.inner
+    out = table.pack(pcall(CALLS[a.inner], c, a))
+  end)
+  while not out do core.msleep(5) end
+  if not out[1] then error(out[2], 0) end
+  return out[2], out[3], out[4]
+end
 
 -- Options HAProxy takes care of, bad values, and a closed client.
 CALLS.misc = function()
