@@ -249,6 +249,9 @@ install: $(SO) $(BUILD)/streamtelecom
 	install -d $(DESTDIR)$(LUA_LMOD)/streamtelecom
 	install -m 0644 lua/streamtelecom/campaign.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/campaign.lua
 	install -m 0644 lua/streamtelecom/haproxy.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/haproxy.lua
+	install -m 0644 lua/streamtelecom/driver.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/driver.lua
+	install -d $(DESTDIR)$(LUA_LMOD)/resty
+	install -m 0644 lua/resty/streamtelecom.lua $(DESTDIR)$(LUA_LMOD)/resty/streamtelecom.lua
 	install -d $(DESTDIR)$(BINDIR)
 	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/streamtelecom \
 	  >$(DESTDIR)$(BINDIR)/streamtelecom

@@ -64,6 +64,7 @@ build = {
     ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua",
     ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
     ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
+    ["streamtelecom.driver"] = "lua/streamtelecom/driver.lua",
   },
   install = {
     bin = {
