@@ -93,10 +93,18 @@ local function park(d)
   d.parked = d.parked - 1
 end
 
+-- Asks the engine for the next step. Unprotected while the caller is the
+-- only worker (a raise then has no one to leave behind: the fast path of a
+-- single call); protected as soon as there are others, whom the end must wake.
+local function next_step(d, run, agent)
+  if d.workers == 1 then return true, run:next_request(agent) end
+  return pcall(run.next_request, run, agent)
+end
+
 local function work(d)
   local run, agent = d.run, d.agent
   while not d.done do
-    local ok, what, a, b, c, e, f, full = pcall(run.next_request, run, agent)
+    local ok, what, a, b, c, e, f, full = next_step(d, run, agent)
     if not ok then
       d.done, d.raised = true, what
     elseif what == "start" then
@@ -133,15 +141,28 @@ end
 --- Drives a run to its end on the calling coroutine (and, with `spawn`,
 -- beside it); answers what the blocking method answers.
 function M.drive(client, run)
-  local class = client.class
-  local d = { run = run, client = client, agent = client.user_agent, name = class.name,
-              exchange = class.exchange, sleep = class.sleep, spawn = class.spawn,
-              signal = nil, concurrency = client.concurrency,
-              workers = 1, busy = 0, parked = 0, napping = false, done = false }
-  if class.spawn and client.concurrency > 1 then d.signal = class.signal() end
+  -- A client keeps the table of its last drive for the next: most calls
+  -- are one at a time, and a drive's table is a dozen fields.
+  local d = client.spare_drive
+  if d then
+    client.spare_drive = nil
+    d.run, d.workers, d.busy, d.parked, d.napping, d.done, d.raised = run, 1, 0, 0, false, false, nil
+  else
+    local class = client.class
+    d = { run = run, client = client, agent = client.user_agent, name = class.name,
+          exchange = class.exchange, sleep = class.sleep, spawn = class.spawn,
+          signal = class.spawn and client.concurrency > 1 and class.signal() or nil,
+          concurrency = client.concurrency,
+          workers = 1, busy = 0, parked = 0, napping = false, done = false }
+  end
   work(d)
-  if d.raised then error(d.raised, 0) end
-  return d[1], d[2], d[3]
+  local raised, a, b, c = d.raised, d[1], d[2], d[3]
+  d.run, d[1], d[2], d[3] = nil, nil, nil, nil
+  -- Workers of this drive still parked wake to find it done: only then may
+  -- the table serve another drive.
+  if d.parked == 0 and d.workers == 1 then client.spare_drive = d end
+  if raised then error(raised, 0) end
+  return a, b, c
 end
 
 -- ---- the client -------------------------------------------------------------
