@@ -13,11 +13,10 @@
 local st = require "resty.streamtelecom"
 local ffi = require "ffi"
 
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-int clock_gettime(int clock, bench_timespec *tp);
-]]
+pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } bench_timespec;")
+pcall(ffi.cdef, "int clock_gettime(int clock, void *tp);")
 local CLOCK_PROCESS_CPUTIME_ID = 2
+local clock_gettime = ffi.cast("int (*)(int, bench_timespec *)", ffi.C.clock_gettime)
 local ts = ffi.new("bench_timespec")
 
 local M = {}
@@ -28,7 +27,7 @@ local function clock()
 end
 
 local function cpu()
-  ffi.C.clock_gettime(CLOCK_PROCESS_CPUTIME_ID, ts)
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, ts)
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
 end
 

@@ -62,9 +62,28 @@ local NO_COSOCKETS = {
   body_filter = true, balancer = true, exit_worker = true, ssl_session_store = true,
 }
 
-local function fclock()
+-- The wall clock, fresh: slot times in the shared dictionary, which all
+-- workers read.
+local function wall_clock()
   update_time()
   return now()
+end
+
+-- The clock of an exchange's deadlines and durations: CLOCK_MONOTONIC
+-- through LuaJIT's FFI, which costs a vDSO call where ngx.update_time also
+-- formats nginx's cached time strings, twice per request.
+local ffi = require "ffi"
+-- In pcalls: another module (or a second load of this one) may have
+-- declared them already; the cast makes the call ours whatever its
+-- declaration said.
+pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } streamtelecom_timespec;")
+pcall(ffi.cdef, "int clock_gettime(int clock, void *tp);")
+local CLOCK_MONOTONIC = 1
+local clock_gettime = ffi.cast("int (*)(int, streamtelecom_timespec *)", ffi.C.clock_gettime)
+local timespec = ffi.new("streamtelecom_timespec")
+local function fclock()
+  clock_gettime(CLOCK_MONOTONIC, timespec)
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
 end
 
 -- ngx.sleep truncates to whole milliseconds: half a millisecond more keeps
@@ -91,7 +110,7 @@ local function take_slot(self)
     if spins > 200 then break end -- a stuck lock: go on rather than hang
     nap(nil, 1)
   end
-  local t = fclock()
+  local t = wall_clock()
   local slot = math_max(t, dict:get(key) or 0)
   -- Forgotten after a minute of no use: slot times are absolute.
   dict:set(key, slot + interval, 60 + interval)
@@ -112,7 +131,7 @@ end
 -- Milliseconds left until a deadline, at least 1 (0 would mean no limit).
 -- The event loop's cached clock is close enough for a deadline; the clock
 -- is read afresh only where a duration is reported.
-local function ms(until_) return math_max(1, (until_ - now()) * 1000) end
+local function ms(until_) return math_max(1, (until_ - fclock()) * 1000) end
 
 -- The connect options for a gateway: one pool per client's gateway (its
 -- url is fixed), made once.
@@ -127,12 +146,15 @@ local function connect_options(self, host, port, tls)
   return opts
 end
 
--- A response parser: one kept per client for reuse (its buffers too); a
--- parser that saw a failure is dropped.
+-- Response parsers: a client keeps those of its finished exchanges for the
+-- next (their buffers too), as many as ran at once; a parser that saw a
+-- failure is dropped.
 local function take_parser(self)
-  local parser = self.spare_parser
-  if parser then
-    self.spare_parser = nil
+  local spares = self.spare_parsers
+  local n = #spares
+  if n > 0 then
+    local parser = spares[n]
+    spares[n] = nil
     return parser
   end
   return http_response(self.max_response)
@@ -178,7 +200,7 @@ local function receive(self, run, job, sock, started, deadline, parser, new_conn
   local received = 0
   repeat
     if received > 0 then -- the first read has the timeout set at connect
-      local left = deadline - now()
+      local left = deadline - fclock()
       if left <= 0 then
         failed(run, job, sock, started, "timeout", "timeout: no complete answer from"
                .. " the gateway within " .. self.timeout .. " s", true, new_conn)
@@ -259,7 +281,8 @@ local function exchange(self, run, job, request, host, port, tls)
     return -- the parser is dropped with its failure
   end
   local keep = run:answer_http(job, parser, fclock() - started, new_conn)
-  self.spare_parser = parser -- answer_http made it ready for the next answer
+  local spares = self.spare_parsers -- answer_http made it ready for the next answer
+  spares[#spares + 1] = parser
   -- keepalive_timeout = 0 means no keep-alive (setkeepalive's 0 would keep
   -- the connection for ever).
   if keep and self.keepalive_ms > 0 then
@@ -312,6 +335,7 @@ local function init(self, opts)
            .. " it is in seconds (60 is a minute), not milliseconds"
   end
   self.verify, self.pool_size, self.keepalive_ms = verify, pool_size, keepalive * 1000
+  self.spare_parsers = {}
   if opts.shared_dict ~= nil then
     if type(opts.shared_dict) ~= "string" then return "invalid option 'shared_dict': want a string" end
     local dict = ngx.shared[opts.shared_dict]
