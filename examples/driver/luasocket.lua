@@ -1,13 +1,6 @@
--- A driver for the streamtelecom engine over LuaSocket (docs/DRIVERS.md): the
--- engine decides (concurrency, rate, retries, parsing, stats, redaction),
--- streamtelecom.driver runs the loop; this file only moves bytes, one request
--- at a time, over one kept-alive plain-HTTP connection. A model for drivers of
--- other loops (cqueues, luv, copas): replace connect/send/receive and sleep.
---
---   local driver = require "examples.driver.luasocket"
---   local client = assert(driver.new{ user = "test", password = "secret",
---                                     url = "http://127.0.0.1:8089/get/" })
---   local msgs, err, code = client:send("79031234567", "Hello")
+-- A driver over LuaSocket (docs/DRIVERS.md): one request at a time on one
+-- kept-alive plain-HTTP connection. For another loop, replace the socket calls.
+--   local client = assert(require("examples.driver.luasocket").new{ user =, password =, url = })
 local st = require("streamtelecom")
 local driver = require("streamtelecom.driver")
 local socket = require("socket")
@@ -24,8 +17,7 @@ local function connection(self, host, port)
   return sock, true
 end
 
--- Reads one answer into the C parser: "done", or nil, err, kind. Takes
--- whatever bytes have come (receive(n) alone would wait for all n).
+-- Feeds the C parser whatever bytes come: "done", or nil, err, kind.
 local function receive(sock, parser, deadline)
   sock:settimeout(0)
   while true do
@@ -43,15 +35,14 @@ local function receive(sock, parser, deadline)
   end
 end
 
--- One exchange, told to the run: the engine framed the request.
+-- One exchange of bytes the engine framed, told to the run once.
 local function exchange(self, run, job, request, host, port, tls)
   local t0 = socket.gettime()
   if tls then return run:fail(job, "tls", "this example driver speaks plain HTTP only", false, 0) end
   local sock, new = connection(self, host, port)
   if not sock then return run:fail(job, "connect", "could not connect: " .. new, false, 0, true) end
+  local parser, state, err, kind = st._http_response(self.max_response)
   sock:settimeout(self.timeout)
-  local parser = st._http_response(self.max_response)
-  local state, err, kind
   if sock:send(request) then -- else some bytes may have left: never repeated
     state, err, kind = receive(sock, parser, t0 + self.timeout)
   end
@@ -59,14 +50,10 @@ local function exchange(self, run, job, request, host, port, tls)
   if state == "done" and run:answer_http(job, parser, seconds, new) then return end
   sock:close()
   self.sock = nil
-  if state == "done" then return end
+  if state == "done" then return end -- answered; the connection may not be reused
   local code = (kind == "too_large" or kind == "timeout") and kind or "network"
   run:fail(job, code, code .. ": " .. tostring(err or "sending failed"), true, seconds, new)
 end
 
-return driver.class{
-  name = "luasocket",
-  user_agent = "streamtelecom-luasocket",
-  exchange = exchange,
-  sleep = socket.sleep,
-}
+return driver.class{ name = "luasocket", user_agent = "streamtelecom-luasocket",
+                     exchange = exchange, sleep = socket.sleep }
