@@ -71,4 +71,15 @@ build = {
       streamtelecom = "bin/streamtelecom",
     },
   },
+  -- The guides and the reference's sources, in the rock's doc directory
+  -- (`luarocks doc streamtelecom` lists them).
+  copy_directories = { "docs" },
+}
+-- `luarocks test` in a checkout: the specs run against the fake gateway
+-- (fakegw/: Debian's nginx and its lua module) with busted.
+test_dependencies = {
+  "busted",
+}
+test = {
+  type = "busted",
 }
