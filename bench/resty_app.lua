@@ -98,20 +98,19 @@ end
 
 -- The floor of a bulk call: c ngx.threads, each taking the next item until
 -- none is left, one keep-alive GET per item (a status request, as
--- status_many's).
+-- status_many's), its request built as it is sent, as any client must.
 function M.pool()
   local n, c = tonumber(arg("n")), tonumber(arg("c"))
   local host, port, path = target()
-  local requests = {}
-  for i = 1, n do
-    requests[i] = bare_request(host, port, path, "user=bench&pwd=bench-secret&smsid=" .. (1000000 + i))
-  end
+  local ids = {}
+  for i = 1, n do ids[i] = tostring(1000000 + i) end
   timed(function()
     local next_item = 0
     local function worker()
       while next_item < n do
         next_item = next_item + 1
-        bare_get(host, port, requests[next_item], c)
+        bare_get(host, port, bare_request(host, port, path, "user=bench&pwd=bench-secret&smsid="
+                                          .. ids[next_item]), c)
       end
     end
     local threads = {}

@@ -246,11 +246,11 @@ local function exchange(self, run, job, request, host, port, tls)
   if self.rate then take_slot(self) end
   local started = fclock()
   local deadline = started + self.timeout
-  local connect_deadline = started + math_min(self.connect_timeout, self.timeout)
 
   local sock = tcp()
-  local t = ms(deadline)
-  sock:settimeouts(ms(connect_deadline), t, t) -- send and read: see receive
+  -- The whole budget is left at the start: the client's own figures (send
+  -- and read: see receive).
+  sock:settimeouts(self.connect_ms, self.timeout_ms, self.timeout_ms)
   local ok, err = sock:connect(host == "localhost" and "127.0.0.1" or host, port,
                                connect_options(self, host, port, tls))
   if not ok then
@@ -260,11 +260,11 @@ local function exchange(self, run, job, request, host, port, tls)
   local new_conn = (sock:getreusedtimes() or 0) == 0
   if tls and new_conn
      and not handshake(self, run, job, sock, started, host,
-                       ms(math_min(connect_deadline, deadline))) then
+                       ms(started + math_min(self.connect_timeout, self.timeout))) then
     return
   end
   if new_conn then -- connecting took time; a pooled connection took none
-    t = ms(deadline)
+    local t = ms(deadline)
     sock:settimeouts(t, t, t)
   end
   local sent
@@ -335,6 +335,8 @@ local function init(self, opts)
            .. " it is in seconds (60 is a minute), not milliseconds"
   end
   self.verify, self.pool_size, self.keepalive_ms = verify, pool_size, keepalive * 1000
+  self.timeout_ms = math_max(1, self.timeout * 1000)
+  self.connect_ms = math_max(1, math_min(self.connect_timeout, self.timeout) * 1000)
   self.spare_parsers = {}
   if opts.shared_dict ~= nil then
     if type(opts.shared_dict) ~= "string" then return "invalid option 'shared_dict': want a string" end
