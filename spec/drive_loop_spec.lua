@@ -105,6 +105,30 @@ describe("streamtelecom.driver", function()
     end)
   end)
 
+  it("drives a host whose HTTP client takes URLs (url = true: run:next, run:answer)", function()
+    local http, socket = require("socket.http"), require("socket")
+    local Client = driver.class{
+      name = "spec.url", user_agent = "spec-url", url = true,
+      exchange = function(_, run, job, url)
+        local t0 = socket.gettime()
+        local body, status = http.request(url)
+        if not body then return run:fail(job, "connect", tostring(status), false, 0, true) end
+        run:answer(job, status, body, socket.gettime() - t0, true)
+      end,
+      sleep = socket.sleep,
+    }
+    local c = assert(Client.new{ user = "test", password = "secret", sender = "MyShop",
+                                 url = fake.url })
+    local msgs = assert(c:send("79031234567", "Hello"))
+    assert.equals(fake.sends()[1].answer, msgs[1].id)
+    assert.equals("number", type(assert(c:balance()).balance))
+    local many = assert(c:send_many{ { to = "79031234567", text = "a" },
+                                     { to = "99031234567", text = "b" } })
+    assert.is_string(many[1][1].id)
+    assert.equals("direction_closed", many[2].code)
+    c:close()
+  end)
+
   it("is enough for a whole driver in under 60 lines, shown in DRIVERS.md", function()
     local example = read("examples/driver/luasocket.lua")
     local lines = select(2, example:gsub("\n", ""))

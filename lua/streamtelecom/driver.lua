@@ -20,6 +20,7 @@
 --       before = function(client, method) end, -- nil, or err, code
 --       spawn = function(fn, ...) end,      -- runs fn(...) beside the caller
 --       signal = function() end,            -- an object: :wait(seconds), :wake(n)
+--       url = true,                         -- exchange(client, run, job, url) instead
 --     }
 --     local client, err, code = Client.new(opts)
 --
@@ -28,6 +29,10 @@
 -- `run:answer_http(job, parser, seconds, new_connection)` or
 -- `run:fail(job, code, message, sent, seconds, new_connection)`. A raise inside
 -- it fails the job (`network`, sent) rather than leaving the run waiting.
+-- With `url = true` (a host whose HTTP client takes URLs, as HAProxy's
+-- httpclient) the loop asks `run:next()` and the exchange gets the URL
+-- instead of framed bytes, and answers with `run:answer(job, status, body,
+-- seconds, new_connection)`.
 -- Without `spawn` and `signal` a call runs its requests one after another.
 -- @module streamtelecom.driver
 local st = require "streamtelecom"
@@ -97,8 +102,9 @@ end
 -- only worker (a raise then has no one to leave behind: the fast path of a
 -- single call); protected as soon as there are others, whom the end must wake.
 local function next_step(d, run, agent)
-  if d.workers == 1 then return true, run:next_request(agent) end
-  return pcall(run.next_request, run, agent)
+  local ask = d.ask
+  if d.workers == 1 then return true, ask(run, agent) end
+  return pcall(ask, run, agent)
 end
 
 local function work(d)
@@ -131,8 +137,12 @@ local function work(d)
       else
         d.done, d.raised = true, d.name .. ": the engine waits for an answer with nothing in flight"
       end
-    else -- "done": the call that ended the run brought its result
-      d.done, d.n, d[1], d[2], d[3] = true, 3, a, b, c
+    else -- "done": run:next_request's last call brought the result
+      if d.url then -- run:next's did not
+        local got, ra, rb, rc = pcall(run.result, run)
+        if got then a, b, c = ra, rb, rc else d.raised = ra end
+      end
+      d.done, d[1], d[2], d[3] = true, a, b, c
     end
   end
   if d.parked > 0 then d.signal:wake(d.parked) end
@@ -150,6 +160,7 @@ function M.drive(client, run)
   else
     local class = client.class
     d = { run = run, client = client, agent = client.user_agent, name = class.name,
+          url = class.url, ask = class.url and run.next or run.next_request,
           exchange = class.exchange, sleep = class.sleep, spawn = class.spawn,
           signal = class.spawn and client.concurrency > 1 and class.signal() or nil,
           concurrency = client.concurrency,
