@@ -217,7 +217,11 @@ dist: check-deps-dist
 	git archive --format=tar.gz --prefix=$(DIST_NAME)/ -o dist/$(DIST_NAME).tar.gz HEAD
 	cp $(ROCKSPEC) build/dist/ && cp dist/$(DIST_NAME).tar.gz build/dist/
 	cd build/dist && zip -q -j $(CURDIR)/$(SRC_ROCK) $(ROCKSPEC) $(DIST_NAME).tar.gz
-	@echo "$(SRC_ROCK): luarocks install $(SRC_ROCK)"
+	@echo "$(SRC_ROCK): install it for the Lua you use (Debian's luarocks builds for"
+	@echo "Lua 5.1 unless told otherwise; add --local for ~/.luarocks):"
+	@echo "  luarocks --lua-version 5.4 install $(SRC_ROCK)"
+	@echo "  luarocks --lua-version 5.3 install $(SRC_ROCK)    # HAProxy 2.6's Lua"
+	@echo "  LUAROCKS_CONFIG=scripts/luarocks-luajit.lua luarocks --lua-version 5.1 install $(SRC_ROCK)    # LuaJIT: nginx, OpenResty"
 
 # make dist, then the source rock installed into fresh trees for Lua 5.4,
 # 5.1 and LuaJIT, each running the balance example and the installed command
@@ -236,14 +240,15 @@ FUZZ_TIME ?= 330
 fuzz: check-deps-fuzz
 	FUZZ_TIME=$(FUZZ_TIME) bash fuzz/run
 
-# HTML API reference from the /*** doc comments of src/lua_streamtelecom.c,
-# with docs/API.md and the guides as topics and its tables on the module page.
+# HTML API reference, a page per module: the C module from the /*** doc
+# comments of src/, the Lua modules from their --- comments; docs/API.md and
+# the guides as topics, API.md's tables on the C module's page.
 # Debian's lua-markdown ships markdown.lua for Lua 5.1 only, hence lua5.1.
 LDOC ?= lua5.1 /usr/bin/ldoc
 docs: check-deps-docs
 	rm -rf build/docs
 	$(LDOC) --fatalwarnings .
-	lua5.1 scripts/docs-tables.lua build/docs/index.html
+	lua5.1 scripts/docs-tables.lua build/docs/modules/streamtelecom.html
 
 # The command gets a shebang naming the Lua it was built for: Debian's plain
 # `lua` may be another version, which would not find this module.
@@ -258,6 +263,9 @@ install: $(SO) $(BUILD)/streamtelecom
 	  install -m 0644 lua/streamtelecom/campaign/$$m.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/campaign/$$m.lua; \
 	done
 	install -m 0644 lua/streamtelecom/haproxy.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/haproxy.lua
+	install -m 0644 lua/streamtelecom/driver.lua $(DESTDIR)$(LUA_LMOD)/streamtelecom/driver.lua
+	install -d $(DESTDIR)$(LUA_LMOD)/resty
+	install -m 0644 lua/resty/streamtelecom.lua $(DESTDIR)$(LUA_LMOD)/resty/streamtelecom.lua
 	install -d $(DESTDIR)$(BINDIR)
 	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/streamtelecom \
 	  >$(DESTDIR)$(BINDIR)/streamtelecom

@@ -75,10 +75,22 @@ build = {
     ["streamtelecom.campaign.report"] = "lua/streamtelecom/campaign/report.lua",
     ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
     ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
+    ["streamtelecom.driver"] = "lua/streamtelecom/driver.lua",
   },
   install = {
     bin = {
       streamtelecom = "bin/streamtelecom",
     },
   },
+  -- The guides and the reference's sources, in the rock's doc directory
+  -- (`luarocks doc streamtelecom` lists them).
+  copy_directories = { "docs" },
+}
+-- `luarocks test` in a checkout: the specs run against the fake gateway
+-- (fakegw/: Debian's nginx and its lua module) with busted.
+test_dependencies = {
+  "busted",
+}
+test = {
+  type = "busted",
 }

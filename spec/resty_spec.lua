@@ -42,6 +42,7 @@ error_log "@DIR@/error.log" info;
 events { worker_connections 256; }
 http {
     access_log off;
+    lua_socket_log_errors off;
     client_body_temp_path "@DIR@/tmp/body";
     proxy_temp_path "@DIR@/tmp/proxy";
     fastcgi_temp_path "@DIR@/tmp/fastcgi";
@@ -276,6 +277,10 @@ describe("resty.streamtelecom in nginx", function()
       r = call(nil, nil, { ca_file = "/etc/ssl/x.pem" })
       assert.equals("invalid", r.code)
       assert.matches("lua_ssl_trusted_certificate", r.err, 1, true)
+      -- lua-resty-http counts in milliseconds; here it is seconds.
+      r = call(nil, nil, { keepalive_timeout = 60000 })
+      assert.equals("invalid", r.code)
+      assert.matches("seconds", r.err, 1, true)
       r = call(nil, nil, { shared_dict = "no_such_dict", rate = 5 })
       assert.equals("invalid", r.code)
       assert.equals(0, fake.stats().requests)
@@ -392,9 +397,17 @@ describe("resty.streamtelecom in nginx", function()
     it("refuses a certificate the trusted bundle does not vouch for", function()
       local inst = instances.system or start("system",
         'lua_ssl_trusted_certificate "/etc/ssl/certs/ca-certificates.crt";')
-      local r = call("send", { PHONE, "Hi" }, { url = fake.tls_url }, nil, inst)
-      assert.equals("tls", r.code)
-      assert.matches("lua_ssl_trusted_certificate", r.err, 1, true)
+      -- lua-resty-core sometimes raises "assertion failed!" here (HOSTS.md):
+      -- a few tries, each in the library's words.
+      for _ = 1, 5 do
+        local r = call("send", { PHONE, "Hi" }, { url = fake.tls_url }, nil, inst)
+        assert.equals("tls", r.code)
+        assert.matches("lua_ssl_trusted_certificate", r.err, 1, true)
+        assert.matches("lua_ssl_verify_depth", r.err, 1, true)
+        assert.is_nil(r.err:find("%.lua:%d"), r.err)
+        assert.is_nil(r.err:find("assertion", 1, true), r.err)
+        assert.is_nil(r.err:find("/usr/", 1, true), r.err)
+      end
       assert.equals(0, fake.stats().tls_requests)
     end)
 
@@ -568,6 +581,68 @@ describe("resty.streamtelecom in nginx", function()
       r = cjson.decode((mime.unb64(b64)))
       assert.equals("network", r.code)
       assert.matches("header_filter phase", r.err, 1, true)
+    end)
+  end)
+
+  describe("keeps nginx's error log quiet", function()
+    -- What the calls of fn add to the main instance's error.log above info.
+    local function logged_by(fn)
+      local path = instances.main.dir .. "/error.log"
+      local f = assert(io.open(path, "rb"))
+      local mark = f:seek("end")
+      f:close()
+      fn()
+      settle()
+      f = assert(io.open(path, "rb"))
+      f:seek("set", mark)
+      local lines = {}
+      for line in f:lines() do
+        local level = line:match("^%S+ %S+ %[(%a+)%]")
+        if level ~= "info" and level ~= "debug" then lines[#lines + 1] = line end
+      end
+      f:close()
+      return lines
+    end
+
+    local function assert_quiet(lines, at_most)
+      assert(#lines <= at_most, #lines .. " lines in error.log:\n" .. table.concat(lines, "\n"))
+      for _, line in ipairs(lines) do
+        assert.is_nil(line:find("ngx.sleep", 1, true), line)
+      end
+    end
+
+    it("when the gateway refuses (one call, its retries' backoffs)", function()
+      local s = socket.bind("127.0.0.1", 0)
+      local _, port = s:getsockname()
+      s:close()
+      local r
+      local lines = logged_by(function()
+        r = call("balance", {}, { url = "http://127.0.0.1:" .. port .. "/get/", retries = 2 })
+      end)
+      assert.equals("connect", r.code)
+      assert.equals(3, #r.calls) -- three tries, two backoffs slept
+      assert_quiet(lines, 1)
+    end)
+
+    it("when nginx has no resolver for the gateway's name", function()
+      local r
+      local lines = logged_by(function()
+        r = call("balance", {}, { url = "http://gateway.invalid/get/", retries = 2 })
+      end)
+      assert.equals("connect", r.code)
+      assert.matches("resolver", r.err, 1, true)
+      assert_quiet(lines, 1)
+    end)
+
+    it("when 20 calls at once wait for their turn under rate", function()
+      local r
+      local lines = logged_by(function()
+        r = call("concurrent", { 20, "balance" }, { rate = 10 })
+      end)
+      assert.equals(20, #r.res)
+      for _, one in ipairs(r.res) do assert.is_true(one.ok, one.err) end
+      assert.equals(20, fake.stats().balance_requests)
+      assert_quiet(lines, 0)
     end)
   end)
 

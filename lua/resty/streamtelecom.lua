@@ -1,44 +1,51 @@
--- resty.streamtelecom: the streamtelecom client for OpenResty / nginx + the lua
--- module, over nginx's cosockets. It never blocks the worker.
+--- The streamtelecom client for OpenResty / nginx + the lua module, over
+-- nginx's cosockets. It never blocks the worker.
 --
---   local st = require "resty.streamtelecom"
---   local client, err, code = st.new{ user =, password =, sender =, ...,
---     pool_size = 30, keepalive_timeout = 60, shared_dict = "streamtelecom" }
---   local msgs, err, code = client:send(to, text [, opts])
+--     local st = require "resty.streamtelecom"
+--     local client, err, code = st.new{ user =, password =, sender =, ...,
+--       pool_size = 30, keepalive_timeout = 60, shared_dict = "streamtelecom" }
+--     local msgs, err, code = client:send(to, text [, opts])
 --
 -- Same options, methods, return shapes, error codes, retry rules and redaction
 -- as the blocking client (API.md): all of that is the engine of the C module
--- (st._driven, docs/DRIVERS.md), built for LuaJIT. This file only moves bytes:
--- one ngx.thread per request in flight, each on a pooled cosocket.
+-- (docs/DRIVERS.md), built for LuaJIT, and the drive loop is
+-- `streamtelecom.driver`'s. This file only moves bytes: one request on a
+-- pooled cosocket (`exchange`), sleeps with `ngx.sleep`, and runs up to
+-- `concurrency` requests at once in `ngx.thread`s that pull jobs.
 --
 -- Where it differs from the blocking client, on purpose:
---   * TLS is nginx's: the gateway is verified against lua_ssl_trusted_certificate
---     (ca_file/ca_path/proxy are not options here). Without a trusted CA a call
---     answers the "tls" code with a message naming that directive.
---   * nginx resolves host names only with its `resolver` directive; the name
---     "localhost" is connected to as 127.0.0.1 (nginx's resolver does not read
---     /etc/hosts), while SNI and certificate checks still use "localhost".
---   * Cosockets do not exist in the init, init_worker, set, header/body filter
---     and log phases: a call there answers nil, err, "network" (the message says
---     to use ngx.timer.at) rather than raising, as for any runtime condition.
---     A client may be *made* in any phase; it opens nothing until a call.
---   * shared_dict = "name" (a lua_shared_dict): `rate` holds for all workers
---     together, not per worker; see take_slot below.
---   * sent = false (a send may be retried) after a failed connect or a failed
---     TLS handshake: in both cases no byte of the request has left. After that
---     a send is never repeated, as with libcurl.
---   * keepalive_timeout = 0 turns keep-alive off; pool_size is the size of
---     nginx's cosocket pool for the gateway (per worker).
+--
+-- * TLS is nginx's: the gateway is verified against `lua_ssl_trusted_certificate`
+--   (`ca_file`/`ca_path`/`proxy` are not options here). A failed verification
+--   answers the `tls` code with a message naming that directive and
+--   `lua_ssl_verify_depth`.
+-- * nginx resolves host names only with its `resolver` directive; the name
+--   "localhost" is connected to as 127.0.0.1 (nginx's resolver does not read
+--   /etc/hosts), while SNI and certificate checks still use "localhost".
+-- * Cosockets do not exist in the init, init_worker, set, header/body filter
+--   and log phases: a call there answers nil, err, "network" (the message says
+--   to use `ngx.timer.at`) rather than raising, as for any runtime condition.
+--   A client may be *made* in any phase; it opens nothing until a call.
+-- * `shared_dict = "name"` (a `lua_shared_dict`): `rate` holds for all workers
+--   together, not per worker; see take_slot below.
+-- * sent = false (a send may be retried) after a failed connect or a failed
+--   TLS handshake: in both cases no byte of the request has left. After that
+--   a send is never repeated, as with libcurl.
+-- * `keepalive_timeout` (seconds; 0 turns keep-alive off, over an hour is
+--   refused as a unit mistake) and `pool_size` (nginx's cosocket pool for the
+--   gateway, per worker).
+-- * No sleep is shorter than 1 ms (Debian's nginx logs a warning for each).
+-- @module resty.streamtelecom
 local st = require "streamtelecom"
+local driver = require "streamtelecom.driver"
 
 local ngx = ngx
-local spawn, wait_thread, kill_thread = ngx.thread.spawn, ngx.thread.wait, ngx.thread.kill
 local sleep, now, update_time = ngx.sleep, ngx.now, ngx.update_time
 local tcp = ngx.socket.tcp
 local http_response = st._http_response
-local unpack = unpack or table.unpack -- luacheck: ignore 143
-local pairs, type, tostring, pcall, error, setmetatable, math_max, math_min =
-      pairs, type, tostring, pcall, error, setmetatable, math.max, math.min
+local clean = driver.clean
+local type, tostring, pcall, pairs, setmetatable, error, math_max, math_min =
+      type, tostring, pcall, pairs, setmetatable, error, math.max, math.min
 
 local M = {
   _VERSION = st._VERSION,
@@ -47,9 +54,6 @@ local M = {
   parse = st.parse,
 }
 
--- The blocking client's defaults (API.md), given to the engine explicitly so
--- that the engine and this transport use the same figures.
-local DEFAULTS = { timeout = 15, connect_timeout = 5, max_response = 65536 }
 local USER_AGENT = "resty.streamtelecom (" .. st._VERSION .. ")"
 
 -- Phases without cosockets (lua-nginx-module's documentation).
@@ -58,13 +62,33 @@ local NO_COSOCKETS = {
   body_filter = true, balancer = true, exit_worker = true, ssl_session_store = true,
 }
 
-local mt = { __index = {} }
-local client = mt.__index
-
-local function fclock()
+-- The wall clock, fresh: slot times in the shared dictionary, which all
+-- workers read.
+local function wall_clock()
   update_time()
   return now()
 end
+
+-- The clock of an exchange's deadlines and durations: CLOCK_MONOTONIC
+-- through LuaJIT's FFI, which costs a vDSO call where ngx.update_time also
+-- formats nginx's cached time strings, twice per request.
+local ffi = require "ffi"
+-- In pcalls: another module (or a second load of this one) may have
+-- declared them already; the cast makes the call ours whatever its
+-- declaration said.
+pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } streamtelecom_timespec;")
+pcall(ffi.cdef, "int clock_gettime(int clock, void *tp);")
+local CLOCK_MONOTONIC = 1
+local clock_gettime = ffi.cast("int (*)(int, streamtelecom_timespec *)", ffi.C.clock_gettime)
+local timespec = ffi.new("streamtelecom_timespec")
+local function fclock()
+  clock_gettime(CLOCK_MONOTONIC, timespec)
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
+end
+
+-- ngx.sleep truncates to whole milliseconds: half a millisecond more keeps
+-- the driver's whole number.
+local function nap(_, ms) sleep((ms + 0.5) / 1000) end
 
 -- ---- the shared rate -------------------------------------------------------
 --
@@ -75,28 +99,29 @@ end
 -- holding it), and nothing yields between the add and the delete, so the lock
 -- is held for microseconds. The engine's own rate is then left off: it counts
 -- this worker only, and on top of the shared slots it would add delay without
--- adding any guarantee. Retries take a slot of their own, as a new request.
+-- adding any guarantee (the engine has no hook to take its slots from
+-- outside yet). Retries take a slot of their own, as a new request.
 local function take_slot(self)
   local dict, key, lock = self.dict, self.slot_key, self.lock_key
   local interval = 1 / self.rate
   local spins = 0
   while not dict:add(lock, true, 0.1) do
     spins = spins + 1
-    if spins > 2000 then break end -- a stuck lock: go on rather than hang
-    sleep(0.001)
+    if spins > 200 then break end -- a stuck lock: go on rather than hang
+    nap(nil, 1)
   end
-  local t = fclock()
+  local t = wall_clock()
   local slot = math_max(t, dict:get(key) or 0)
   -- Forgotten after a minute of no use: slot times are absolute.
   dict:set(key, slot + interval, 60 + interval)
   dict:delete(lock)
-  if slot > t then sleep(slot - t) end
+  if slot > t then nap(driver.wait_time(slot - t)) end
 end
 
 -- ---- one exchange -----------------------------------------------------------
 
 local function connect_failure(err)
-  local msg = "could not connect to the gateway: " .. tostring(err)
+  local msg = "could not connect to the gateway: " .. clean(err)
   if tostring(err):find("no resolver defined", 1, true) then
     msg = msg .. " (nginx resolves host names only with its 'resolver' directive)"
   end
@@ -106,7 +131,7 @@ end
 -- Milliseconds left until a deadline, at least 1 (0 would mean no limit).
 -- The event loop's cached clock is close enough for a deadline; the clock
 -- is read afresh only where a duration is reported.
-local function ms(until_) return math_max(1, (until_ - now()) * 1000) end
+local function ms(until_) return math_max(1, (until_ - fclock()) * 1000) end
 
 -- The connect options for a gateway: one pool per client's gateway (its
 -- url is fixed), made once.
@@ -121,12 +146,15 @@ local function connect_options(self, host, port, tls)
   return opts
 end
 
--- A response parser: one kept per client for reuse (its buffers too); a
--- parser that saw a failure is dropped.
+-- Response parsers: a client keeps those of its finished exchanges for the
+-- next (their buffers too), as many as ran at once; a parser that saw a
+-- failure is dropped.
 local function take_parser(self)
-  local parser = self.spare_parser
-  if parser then
-    self.spare_parser = nil
+  local spares = self.spare_parsers
+  local n = #spares
+  if n > 0 then
+    local parser = spares[n]
+    spares[n] = nil
     return parser
   end
   return http_response(self.max_response)
@@ -138,22 +166,30 @@ local function failed(run, job, sock, started, code, message, sent, new_conn)
   run:fail(job, code, message, sent, fclock() - started, new_conn)
 end
 
+-- Why a handshake failed, in words a user can act on. lua-resty-core 0.1.25
+-- may raise "assertion failed!" instead of answering nil, err when
+-- verification fails at once (HOSTS.md): that raise is a failed verification.
+local function tls_failure(self, host, raised, err)
+  local why = raised and "the certificate was refused" or clean(err)
+  local msg = "TLS handshake with the gateway " .. host .. " failed: " .. why
+  if self.verify then
+    msg = msg .. " (verify = true: the CA that signed the gateway's certificate must be in"
+          .. " the file named by nginx's lua_ssl_trusted_certificate directive, and"
+          .. " lua_ssl_verify_depth must cover its chain)"
+  end
+  return msg
+end
+
 local function handshake(self, run, job, sock, started, host, t)
   sock:settimeouts(t, t, t)
-  -- lua-resty-core 0.1.25 may raise "assertion failed!" instead of
-  -- answering nil, err when verification fails at once (HOSTS.md).
   local called, session, herr = pcall(sock.sslhandshake, sock, nil, host, self.verify)
   if called and session then return true end
-  herr = called and herr or session
-  if herr == "timeout" then
+  if called and herr == "timeout" then
     failed(run, job, sock, started, "timeout",
            "timeout: TLS handshake with the gateway took over the connect timeout", false, true)
   else
     failed(run, job, sock, started, "tls",
-           "TLS handshake with the gateway " .. host .. " failed: " .. tostring(herr)
-           .. (self.verify and " (verify = true: the CA that signed the gateway's"
-               .. " certificate must be in the file named by nginx's"
-               .. " lua_ssl_trusted_certificate directive)" or ""), false, true)
+           tls_failure(self, host, not called, called and herr or session), false, true)
   end
   return false
 end
@@ -164,7 +200,7 @@ local function receive(self, run, job, sock, started, deadline, parser, new_conn
   local received = 0
   repeat
     if received > 0 then -- the first read has the timeout set at connect
-      local left = deadline - now()
+      local left = deadline - fclock()
       if left <= 0 then
         failed(run, job, sock, started, "timeout", "timeout: no complete answer from"
                .. " the gateway within " .. self.timeout .. " s", true, new_conn)
@@ -190,7 +226,7 @@ local function receive(self, run, job, sock, started, deadline, parser, new_conn
       return false
     else
       failed(run, job, sock, started, "network", "reading the gateway's answer"
-             .. " failed: " .. tostring(rerr), true, new_conn)
+             .. " failed: " .. clean(rerr), true, new_conn)
       return false
     end
   until got ~= "more"
@@ -200,21 +236,21 @@ local function receive(self, run, job, sock, started, deadline, parser, new_conn
            .. " max_response (" .. self.max_response .. " bytes)", true, new_conn)
   else
     failed(run, job, sock, started, "network", "the gateway's answer is not valid"
-           .. " HTTP: " .. tostring(perr), true, new_conn)
+           .. " HTTP: " .. clean(perr), true, new_conn)
   end
   return false
 end
 
 -- One request, framed by the core (run:next_request), on a pooled cosocket.
 local function exchange(self, run, job, request, host, port, tls)
-  if self.dict then take_slot(self) end
+  if self.rate then take_slot(self) end
   local started = fclock()
   local deadline = started + self.timeout
-  local connect_deadline = started + math_min(self.connect_timeout, self.timeout)
 
   local sock = tcp()
-  local t = ms(deadline)
-  sock:settimeouts(ms(connect_deadline), t, t) -- send and read: see receive
+  -- The whole budget is left at the start: the client's own figures (send
+  -- and read: see receive).
+  sock:settimeouts(self.connect_ms, self.timeout_ms, self.timeout_ms)
   local ok, err = sock:connect(host == "localhost" and "127.0.0.1" or host, port,
                                connect_options(self, host, port, tls))
   if not ok then
@@ -224,11 +260,11 @@ local function exchange(self, run, job, request, host, port, tls)
   local new_conn = (sock:getreusedtimes() or 0) == 0
   if tls and new_conn
      and not handshake(self, run, job, sock, started, host,
-                       ms(math_min(connect_deadline, deadline))) then
+                       ms(started + math_min(self.connect_timeout, self.timeout))) then
     return
   end
   if new_conn then -- connecting took time; a pooled connection took none
-    t = ms(deadline)
+    local t = ms(deadline)
     sock:settimeouts(t, t, t)
   end
   local sent
@@ -237,7 +273,7 @@ local function exchange(self, run, job, request, host, port, tls)
     -- Part of the request may have left: a send is never repeated.
     return failed(run, job, sock, started, err == "timeout" and "timeout" or "network",
                   (err == "timeout" and "timeout: " or "")
-                  .. "sending the request to the gateway failed: " .. tostring(err), true, new_conn)
+                  .. "sending the request to the gateway failed: " .. clean(err), true, new_conn)
   end
 
   local parser = take_parser(self)
@@ -245,7 +281,8 @@ local function exchange(self, run, job, request, host, port, tls)
     return -- the parser is dropped with its failure
   end
   local keep = run:answer_http(job, parser, fclock() - started, new_conn)
-  self.spare_parser = parser -- answer_http made it ready for the next answer
+  local spares = self.spare_parsers -- answer_http made it ready for the next answer
+  spares[#spares + 1] = parser
   -- keepalive_timeout = 0 means no keep-alive (setkeepalive's 0 would keep
   -- the connection for ever).
   if keep and self.keepalive_ms > 0 then
@@ -255,203 +292,107 @@ local function exchange(self, run, job, request, host, port, tls)
   end
 end
 
-local SLEPT = {}
+-- ---- the client --------------------------------------------------------------
 
-local function sleeper(seconds)
-  sleep(seconds)
-  return SLEPT
-end
-
--- The thread body: whatever happens, the job is reported once. Nothing
--- after a report yields, so a job that raised after its report cannot have
--- been handed out again: the fallback fail then raises "not running",
--- harmlessly, inside its pcall.
-local function exchange_thread(self, run, job, request, host, port, tls)
-  local ok, err = pcall(exchange, self, run, job, request, host, port, tls)
-  if not ok then
-    -- A bug here must not leave the run waiting for this job for ever. The
-    -- message is ours (never the request); the engine redacts it anyway.
-    pcall(run.fail, run, job, "network", "resty.streamtelecom: " .. tostring(err), true)
-  end
-  return job
-end
-
-local function launch(self, run, in_flight, job, request, host, port, tls)
-  local th, err = spawn(exchange_thread, self, run, job, request, host, port, tls)
-  if not th then
-    run:fail(job, "network", "could not start an ngx.thread: " .. tostring(err), false)
-    return 0
-  end
-  in_flight[job] = th
-  return 1
-end
-
--- Waits for the first of the threads in flight (or the timer, after
--- `seconds`); answers how many threads ended (0 or 1).
-local function wait_any(in_flight, seconds)
-  local list = {}
-  for _, th in pairs(in_flight) do list[#list + 1] = th end
-  local timer = seconds and spawn(sleeper, seconds)
-  if timer then list[#list + 1] = timer end
-  local ok, which = wait_thread(unpack(list))
-  if timer and which ~= SLEPT then kill_thread(timer) end
-  if not ok then error(which, 0) end
-  if which == SLEPT then return 0 end
-  in_flight[which] = nil
-  return 1
-end
-
--- Drives a run to its end on the calling coroutine; answers what the
--- blocking method would (run:next_request's last step carries it).
---
--- Each request runs in an ngx.thread of its own, so that up to `concurrency`
--- are in flight at once. One case needs no thread: a start that is the only
--- request of the moment, when the engine says nothing else can start before
--- it ends (`full`: a single send, status or balance, or a bulk call at
--- concurrency 1). That one runs on this coroutine, which saves a thread
--- spawn and wait per call.
-local function drive(self, run)
-  local in_flight, n = nil, 0 -- made at the first thread
-  local agent = self.user_agent
-  while true do
-    local what, a, b, c, d, e, full = run:next_request(agent)
-    if what == "start" then
-      if full and n == 0 then
-        exchange_thread(self, run, a, b, c, d, e)
-      else
-        in_flight = in_flight or {}
-        n = n + launch(self, run, in_flight, a, b, c, d, e)
-      end
-    elseif what == "wait" then
-      if n > 0 then
-        n = n - wait_any(in_flight, a or nil)
-      elseif a then
-        sleep(a)
-      else
-        error("resty.streamtelecom: the engine waits with nothing in flight", 0)
-      end
-    else -- "done": the call that ended the run brought its result
-      return a, b, c
-    end
-  end
-end
-
-local function phase_error(method)
+local function phase_error(_, method)
   local phase = ngx.get_phase()
   if NO_COSOCKETS[phase] then
     return "client:" .. method .. " cannot run in the " .. phase .. " phase (cosockets are not"
            .. " available there): use ngx.timer.at, or call it from a content, access,"
-           .. " rewrite or timer handler"
+           .. " rewrite or timer handler", "network"
   end
 end
 
-local function call(self, method, ...)
-  local perr = phase_error(method)
-  if perr then return nil, perr, "network" end
-  local run, err, code = self.core:_begin(method, ...)
-  if not run then return nil, err, code end
-  return drive(self, run)
-end
+-- ngx.semaphore as the driver's signal: parked workers wait on it.
+local semaphore = require "ngx.semaphore"
+local Signal = {}
+Signal.__index = Signal
+function Signal:wait(seconds) return self.sema:wait(seconds) end
+function Signal:wake(n) return self.sema:post(n) end
 
-function client:send(...) return call(self, "send", ...) end
-function client:status(...) return call(self, "status", ...) end
-function client:balance() return call(self, "balance") end
-function client:send_many(...) return call(self, "send_many", ...) end
-function client:status_many(...) return call(self, "status_many", ...) end
+local TLS_IS_NGINX = "TLS is nginx's here: name the CA bundle with nginx's"
+                     .. " lua_ssl_trusted_certificate directive"
 
--- wait: the engine's rounds of status requests (st_task_wait), the pauses
--- between them slept with ngx.sleep by drive.
-function client:wait(...) return call(self, "wait", ...) end
+-- Keep-alive longer than this is a unit mistake (milliseconds for seconds).
+local HOUR = 3600
 
-function client:stats() return self.core:stats() end
-
-function client:close()
-  return self.core:close()
-end
-
-mt.__tostring = function(self)
-  return (tostring(self.core):gsub("^streamtelecom%.client", "resty.streamtelecom.client"))
-end
-
--- ---- new -------------------------------------------------------------------
-
-local OWN = { pool_size = true, keepalive_timeout = true, shared_dict = true, verify = true,
-              user_agent = true }
-local NOT_HERE = {
-  ca_file = "TLS is nginx's here: name the CA bundle with nginx's lua_ssl_trusted_certificate"
-            .. " directive",
-  ca_path = "TLS is nginx's here: name the CA bundle with nginx's lua_ssl_trusted_certificate"
-            .. " directive",
-  proxy = "cosockets connect directly: a proxy is not supported by resty.streamtelecom",
-}
-
-local function invalid(msg) return nil, "invalid option " .. msg, "invalid" end
-
-function M.new(opts)
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
-  end
-  local engine_opts = {}
-  for k, v in pairs(opts) do
-    if NOT_HERE[k] ~= nil then return invalid("'" .. k .. "': " .. NOT_HERE[k]) end
-    if not OWN[k] then engine_opts[k] = v end
-  end
-  for k, v in pairs(DEFAULTS) do
-    if engine_opts[k] == nil then engine_opts[k] = v end
-  end
-
+-- The options of this host, checked once the engine has checked its own.
+local function init(self, opts)
   local verify = opts.verify
   if verify == nil then verify = true end
-  if type(verify) ~= "boolean" then return invalid("'verify': want a boolean") end
+  if type(verify) ~= "boolean" then return "invalid option 'verify': want a boolean" end
   local pool_size = opts.pool_size or 30
   if type(pool_size) ~= "number" or pool_size < 1 or pool_size % 1 ~= 0 then
-    return invalid("'pool_size': want a whole number, 1 or more")
+    return "invalid option 'pool_size': want a whole number, 1 or more"
   end
   local keepalive = opts.keepalive_timeout or 60
   if type(keepalive) ~= "number" or keepalive ~= keepalive or keepalive < 0
      or keepalive == math.huge then
-    return invalid("'keepalive_timeout': want a finite number of seconds, 0 or more")
+    return "invalid option 'keepalive_timeout': want a finite number of seconds, 0 or more"
   end
-  local user_agent = opts.user_agent or USER_AGENT
-  if type(user_agent) ~= "string" or user_agent:find("[%c]") then
-    return invalid("'user_agent': want a string without control characters")
+  if keepalive > HOUR then
+    return "invalid option 'keepalive_timeout': " .. keepalive .. " seconds is over an hour;"
+           .. " it is in seconds (60 is a minute), not milliseconds"
   end
-  local dict
+  self.verify, self.pool_size, self.keepalive_ms = verify, pool_size, keepalive * 1000
+  self.timeout_ms = math_max(1, self.timeout * 1000)
+  self.connect_ms = math_max(1, math_min(self.connect_timeout, self.timeout) * 1000)
+  self.spare_parsers = {}
   if opts.shared_dict ~= nil then
-    if type(opts.shared_dict) ~= "string" then return invalid("'shared_dict': want a string") end
-    dict = ngx.shared[opts.shared_dict]
+    if type(opts.shared_dict) ~= "string" then return "invalid option 'shared_dict': want a string" end
+    local dict = ngx.shared[opts.shared_dict]
     if not dict then
-      return invalid("'shared_dict': no lua_shared_dict named '" .. opts.shared_dict
-                     .. "' in nginx.conf")
+      return "invalid option 'shared_dict': no lua_shared_dict named '" .. opts.shared_dict
+             .. "' in nginx.conf"
     end
-    -- The shared slots replace the engine's per-worker rate (see take_slot);
-    -- a bad rate is left to the engine to refuse.
-    local r = opts.rate
-    if type(r) == "number" and r > 0 and r < math.huge then engine_opts.rate = nil end
+    self.dict = dict
   end
+end
 
-  local core, err, code = st._driven(engine_opts)
-  if not core then return nil, err, code end
+local Client = driver.class{
+  name = "resty.streamtelecom",
+  user_agent = USER_AGENT,
+  -- true: this host's own option; a string: refused here, and why.
+  options = { pool_size = true, keepalive_timeout = true, shared_dict = true, verify = true,
+              ca_file = TLS_IS_NGINX, ca_path = TLS_IS_NGINX,
+              proxy = "cosockets connect directly: a proxy is not supported by"
+                      .. " resty.streamtelecom" },
+  init = init,
+  before = phase_error,
+  exchange = exchange,
+  sleep = nap,
+  spawn = ngx.thread.spawn,
+  signal = function() return setmetatable({ sema = semaphore.new(0) }, Signal) end,
+}
 
-  local rate = dict and engine_opts.rate == nil and opts.rate or nil
-  local self = {
-    core = core,
-    verify = verify,
-    pool_size = pool_size,
-    keepalive_ms = keepalive * 1000,
-    user_agent = user_agent,
-    timeout = engine_opts.timeout,
-    connect_timeout = engine_opts.connect_timeout,
-    max_response = engine_opts.max_response,
-    dict = rate and dict or nil,
-    rate = rate,
-  }
-  if rate then
-    -- One timeline per account and gateway, whatever client or worker sends.
-    local key = "streamtelecom:rate:" .. tostring(opts.user) .. "@" .. tostring(opts.url or st.DEFAULT_URL)
-    self.slot_key, self.lock_key = key, key .. ":lock"
+-- One timeline per account and gateway, whatever client or worker sends.
+local function share_rate(self, opts, rate)
+  local key = "streamtelecom:rate:" .. tostring(opts.user) .. "@"
+              .. tostring(opts.url or st.DEFAULT_URL)
+  self.rate, self.slot_key, self.lock_key = rate, key, key .. ":lock"
+end
+
+--- A client: the options of the blocking `new` (docs/API.md) and this
+-- host's (`pool_size`, `keepalive_timeout` in seconds, `shared_dict`,
+-- `verify`). Answers the client, or nil, err, "invalid".
+function M.new(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
   end
-  return setmetatable(self, mt)
+  -- With a shared rate the slots replace the engine's per-worker rate (see
+  -- take_slot); a bad rate is still the engine's to refuse.
+  local rate = opts.rate
+  if opts.shared_dict == nil or type(rate) ~= "number" or not (rate > 0 and rate < math.huge) then
+    local self, err, code = Client.new(opts)
+    if self then self.dict = nil end
+    return self, err, code
+  end
+  local engine_opts = {}
+  for k, v in pairs(opts) do engine_opts[k] = v end
+  engine_opts.rate = nil
+  local self, err, code = Client.new(engine_opts)
+  if self then share_rate(self, opts, rate) end
+  return self, err, code
 end
 
 return M

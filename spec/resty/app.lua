@@ -40,6 +40,15 @@ local function run(p)
     local _, ra = ngx.thread.wait(a)
     local _, rb = ngx.thread.wait(b)
     out.res = { ra, rb }
+  elseif method == "concurrent" then
+    -- args = { n, name }: n calls of one method at once on this one client.
+    local threads, results = {}, {}
+    for i = 1, p.args[1] do threads[i] = ngx.thread.spawn(client[p.args[2]], client) end
+    for i, th in ipairs(threads) do
+      local _, res, why, what = ngx.thread.wait(th)
+      results[i] = { ok = res ~= nil, err = why, code = what }
+    end
+    out.res = results
   elseif method == "send_many_callbacks" then
     -- on_start/on_result as a user writes them; raise_at makes on_result raise.
     local events = {}
