@@ -13,6 +13,9 @@
 --   goal <= 1.15x CPU per item
 --   send_many of 200 sends at 50 ms gateway latency (the fake gateway) at
 --   concurrency 20 vs the ideal 200 / 20 * 0.05 = 0.5 s: goal <= 1.1x
+-- CPU time on a shared VM moves by +-15 % from run to run: for a judge that
+-- does not, bench/resty_instructions.sh counts the same loops' instructions
+-- per item under callgrind.
 -- Prints one table (Markdown rows). BENCH_N sets the balance loop's length,
 -- BENCH_ROUNDS the paired rounds, BENCH_BULK_N the bulk calls' (0: none).
 package.path = "./?.lua;" .. package.path

@@ -107,45 +107,65 @@ local function next_step(d, run, agent)
   return pcall(ask, run, agent)
 end
 
-local function work(d)
-  local run, agent = d.run, d.agent
-  while not d.done do
-    local ok, what, a, b, c, e, f, full = next_step(d, run, agent)
-    if not ok then
-      d.done, d.raised = true, what
-    elseif what == "start" then
-      d.busy = d.busy + 1
-      if not full then
-        if d.parked > 0 then
-          d.signal:wake(1)
-        elseif d.workers < d.concurrency and d.spawn then
-          d.workers = d.workers + 1
-          if not d.spawn(work, d) then d.workers = d.workers - 1 end
-        end
+-- Acts on one step of the engine (ok = false: asking it raised `what`).
+local work
+local function take(d, ok, what, a, b, c, e, f, full)
+  if not ok then
+    d.done, d.raised = true, what
+  elseif what == "start" then
+    d.busy = d.busy + 1
+    if not full then
+      if d.parked > 0 then
+        d.signal:wake(1)
+      elseif d.workers < d.concurrency and d.spawn then
+        -- Parking needs the signal only once there are others to wake it.
+        d.signal = d.signal or d.client.class.signal()
+        d.workers = d.workers + 1
+        if not d.spawn(work, d) then d.workers = d.workers - 1 end
       end
-      exchange(d, a, b, c, e, f)
-      d.busy = d.busy - 1
-    elseif what == "wait" then
-      if a and not d.napping then
-        d.napping = true
-        d.sleep(M.wait_time(a))
-        d.napping = false
-      elseif d.signal and (d.busy > 0 or d.napping) then
-        park(d)
-      elseif a then
-        d.sleep(M.wait_time(a))
-      else
-        d.done, d.raised = true, d.name .. ": the engine waits for an answer with nothing in flight"
-      end
-    else -- "done": run:next_request's last call brought the result
-      if d.url then -- run:next's did not
-        local got, ra, rb, rc = pcall(run.result, run)
-        if got then a, b, c = ra, rb, rc else d.raised = ra end
-      end
-      d.done, d[1], d[2], d[3] = true, a, b, c
     end
+    exchange(d, a, b, c, e, f)
+    d.busy = d.busy - 1
+  elseif what == "wait" then
+    if a and not d.napping then
+      d.napping = true
+      d.sleep(M.wait_time(a))
+      d.napping = false
+    elseif d.signal and (d.busy > 0 or d.napping) then
+      park(d)
+    elseif a then
+      d.sleep(M.wait_time(a))
+    else
+      d.done, d.raised = true, d.name .. ": the engine waits for an answer with nothing in flight"
+    end
+  else -- "done": run:next_request's last call brought the result
+    if d.url then -- run:next's did not
+      local got, ra, rb, rc = pcall(d.run.result, d.run)
+      if got then a, b, c = ra, rb, rc else d.raised = ra end
+    end
+    d.done, d[1], d[2], d[3] = true, a, b, c
   end
+end
+
+-- A worker: steps until the run is done, then wakes those parked.
+function work(d)
+  local run, agent = d.run, d.agent
+  while not d.done do take(d, next_step(d, run, agent)) end
   if d.parked > 0 then d.signal:wake(d.parked) end
+end
+
+-- The common call, without a loop (LuaJIT compiles a caller's loop through
+-- it, where a loop inside would abort the trace): one start that nothing
+-- else can join, then the end. Anything else goes on in work().
+local function single(d)
+  local run, agent = d.run, d.agent
+  local what, a, b, c, e, f, full = d.ask(run, agent)
+  if what == "start" and full then
+    take(d, true, what, a, b, c, e, f, full)
+    what, a, b, c, e, f, full = d.ask(run, agent)
+  end
+  take(d, true, what, a, b, c, e, f, full)
+  if not d.done then work(d) end
 end
 
 --- Drives a run to its end on the calling coroutine (and, with `spawn`,
@@ -162,11 +182,11 @@ function M.drive(client, run)
     d = { run = run, client = client, agent = client.user_agent, name = class.name,
           url = class.url, ask = class.url and run.next or run.next_request,
           exchange = class.exchange, sleep = class.sleep, spawn = class.spawn,
-          signal = class.spawn and client.concurrency > 1 and class.signal() or nil,
+          signal = nil, -- made at the first spawn
           concurrency = client.concurrency,
           workers = 1, busy = 0, parked = 0, napping = false, done = false }
   end
-  work(d)
+  single(d)
   local raised, a, b, c = d.raised, d[1], d[2], d[3]
   d.run, d[1], d[2], d[3] = nil, nil, nil, nil
   -- Workers of this drive still parked wake to find it done: only then may
