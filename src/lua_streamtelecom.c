@@ -183,6 +183,20 @@ static void push_errors_set(lua_State *L) {
         set_string(L, st_code_name((st_code)code), st_code_name((st_code)code));
 }
 
+/* st._DEFAULTS: the option defaults st.new applies, for drivers written in
+ * Lua (streamtelecom.driver), so that no figure is copied there. */
+static void push_defaults(lua_State *L) {
+    st_options o;
+    st_options_defaults(&o);
+    lua_createtable(L, 0, 6);
+    set_number(L, "timeout", o.timeout);
+    set_number(L, "connect_timeout", o.connect_timeout);
+    set_integer(L, "retries", (double)o.retries);
+    set_integer(L, "concurrency", (double)o.concurrency);
+    set_integer(L, "max_response", (double)o.max_response);
+    set_string(L, "url", o.url);
+}
+
 #if defined(_WIN32)
 #define ST_EXPORT __declspec(dllexport)
 #else
@@ -207,5 +221,7 @@ ST_EXPORT int luaopen_streamtelecom(lua_State *L) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "sent");
     lua_setfield(L, -2, "_features");
+    push_defaults(L);
+    lua_setfield(L, -2, "_DEFAULTS");
     return 1;
 }

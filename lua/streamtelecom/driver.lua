@@ -44,10 +44,8 @@ local M = {}
 
 --- The engine's defaults that a transport needs (`timeout` and
 -- `connect_timeout` in seconds, `max_response` in bytes, `concurrency`),
--- from the C module when it exports them (`st._DEFAULTS`). Until then, the
--- figures of docs/API.md, kept here only.
-M.DEFAULTS = st._DEFAULTS or { timeout = 15, connect_timeout = 5, max_response = 65536,
-                               concurrency = 8 }
+-- as the C module applies them (`st._DEFAULTS`): no figure is copied here.
+M.DEFAULTS = st._DEFAULTS
 
 --- A wait rounded up to whole milliseconds, 1 at least: answers seconds, ms.
 -- No host sleeps less (nginx without the delayed-events patch logs a warning
