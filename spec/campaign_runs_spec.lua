@@ -15,20 +15,9 @@ local dir
 
 local function path(name) return dir .. "/" .. name end
 
-local function write(name, content)
-  local f = assert(io.open(path(name), "wb"))
-  f:write(content)
-  f:close()
-  return path(name)
-end
+local function write(name, content) return helper.write_file(path(name), content) end
 
-local function slurp(name)
-  local f = io.open(name, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = helper.slurp
 
 local function env(password)
   return { STREAM_TELECOM_URL = fake.url, STREAM_TELECOM_USER = USER,

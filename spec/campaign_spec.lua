@@ -14,20 +14,9 @@ local dir -- a fresh directory per spec
 
 local function path(name) return dir .. "/" .. name end
 
-local function write(name, content)
-  local f = assert(io.open(path(name), "wb"))
-  f:write(content)
-  f:close()
-  return path(name)
-end
+local function write(name, content) return helper.write_file(path(name), content) end
 
-local function slurp(name)
-  local f = io.open(name, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = helper.slurp
 
 -- Chunks of 300 rows per send_many: the specs cross chunk boundaries.
 local function env()

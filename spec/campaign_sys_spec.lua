@@ -9,13 +9,7 @@ local dir
 
 local function path(name) return dir .. "/" .. name end
 
-local function slurp(name)
-  local f = io.open(name, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = helper.slurp
 
 local function mode_of(name)
   return helper.capture("stat -c %a " .. shell_quote(name)):match("%d+")

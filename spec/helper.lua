@@ -175,5 +175,22 @@ function helper.cli_command(env, args)
   return table.concat(words, " ") .. " " .. helper.LUA .. " bin/streamtelecom " .. args
 end
 
+-- A whole file's bytes, or nil when it cannot be opened.
+function helper.slurp(name)
+  local f = io.open(name, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Writes content to name (bytes as they are) and answers name.
+function helper.write_file(name, content)
+  local f = assert(io.open(name, "wb"))
+  f:write(content)
+  f:close()
+  return name
+end
+
 package.loaded["spec.helper"] = helper
 return helper
