@@ -24,18 +24,8 @@ local function abs_root()
   return dir
 end
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local function read_file(path) return assert(helper.slurp(path), "cannot read " .. path) end
+local write_file = helper.write_file
 
 -- The fenced blocks of a Markdown text whose first line is `marker`.
 local function blocks_marked(md, marker)

@@ -14,18 +14,8 @@ local shell_quote, capture, sh = helper.shell_quote, helper.capture, helper.unsa
 local NGINX = os.getenv("NGINX") or "/usr/sbin/nginx"
 local MODULES = os.getenv("NGINX_MODULES")
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local function read_file(path) return assert(helper.slurp(path), "cannot read " .. path) end
+local write_file = helper.write_file
 
 -- The fenced block after <!-- paste: name --> in the Markdown.
 local function pasted(markdown, name)
