@@ -213,14 +213,6 @@ ST_EXPORT int luaopen_streamtelecom(lua_State *L) {
     set_string(L, "DEFAULT_URL", ST_DEFAULT_URL);
     push_errors_set(L);
     lua_setfield(L, -2, "errors");
-    /* What this build offers that an older one lacked, for the Lua parts
-     * that may meet either (a campaign run by a newer command). */
-    lua_createtable(L, 0, 2);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "before_send");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "sent");
-    lua_setfield(L, -2, "_features");
     push_defaults(L);
     lua_setfield(L, -2, "_DEFAULTS");
     return 1;

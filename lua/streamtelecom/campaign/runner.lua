@@ -16,20 +16,6 @@ M.STREAK = 20
 -- specs cross chunk boundaries with small ones).
 M.CHUNK = math.max(1, tonumber(os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK")) or 5000)
 
--- Whether send_many calls before_send just before a group of requests
--- leaves (then one fdatasync covers the group); else each row is synced in
--- its on_start. A module that knows the hook refuses a before_send that is
--- no function; an older one ignores the key.
-local function has_before_send(client)
-  local features = rawget(st, "_features")
-  if type(features) == "table" and features.before_send ~= nil then
-    return features.before_send == true
-  end
-  local ok, err = pcall(client.send_many, client, {}, { before_send = true })
-  return not ok and tostring(err):find("before_send", 1, true) ~= nil
-end
-M.has_before_send = has_before_send
-
 local STOP = setmetatable({}, { __tostring = function() return "campaign stopped" end })
 
 -- run: { client, todo (rows), journal, is_refusal(code), streak (n),
@@ -55,7 +41,6 @@ function M.send(run)
     if sig then stop({ kind = "signal", signal = sig }) end
   end
 
-  local batched = has_before_send(run.client)
   local streak = { code = nil, n = 0, seen = {} }
   local last_flush = st._now()
   local function watch_refusals(row, rec)
@@ -80,15 +65,16 @@ function M.send(run)
   end
 
   local hooks = {
-    before_send = batched and function()
+    -- One fdatasync for the group of started rows about to leave: each
+    -- row's "started" is durable before any byte of its request is sent.
+    before_send = function()
       flush()
       last_flush = st._now()
-    end or nil,
+    end,
     on_start = function(i, item)
       if stopping then error(STOP, 0) end
       check_signal()
       journal:add({ t = "started", row = todo[base + i].n, to = item.to })
-      if not batched then flush() end
     end,
     on_result = function(i, result)
       local row = todo[base + i]
