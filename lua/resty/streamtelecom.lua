@@ -360,6 +360,7 @@ local Client = driver.class{
   init = init,
   before = phase_error,
   exchange = exchange,
+  raises = false, -- every failure is told to the run (sslhandshake's raise too)
   sleep = nap,
   spawn = ngx.thread.spawn,
   signal = function() return setmetatable({ sema = semaphore.new(0) }, Signal) end,

@@ -22,6 +22,7 @@
 --       signal = function() end,            -- an object: :wait(seconds), :wake(n)
 --       url = true,                         -- exchange(client, run, job, url) instead
 --       carriers = true,                    -- spawned tasks only carry bytes (below)
+--       raises = false,                     -- exchange never raises: no pcall on the caller
 --     }
 --     local client, err, code = Client.new(opts)
 --
@@ -87,6 +88,12 @@ M.clean = clean
 -- worker at a time sleeps a timed wait (a rate, a backoff); the others park.
 
 local function exchange(d, run, job, request, host, port, tls)
+  if d.unguarded and d.workers == 1 then
+    -- A host whose exchange never raises, on the caller with no worker
+    -- beside it: no pcall, whose frame LuaJIT cannot trace a return into
+    -- (the rest of the call would run in its interpreter).
+    return d.exchange(d.client, run, job, request, host, port, tls)
+  end
   local ok, err = pcall(d.exchange, d.client, run, job, request, host, port, tls)
   if not ok then
     -- A bug in the driver must not leave the run waiting for this job. If
@@ -280,6 +287,7 @@ function M.drive(client, run, method)
     local class = client.class
     d = { run = run, client = client, agent = client.user_agent, name = class.name,
           url = class.url, ask = class.url and run.next or run.next_request,
+          unguarded = class.raises == false,
           exchange = class.exchange, sleep = class.sleep, spawn = class.spawn,
           signal = nil, -- made at the first spawn
           concurrency = client.concurrency, method = method,
@@ -302,14 +310,17 @@ local function invalid(key, why)
   return nil, "invalid option '" .. key .. "': " .. why, "invalid"
 end
 
+-- A method: no method takes more than three arguments, and a fixed number
+-- keeps LuaJIT's traces whole (it cannot record the return from a vararg
+-- function to the frame below it: the call would leave the compiled code).
 local function call(method)
-  return function(self, ...)
+  return function(self, a, b, c)
     local before = self.class.before
     if before then
       local err, code = before(self, method)
       if err then return nil, err, code end
     end
-    local run, err, code = self.core:_begin(method, ...)
+    local run, err, code = self.core:_begin(method, a, b, c)
     if not run then return nil, err, code end
     return M.drive(self, run, method)
   end
