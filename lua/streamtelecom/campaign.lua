@@ -65,9 +65,10 @@ Usage: streamtelecom campaign-status JOURNAL [--format csv|tsv|json] [--local]
          [--wait] [--for S] [--interval S] [--concurrency N] [--progress]
          [--json]
 
-Without --format: the delivery state of every message id the journal
-holds, one line per id in row order:  ROW TO ID STATE [TIME]
-(--json: an array of {"row":..,"to":..,"id":..,"state":..,...}).
+Without --format: a table of every row of the campaign's file, in row
+order, its columns aligned: ROW TO OUTCOME ID STATE CODE/ERROR (--json: the
+delivery state of every message id, an array of {"row":..,"to":..,"id":..,
+"state":..,...}).
 
 --format csv|tsv|json: one record per row of the campaign's file, in row
 order, with the columns row,to,outcome,id,code,error,state,updated and then
@@ -454,13 +455,6 @@ local function journal_ids(j)
   return ids, where, unknown
 end
 
-local function state_line(id, w, rec, ctx)
-  local head = ("%d %s %s "):format(w.row, tostring(w.to), id)
-  if rec.state then return head .. rec.state .. (rec.updated and (" " .. rec.updated) or "") end
-  local verdict = ctx.exit_code_for(rec.code) == EXIT.REFUSED and "refused" or "failed"
-  return head .. verdict .. " " .. tostring(rec.code) .. ": " .. tostring(rec.err)
-end
-
 local function poll_states(client, ids, map, progress)
   local pending = {}
   for _, id in ipairs(ids) do
@@ -496,8 +490,6 @@ local function print_states(ids, where, map, unknown, args, ctx)
       list[#list + 1] = { row = w.row, to = w.to, id = id, state = rec.state, raw = rec.raw,
                           final = rec.final, updated = rec.updated, err = rec.err,
                           code = rec.code }
-    elseif not args.format then
-      ctx.out(state_line(id, w, rec, ctx))
     end
   end
   if args.json and not args.format then ctx.out(report.json(report.list(list))) end
@@ -584,6 +576,9 @@ function M.status(argv, ctx)
   if args.help then io.stdout:write(M.HELP["campaign-status"]); return EXIT.OK end
   if not args.journal then ctx.usage_error("campaign-status needs one JOURNAL") end
   local o = status_options(args, ctx)
+  if args["local"] and args.json and not args.format then
+    ctx.usage_error("--local is for the report of every row (the table, or --format)")
+  end
   local j, err = journal_mod.read(args.journal)
   if not j then
     ctx.warn(args.journal .. " is not a campaign journal (" .. tostring(err) .. ")")
@@ -616,8 +611,8 @@ function M.status(argv, ctx)
   if args.format then
     local by_n, extras = campaign_rows(j.header, ctx)
     report.write_rows(row_records(j, by_n, map, ctx), extras, args.format, ctx.out)
-  elseif args["local"] then
-    ctx.usage_error("--local is for --format csv|tsv|json")
+  elseif not args.json then
+    report.write_table(row_records(j, campaign_rows(j.header, ctx), map, ctx), ctx.out)
   end
   return status
 end
