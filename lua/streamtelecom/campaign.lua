@@ -1,5 +1,5 @@
--- streamtelecom.campaign: the `campaign` and `campaign-status` commands of
--- bin/streamtelecom, their command line (argparse) and what each does. A
+--- The `campaign` and `campaign-status` commands of `bin/streamtelecom`
+-- (docs/cli.md, Campaigns): their command line (argparse) and what each does. A
 -- campaign sends one SMS per row of a CSV or JSON-lines file and keeps a
 -- journal, so that a run stopped at any moment (Ctrl-C, kill -9, a power
 -- loss) is resumed by running the same command again, nobody texted twice.
@@ -7,6 +7,7 @@
 -- The work is done by streamtelecom.campaign.input (reading and checking
 -- the rows), .journal (the campaign's file and its lock), .runner (the
 -- sending and its stops) and .report (what is printed, exit codes).
+-- @module streamtelecom.campaign
 local argparse = require("argparse")
 local st = require("streamtelecom")
 local input = require("streamtelecom.campaign.input")
@@ -19,6 +20,7 @@ local plural = report.plural
 
 local M = {}
 
+--- The usage text of each command, by name (`help campaign`).
 M.HELP = {
   campaign = [==[
 Usage: streamtelecom campaign FILE [--journal PATH] [--format csv|jsonl]
@@ -85,8 +87,7 @@ every message was final).
 ]],
 }
 
-------------------------------------------------------------------------------
--- Command line
+-- ---- Command line ----------------------------------------------------------
 
 local function parser_for(command)
   local p = argparse("streamtelecom " .. command):add_help(false)
@@ -165,8 +166,7 @@ local function resend_refused(args)
   return set
 end
 
-------------------------------------------------------------------------------
--- campaign FILE
+-- ---- campaign FILE ---------------------------------------------------------
 
 local SECOND_STOP = "\nstreamtelecom: stopped at once by a second Ctrl-C: the rows in flight "
   .. "have an unknown outcome (they may have been sent; campaign-status --local --format csv "
@@ -362,6 +362,10 @@ local function send_todo(client, todo, journal, tally, args, o, is_refusal)
   return stop
 end
 
+--- `campaign FILE ...`: sends the file's rows; answers the exit code.
+-- @tparam {string,...} argv the words after the command
+-- @tparam table ctx the script's helpers (see `main`)
+-- @treturn int the exit code
 function M.campaign(argv, ctx)
   -- First of all: a Ctrl-C from here on is the campaign's to handle.
   st._signals(SECOND_STOP)
@@ -431,8 +435,7 @@ function M.campaign(argv, ctx)
   return exit_status(summary, stop, ctx)
 end
 
-------------------------------------------------------------------------------
--- campaign-status JOURNAL
+-- ---- campaign-status JOURNAL -----------------------------------------------
 
 local function journal_ids(j)
   local rows = {}
@@ -571,6 +574,10 @@ local function status_options(args, ctx)
   return o
 end
 
+--- `campaign-status JOURNAL ...`: the report of every row; answers the exit code.
+-- @tparam {string,...} argv the words after the command
+-- @tparam table ctx the script's helpers (see `main`)
+-- @treturn int the exit code
 function M.status(argv, ctx)
   local args = parse("campaign-status", argv, ctx)
   if args.help then io.stdout:write(M.HELP["campaign-status"]); return EXIT.OK end
@@ -617,9 +624,12 @@ function M.status(argv, ctx)
   return status
 end
 
--- bin/streamtelecom's entry: command is "campaign" or "campaign-status",
--- argv the words after it; ctx carries the script's helpers and the options
--- given before the command.
+--- bin/streamtelecom's entry.
+-- @tparam string command "campaign" or "campaign-status"
+-- @tparam {string,...} argv the words after it
+-- @tparam table ctx the script's helpers (`out`, `warn`, `usage_error`,
+-- `exit_code_for`, `new_client`) and `options`, those given before the command
+-- @treturn int the exit code
 function M.main(command, argv, ctx)
   if command == "campaign" then return M.campaign(argv, ctx) end
   return M.status(argv, ctx)
