@@ -157,29 +157,28 @@ local find, sub, byte = string.find, string.sub, string.byte
 
 local function plain_record(s, pos, delim, buf)
   local nl = find(s, "\n", pos, true)
+  local after = nl and nl + 1 or #s + 1
   local stop = nl or #s + 1
-  local q = find(s, '"', pos, true)
-  if q and q < stop then return nil end
-  local after = nl and nl + 1 or stop
   if stop > pos and byte(s, stop - 1) == 13 then stop = stop - 1 end
-  local count, from = 0, pos
+  local line = sub(s, pos, stop - 1)
+  if find(line, '"', 1, true) then return nil end
+  local count, from = 0, 1
   while true do
-    local d = find(s, delim, from, true)
+    local d = find(line, delim, from, true)
     count = count + 1
-    if not d or d >= stop then
-      buf[count] = sub(s, from, stop - 1)
-      return count, after
+    if not d then
+      buf[count] = sub(line, from)
+      return count, after, buf
     end
-    buf[count] = sub(s, from, d - 1)
+    buf[count] = sub(line, from, d - 1)
     from = d + 1
   end
 end
 
 -- The record at pos: its fields (a new table), the next position and line.
 local function record_at(s, pos, line, delim)
-  local buf = {}
-  local count, after = plain_record(s, pos, delim, buf)
-  if count then return buf, after, line + 1 end
+  local count, after, fields = plain_record(s, pos, delim, {})
+  if count then return fields, after, line + 1 end
   return csv_record(s, pos, line, delim)
 end
 
@@ -289,10 +288,11 @@ local function scan_csv(idx, delim, client)
   local header, width
   local buf, f, n = {}, {}, 0
   local at = {} -- the field index of each known column
+  local optional = {} -- the optional columns the header has
   local len = #s
   while pos <= len do
-    local start, fields = line, buf
-    local count, p = plain_record(s, pos, delim, buf)
+    local start = line
+    local count, p, fields = plain_record(s, pos, delim, buf)
     local l
     if count then
       l = line + 1
@@ -316,6 +316,9 @@ local function scan_csv(idx, delim, client)
         for i, name in ipairs(header) do
           if name then at[name] = i end
         end
+        for _, name in ipairs(OPTIONAL) do
+          if at[name] then optional[#optional + 1] = name end
+        end
       else
         n = n + 1
         if not record_ok then return not_utf8(("row %d (line %d)"):format(n, start)) end
@@ -326,8 +329,9 @@ local function scan_csv(idx, delim, client)
           f.to, f.text = fields[at.to], fields[at.text]
           if f.to == "" then f.to = nil end
           if f.text == "" then f.text = nil end
-          for _, name in ipairs(OPTIONAL) do
-            local v = at[name] and fields[at[name]]
+          for i = 1, #optional do
+            local name = optional[i]
+            local v = fields[at[name]]
             f[name] = v ~= "" and v or nil
           end
           take(idx, n, start, pos, f, client)
