@@ -123,11 +123,18 @@ local function wait_sends(n)
          "fewer than " .. n .. " sends")
 end
 
--- The pid a run wrote into its lock file.
+-- The pid of the run holding the journal's lock (a flock on the journal
+-- itself), from /proc/locks: "1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE ...".
 local function lock_pid(journal)
   local pid
   assert(fake.wait_for(function()
-    pid = tonumber((slurp(journal .. ".lock") or ""):match("%d+"))
+    local inode = helper.capture("stat -c %i " .. shell_quote(journal) .. " 2>/dev/null")
+                        :match("%d+")
+    if not inode then return false end
+    for line in io.lines("/proc/locks") do
+      local holder = line:match("^%d+: FLOCK%s+%S+%s+WRITE%s+(%d+)%s+%x+:%x+:" .. inode .. " ")
+      if holder then pid = tonumber(holder) end
+    end
     return pid ~= nil
   end, 10))
   return pid
@@ -165,6 +172,21 @@ describe("streamtelecom campaign, trusted", function()
     assert.is_true(fake.stats().send_requests >= before)
     assert_each_once(20)
     assert.equals(20, #fake.sends())
+  end)
+
+  it("locks the journal itself: no other file is made, none is left behind", function()
+    local file = csv_of(3)
+    local _, err, status = run("campaign " .. shell_quote(file))
+    assert.equals(0, status, err)
+    write("bad.csv", "to,text\n123,x\n")
+    assert.equals(2, select(3, run("campaign " .. shell_quote(path("bad.csv")))))
+    local names = {}
+    for name in helper.capture("ls -A " .. shell_quote(dir)):gmatch("[^\n]+") do
+      if name ~= "stderr" then names[#names + 1] = name end
+    end
+    table.sort(names)
+    assert.same({ "bad.csv", "bad.csv.journal", "rows.csv", "rows.csv.journal" }, names)
+    assert.equals("", slurp(path("bad.csv.journal")), "nothing journaled for a refused file")
   end)
 
   describe("keeps the journal its own", function()

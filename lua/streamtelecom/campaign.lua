@@ -381,19 +381,20 @@ function M.campaign(argv, ctx)
   collectgarbage("setpause", 110)
   local is_refusal = function(code) return ctx.exit_code_for(code) == EXIT.REFUSED end
 
-  -- One run at a time, told at once: before the file is even read.
-  local lock, why, code = journal_mod.lock(o.journal)
-  if not lock then ctx.warn(why); return code end
+  -- One run at a time, told at once: before the file is even read. The
+  -- lock is the journal's own (an empty journal when the file is refused).
+  local journal_file, why, code = journal_mod.lock(o.journal)
+  if not journal_file then ctx.warn(why); return code end
   local client = ctx.new_client(args, { concurrency = o.concurrency, rate = o.rate })
   -- Every row is read and checked before anything is sent; what stays is
   -- where each good row starts in the file's text.
   local idx, why_bad = input.scan(o.path, o, client)
-  if not idx then ctx.warn(why_bad); client:close(); lock:close(); return EXIT.USAGE end
+  if not idx then ctx.warn(why_bad); client:close(); journal_file:close(); return EXIT.USAGE end
   local invalid, extras, rows_total = idx.errors, idx.extras, idx.total
   for _, e in ipairs(invalid) do ctx.warn(input.error_text(e)) end
   if #invalid > 0 and not args.skip_invalid then
     client:close()
-    lock:close()
+    journal_file:close()
     return refuse_bad_rows(args, o, rows_total, invalid, ctx)
   end
 
@@ -403,7 +404,7 @@ function M.campaign(argv, ctx)
   for i, e in ipairs(invalid) do
     bad[i] = { row = e.n, line = e.line, column = e.column, err = e.message }
   end
-  local journal, why_not = journal_mod.open(o.journal, {
+  local journal, why_not = journal_mod.open(journal_file, o.journal, {
     t = "campaign", v = 1, file = absolute(o.path), sha256 = sha, rows = rows_total,
     format = o.format, delimiter = o.delimiter, extras = extras, invalid = bad })
   if not journal then ctx.warn(why_not); client:close(); return EXIT.USAGE end
@@ -425,10 +426,9 @@ function M.campaign(argv, ctx)
   elseif #todo > 0 then
     stop = send_todo(client, idx, todo, journal, tally, args, o, is_refusal)
   end
-  local closed, close_why = journal:close()
+  local closed, close_why = journal:close() -- and the lock with it
   if not closed and not stop then stop = { kind = "journal", err = close_why } end
   client:close()
-  lock:close()
   local summary = summary_of(tally, { file = o.path, journal = o.journal, rows = rows_total },
                              invalid, earlier, stop)
   -- The journal's fdatasync calls of this run (make bench shows them a row).
