@@ -256,6 +256,80 @@ describe("the driver interface itself", function()
     c:close()
   end)
 
+  describe("a shared rate (rate_slot)", function()
+    local function rated(slot)
+      return assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0,
+                                rate = 10, concurrency = 4, rate_slot = slot })
+    end
+    local function items(n)
+      local list = {}
+      for i = 1, n do list[i] = { to = "79031234567", text = "m" .. i } end
+      return list
+    end
+
+    it("asks the hook once per request, with the interval, and waits for the slot it answers", function()
+      local asked = {}
+      local delays = { 0, 0.5 }
+      local c = rated(function(interval)
+        asked[#asked + 1] = interval
+        return delays[#asked] or 0
+      end)
+      local run = assert(c:_begin("send_many", items(2)))
+      local what = run:next_request()
+      assert.equals("start", what) -- the first slot is now
+      local step, seconds = run:next_request()
+      assert.equals("wait", step)  -- the second is the hook's, not the engine's 0.1 s
+      assert.is_true(seconds > 0.4 and seconds <= 0.5, "waits for the shared slot: " .. tostring(seconds))
+      assert.equals("wait", (run:next_request())) -- a reserved slot is not asked for again
+      assert.same({ 0.1, 0.1 }, asked)
+      run:close()
+      c:close()
+    end)
+
+    it("lets the request go when the hook raises, yields or answers no number", function()
+      for _, slot in ipairs{ function() error("shared dict gone") end,
+                             function() coroutine.yield() end,
+                             function() return "soon" end,
+                             function() return 0 / 0 end } do
+        local c = rated(slot)
+        local run = assert(c:_begin("balance"))
+        assert.equals("start", (run:next_request()))
+        run:close()
+        c:close()
+      end
+    end)
+
+    it("is refused by st.new and must be a function", function()
+      local ok, err, code = st.new{ user = "rich", password = PASSWORD, url = fake.url,
+                                    rate_slot = function() return 0 end }
+      assert.is_nil(ok)
+      assert.equals("invalid", code)
+      assert.matches("unknown option 'rate_slot'", err)
+      ok, err, code = st._driven{ user = "rich", password = PASSWORD, url = fake.url, rate_slot = 5 }
+      assert.is_nil(ok)
+      assert.equals("invalid", code)
+      assert.matches("want a function", err)
+    end)
+
+    it("cannot reach the run from inside the hook", function()
+      local run, tried
+      local c = rated(function()
+        local ok1, err1 = pcall(run.next_request, run)
+        local ok2, err2 = pcall(run.close, run)
+        tried = { ok1, err1, ok2, err2 }
+        return 0
+      end)
+      run = assert(c:_begin("balance"))
+      assert.equals("start", (run:next_request()))
+      assert.is_false(tried[1])
+      assert.matches("cannot be called from its own callbacks", tried[2])
+      assert.is_false(tried[3])
+      assert.matches("cannot be called from the run.s own callbacks", tried[4])
+      run:close()
+      c:close()
+    end)
+  end)
+
   describe("a run's own callbacks", function()
     local GUARD = "cannot be called from"
 

@@ -26,6 +26,7 @@
 typedef struct lst_client {
     st_client *core;   /* NULL once closed */
     int on_request;    /* registry ref of the callback, or LUA_NOREF */
+    int rate_slot;     /* driven: registry ref of the shared rate's hook */
     int box_ref;       /* registry ref of its reusable call box (client_box) */
     int busy;          /* a core call is running: only its own callbacks run */
     int close_pending; /* closed from its own callback: freed after the call */

@@ -51,6 +51,8 @@ typedef struct hook_ctx {
     lua_State *L;
     int ref;
     const st_exchange *info;
+    int rate_ref;      /* rate_slot's registry ref */
+    double interval;   /* rate_slot's argument, its answer */
 } hook_ctx;
 
 /* Runs protected: building the info table may run out of memory and the
@@ -78,6 +80,30 @@ static void call_on_request(void *ud, const st_exchange *info) {
         lua_pop(ctx->L, 1);
 }
 
+/* rate_slot(interval) -> seconds until the slot it reserved. Runs
+ * protected: it may raise or yield (a yield raises across the C call). */
+static int run_rate_slot(lua_State *L) {
+    hook_ctx *ctx = (hook_ctx *)lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->rate_ref);
+    lua_pushnumber(L, (lua_Number)ctx->interval);
+    lua_call(L, 1, 1);
+    ctx->interval = (double)lua_tonumber(L, -1); /* not a number: 0 */
+    return 0;
+}
+
+/* A shared rate that fails lets the request go at the engine's own pace:
+ * a broken counter must not stop the sending (the engine still spaces
+ * this client's requests by rate). */
+static double call_rate_slot(void *ud, double interval) {
+    hook_ctx *ctx = (hook_ctx *)ud;
+    ctx->interval = interval;
+    if (st_lua_protected(ctx->L, run_rate_slot, ctx) != 0) {
+        lua_pop(ctx->L, 1);
+        return 0;
+    }
+    return ctx->interval;
+}
+
 /* Marks the client in use for one core call and arms its callback; ctx
  * must outlive the call. Nothing between begin_call and end_call raises. */
 static void begin_call(lua_State *L, lst_client *u, hook_ctx *ctx) {
@@ -103,6 +129,10 @@ static void free_client(lua_State *L, lst_client *u) {
         luaL_unref(L, LUA_REGISTRYINDEX, u->box_ref);
         u->box_ref = LUA_NOREF;
     }
+    if (u->rate_slot != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, u->rate_slot);
+        u->rate_slot = LUA_NOREF;
+    }
     st_http_framer_free(&u->framer);
     free(u->spare_run);
     u->spare_run = NULL;
@@ -120,6 +150,9 @@ static void end_call(lua_State *L, lst_client *u) {
 /* ---- st.new ------------------------------------------------------------- */
 
 typedef enum { OPT_STRING, OPT_NUMBER, OPT_INT, OPT_BOOLEAN, OPT_FUNCTION } opt_type;
+
+/* The offset of a function option that only st._driven takes. */
+#define DRIVEN_ONLY 1
 
 static const struct option_spec {
     const char *name;
@@ -142,6 +175,7 @@ static const struct option_spec {
     {"max_response", OPT_INT, offsetof(st_options, max_response)},
     {"verify", OPT_BOOLEAN, offsetof(st_options, verify)},
     {"on_request", OPT_FUNCTION, 0},
+    {"rate_slot", OPT_FUNCTION, DRIVEN_ONLY}, /* docs/DRIVERS.md */
 };
 
 static const char *const type_wanted[] = {"a string", "a number",
@@ -205,10 +239,9 @@ static const char *store_option(lua_State *L, const struct option_spec *spec,
 /* Reads the options table at index 1 raw (no metamethod runs, and nothing
  * is allocated, so the strings stay the table's until st_client_new copies
  * them); on a bad option writes the reason into why. */
-static int read_options(lua_State *L, st_options *o, int *has_callback,
+static int read_options(lua_State *L, st_options *o, int driven,
                         char *why, size_t cap) {
     st_options_defaults(o);
-    *has_callback = 0;
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         const struct option_spec *spec;
@@ -219,7 +252,7 @@ static int read_options(lua_State *L, st_options *o, int *has_callback,
             return -1;
         }
         spec = find_option(lua_tostring(L, -2));
-        if (!spec) {
+        if (!spec || (spec->offset == DRIVEN_ONLY && !driven)) {
             snprintf(why, cap, "invalid option: unknown option '%.64s'",
                      lua_tostring(L, -2));
             lua_pop(L, 2);
@@ -232,8 +265,6 @@ static int read_options(lua_State *L, st_options *o, int *has_callback,
             lua_pop(L, 2);
             return -1;
         }
-        if (spec->type == OPT_FUNCTION)
-            *has_callback = 1;
         lua_pop(L, 1);
     }
     return 0;
@@ -258,10 +289,22 @@ static lst_client *push_client(lua_State *L) {
     lst_client *u = (lst_client *)lua_newuserdata(L, sizeof *u);
     memset(u, 0, sizeof *u);
     u->on_request = LUA_NOREF;
+    u->rate_slot = LUA_NOREF;
     u->box_ref = LUA_NOREF;
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
     return u;
+}
+
+/* A registry ref of the options' function `name`, or LUA_NOREF. */
+static int keep_function(lua_State *L, const char *name) {
+    lua_pushstring(L, name);
+    lua_rawget(L, 1);
+    if (lua_type(L, -1) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /***
@@ -286,12 +329,11 @@ static int make_client(lua_State *L, int driven) {
     st_options o;
     st_error err;
     lst_client *u;
-    int has_callback;
     char why[160];
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     u = push_client(L); /* 2 */
-    if (read_options(L, &o, &has_callback, why, sizeof why) != 0)
+    if (read_options(L, &o, driven, why, sizeof why) != 0)
         return push_invalid(L, why);
     if (!o.user || !o.password)
         return push_invalid(L, o.user ? "invalid option 'password': required"
@@ -301,11 +343,8 @@ static int make_client(lua_State *L, int driven) {
     if (!u->core)
         return push_failure(L, &err);
     describe_client(u);
-    if (has_callback) {
-        lua_pushliteral(L, "on_request");
-        lua_rawget(L, 1);
-        u->on_request = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
+    u->on_request = keep_function(L, "on_request");
+    u->rate_slot = keep_function(L, "rate_slot");
     lua_settop(L, 2);
     return 1;
 }
@@ -1004,6 +1043,8 @@ typedef struct lst_run {
     int busy; /* a method of it is inside the engine (its callbacks run) */
     st_exchange_hook outer_hook; /* what arm() replaced, put back by disarm */
     void *outer_ctx;
+    st_rate_hook outer_rate_hook; /* likewise, with rate_slot */
+    void *outer_rate_ctx;
     int has_on_start;
     int has_before_send;
     stream_ctx sc;
@@ -1257,10 +1298,20 @@ static void arm(lua_State *L, lst_run *run, hook_ctx *ctx) {
     st_client_set_hook(u->core, u->on_request == LUA_NOREF ? NULL
                                                            : call_on_request,
                        ctx);
+    if (u->rate_slot != LUA_NOREF) {
+        st_client_get_rate_hook(u->core, &run->outer_rate_hook,
+                                &run->outer_rate_ctx);
+        ctx->rate_ref = u->rate_slot;
+        st_client_set_rate_hook(u->core, call_rate_slot, ctx);
+    }
 }
 
 static void disarm(lst_run *run) {
-    st_client_set_hook(run->owner->core, run->outer_hook, run->outer_ctx);
+    st_client *core = run->owner->core;
+    st_client_set_hook(core, run->outer_hook, run->outer_ctx);
+    if (run->owner->rate_slot != LUA_NOREF)
+        st_client_set_rate_hook(core, run->outer_rate_hook,
+                                run->outer_rate_ctx);
     run->busy = 0;
 }
 

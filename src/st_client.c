@@ -231,3 +231,14 @@ void st_client_get_hook(const st_client *c, st_exchange_hook *hook,
     *hook = c->hook;
     *ctx = c->hook_ctx;
 }
+
+void st_client_set_rate_hook(st_client *c, st_rate_hook hook, void *ctx) {
+    c->rate_hook = hook;
+    c->rate_ctx = ctx;
+}
+
+void st_client_get_rate_hook(const st_client *c, st_rate_hook *hook,
+                             void **ctx) {
+    *hook = c->rate_hook;
+    *ctx = c->rate_ctx;
+}

@@ -48,6 +48,13 @@ typedef struct st_exchange {
 
 typedef void (*st_exchange_hook)(void *ctx, const st_exchange *info);
 
+/* A rate shared with other clients (other processes): called when `rate`
+ * is set and the engine needs a slot for a request; reserves the next
+ * shared slot (interval seconds after the last one taken by anyone) and
+ * answers the seconds from now until it (0 or less: now). The engine then
+ * waits for that slot instead of its own. */
+typedef double (*st_rate_hook)(void *ctx, double interval);
+
 typedef struct st_stats {
     unsigned long requests;
     unsigned long retries;
@@ -65,6 +72,9 @@ void st_client_free(st_client *c);
 void st_client_set_hook(st_client *c, st_exchange_hook hook, void *ctx);
 void st_client_get_hook(const st_client *c, st_exchange_hook *hook,
                         void **ctx);
+void st_client_set_rate_hook(st_client *c, st_rate_hook hook, void *ctx);
+void st_client_get_rate_hook(const st_client *c, st_rate_hook *hook,
+                             void **ctx);
 const st_stats *st_client_stats(const st_client *c);
 const char *st_client_user(const st_client *c);
 const char *st_client_url(const st_client *c);

@@ -78,10 +78,26 @@ static void note_unknown_outcome(st_job *job) {
                  " (the request was sent: the outcome is unknown)");
 }
 
+/* The longest a shared rate may make a request wait: an answer beyond it
+ * is a broken counter, not a plan. */
+#define ST_MAX_RATE_WAIT 3600.0
+
 /* Whether `rate` lets a request start now; if not, lowers *wake (0: not
- * set yet) to when. */
-static int rate_ready(const st_client *c, double now, double *wake) {
-    if (c->opts.rate <= 0 || c->next_slot <= now)
+ * set yet) to when. A shared rate (rate_hook) reserves its slot once, at
+ * the first ask, and keeps it until a request takes it. */
+static int rate_ready(st_client *c, double now, double *wake) {
+    if (c->opts.rate <= 0)
+        return 1;
+    if (c->rate_hook && !c->slot_reserved) {
+        double delay = c->rate_hook(c->rate_ctx, 1.0 / c->opts.rate);
+        if (!(delay > 0)) /* NaN too */
+            delay = 0;
+        else if (delay > ST_MAX_RATE_WAIT)
+            delay = ST_MAX_RATE_WAIT;
+        c->next_slot = now + delay;
+        c->slot_reserved = 1;
+    }
+    if (c->next_slot <= now)
         return 1;
     if (*wake == 0 || c->next_slot < *wake)
         *wake = c->next_slot;
@@ -89,7 +105,11 @@ static int rate_ready(const st_client *c, double now, double *wake) {
 }
 
 static void rate_take(st_client *c, double now) {
-    if (c->opts.rate > 0)
+    if (c->opts.rate <= 0)
+        return;
+    if (c->rate_hook)
+        c->slot_reserved = 0; /* the next request reserves its own */
+    else
         c->next_slot = now + 1.0 / c->opts.rate;
 }
 

@@ -22,6 +22,9 @@ struct st_client {
     st_exchange_hook hook;
     void *hook_ctx;
     double next_slot; /* earliest start of the next request under `rate` */
+    st_rate_hook rate_hook; /* a rate shared beyond this client, or NULL */
+    void *rate_ctx;
+    int slot_reserved; /* next_slot came from rate_hook, not yet taken */
     int stopped;      /* st_client_stop: no new jobs start */
     struct st_job *slots; /* kept between calls (see st_engine.c) */
     int slots_in_use;     /* a run holds them */
