@@ -13,6 +13,9 @@
 
 #include "compat.h"
 #include "st_client.h"
+#include "st_send.h"
+#include "st_status.h"
+#include "st_wait.h"
 #include "st_segments.h"
 #include "st_validate.h"
 #include "st_parse.h"

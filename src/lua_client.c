@@ -209,14 +209,11 @@ static const char *store_option(lua_State *L, const struct option_spec *spec,
         const char *s = lua_tolstring(L, -1, &len);
         if (strlen(s) != len)
             return "a string without NUL bytes";
-        if (len == 0)
-            return "a non-empty string";
         memcpy(field, &s, sizeof s);
     } else if (spec->type == OPT_NUMBER) {
         double v = (double)lua_tonumber(L, -1);
-        /* The core reads rate 0 as "no limit"; a user asking for 0 erred. */
-        if (spec->offset == offsetof(st_options, rate) && !(v > 0))
-            return "a number above 0";
+        if (spec->offset == offsetof(st_options, rate))
+            o->rate_given = 1;
         memcpy(field, &v, sizeof v);
     } else if (spec->type == OPT_INT) {
         double v = (double)lua_tonumber(L, -1);
@@ -335,9 +332,6 @@ static int make_client(lua_State *L, int driven) {
     u = push_client(L); /* 2 */
     if (read_options(L, &o, driven, why, sizeof why) != 0)
         return push_invalid(L, why);
-    if (!o.user || !o.password)
-        return push_invalid(L, o.user ? "invalid option 'password': required"
-                                      : "invalid option 'user': required");
     u->driven = driven;
     u->core = driven ? st_client_new_driven(&o, &err) : st_client_new(&o, &err);
     if (!u->core)

@@ -45,7 +45,7 @@ struct st_transport {
      * cache is pruned on every request, and the share's table is a third
      * the size of the multi handle's own: ~700 instructions a request. */
     CURLSH *share;
-    st_options opts; /* strings borrowed from the client, which outlives us */
+    st_transport_options opts;
     st_xfer **idle;
     size_t nidle, cap_idle;
     st_xfer **live; /* the running transfers, for their time limits */
@@ -161,7 +161,7 @@ static CURLcode on_ssl_ctx(CURL *easy, void *ssl_ctx, void *data) {
 
 /* The CA bundle: the shared store when there is one (libcurl then loads
  * nothing itself), else the options' files, else libcurl's defaults. */
-static int configure_ca(st_xfer *x, const st_options *o) {
+static int configure_ca(st_xfer *x, const st_transport_options *o) {
     if (x->t->castore) {
         SET(CURLOPT_CAINFO, NULL);
         SET(CURLOPT_CAPATH, NULL);
@@ -178,7 +178,8 @@ failed:
     return -1;
 }
 
-static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
+static int configure(st_xfer *x, const st_transport_options *o,
+                     CURLSH *share) {
     SET(CURLOPT_PRIVATE, x);
     SET(CURLOPT_SHARE, share);
     SET(CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM: thread-safe */
@@ -330,7 +331,8 @@ static int own_process(st_transport *t, st_error *err) {
     return st_nomem(err);
 }
 
-st_transport *st_transport_new(const st_options *o, st_error *err) {
+st_transport *st_transport_new(const st_transport_options *o,
+                               st_error *err) {
     st_transport *t;
     st_xfer *first;
     pthread_once(&global_once, global_init);
@@ -381,10 +383,6 @@ void st_transport_free(st_transport *t) {
     curl_slist_free_all(t->headers);
     st_castore_put(t->castore); /* after the handles that used it */
     free(t);
-}
-
-void st_reply_free(st_reply *reply) {
-    st_buf_free(&reply->body);
 }
 
 static st_code classify(CURLcode rc) {
