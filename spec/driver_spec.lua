@@ -207,6 +207,31 @@ describe("the driver interface itself", function()
     assert.same({ "closed", "closed" }, { res[2].code, res[3].code })
   end)
 
+  it("reports every item once when stopped: a part never started is closed, an item never started too", function()
+    local c = assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0,
+                                 concurrency = 1 })
+    local many = {}
+    for i = 1, 300 do many[i] = string.format("7903%07d", i) end -- more than one URL holds
+    local called = {}
+    local run = assert(c:_begin("send_many", { { to = many, text = "a" }, { to = "79161234567", text = "b" } },
+                                { on_result = function(i) called[#called + 1] = i end }))
+    local what, job, url = run:next()
+    assert.equals("start", what)
+    local _, sent_here = url:gsub("%%2C", "")
+    assert.is_true(sent_here + 1 < #many, "the item takes more than one request")
+    c:close()
+    local ids = {}
+    for i = 1, sent_here + 1 do ids[i] = tostring(1000000000 + i) end
+    run:answer(job, 200, table.concat(ids, "\n"))
+    assert.equals("done", run:next())
+    local res = run:result()
+    assert.equals(#many, #res[1])
+    assert.equals("1000000001", res[1][1].id)
+    assert.equals("closed", res[1][#many].code)
+    assert.same({ err = "client is closed", code = "closed", sent = false }, res[2])
+    assert.same({ 1 }, called) -- on_result follows answers: the item never started has none
+  end)
+
   it("says when a started job is all the run can do, and ends with the result", function()
     local c = assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0,
                                  concurrency = 2 })

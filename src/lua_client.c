@@ -648,6 +648,8 @@ static int run_stream_glue(lua_State *L) {
     lua_pushvalue(L, 4);
     lua_pushvalue(L, 5);
     lua_rawset(L, 3);
+    if (sc->res && !sc->res->started)
+        return 0; /* on_result follows answers; this item never left */
     lua_rawgeti(L, 2, ST_ON_RESULT);
     if (lua_isnil(L, -1))
         return 0;
@@ -839,19 +841,6 @@ static void default_senders(call_box *box, const char *sender) {
 
 /* Items that never started (the client was closed from a callback) get
  * the closed error, so every index of the results has a record. */
-static void fill_unstarted(lua_State *L, size_t n) {
-    st_error err;
-    size_t i;
-    st_fail(&err, ST_E_CLOSED, "client is closed");
-    for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, (int)i);
-        if (lua_isnil(L, -1)) {
-            push_send_error_record(L, &err, 0);
-            lua_rawseti(L, -3, (int)i);
-        }
-        lua_pop(L, 1);
-    }
-}
 
 /***
 Many sends at once over the client's kept-alive connections (libcurl
@@ -903,7 +892,6 @@ static int l_send_many(lua_State *L) {
     if (rc != 0)
         return push_failure(L, &err);
     rc = finish_stream(L, box, &sc);
-    fill_unstarted(L, box->nitems);
     box_release(L, box);
     return rc;
 }
@@ -1532,7 +1520,6 @@ static int push_send_outcome(lua_State *L, const st_send_result *res) {
 /* run:result(): what the blocking method returns, once next() said done. */
 static int run_result(lua_State *L) {
     lst_run *run = to_run(L);
-    int n;
     if (!run->done)
         return luaL_error(L, "streamtelecom: the run is not done: call "
                              "next() until it says \"done\"");
@@ -1557,10 +1544,7 @@ static int run_result(lua_State *L) {
         if (run->box.ref == LUA_NOREF) /* its callback's error was raised */
             return luaL_error(L, "streamtelecom: the run ended with an "
                                  "error, raised already");
-        n = finish_stream(L, &run->box, &run->sc);
-        if (run->kind == RUN_SEND_MANY)
-            fill_unstarted(L, run->box.nitems);
-        return n;
+        return finish_stream(L, &run->box, &run->sc);
     }
 }
 

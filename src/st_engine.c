@@ -224,8 +224,13 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
         finish_job(run, next);
     }
     if (run->running == 0 && run->waiting == 0 &&
-        (run->exhausted || stopping(run)))
+        (run->exhausted || stopping(run))) {
+        if (!run->finished && run->src->finish) {
+            run->finished = 1;
+            run->src->finish(run->src->ctx);
+        }
         return ST_RUN_DONE;
+    }
     return ST_RUN_WAIT;
 }
 

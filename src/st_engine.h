@@ -116,6 +116,10 @@ typedef struct st_job_source {
     /* Optional (NULL: none): the jobs handed out since its last call are
      * about to leave; nonzero: none of them may (they end unsent). */
     int (*leaving)(void *ctx);
+    /* Optional: the run is over, no job will start any more (its jobs
+     * all ended, or it was stopped): the source accounts for what it never
+     * started. Called once. */
+    void (*finish)(void *ctx);
     void *ctx;
     int stop; /* set by the source (or its caller): start no more jobs */
 } st_job_source;
@@ -147,6 +151,7 @@ typedef struct st_run {
     size_t waiting;  /* retries waiting for their backoff */
     int exhausted;   /* the source has no more jobs */
     size_t held;     /* jobs handed out, not yet let go (src->leaving) */
+    int finished;    /* src->finish was called */
 } st_run;
 
 st_run_step st_run_next(st_run *run, st_job **job, double *wake);

@@ -32,6 +32,7 @@ void st_send_result_take(st_send_result *to, st_send_result *from) {
     to->errors = from->errors, to->nerrors = from->nerrors;
     to->accepted = from->accepted;
     to->sent = from->sent;
+    to->started = from->started;
     if (from->accepted == 0) /* only then has it a failure to tell */
         st_error_copy(&to->failure, &from->failure);
     from->records = NULL, from->errors = NULL;
@@ -120,6 +121,7 @@ static void fail_item_start(send_source *s, size_t index) {
     open_item item;
     memset(&item, 0, sizeof item);
     item.index = index;
+    item.res.started = 1;
     st_nomem(&item.res.failure);
     s->hooks->on_result(s->hooks->ctx, index, &item.res);
 }
@@ -166,6 +168,7 @@ static open_item *open_item_new(send_source *s, size_t index) {
     }
     item->index = index;
     item->left = item->nchunks;
+    item->res.started = 1;
     if (alloc_outcome(&item->res, r->count, item->nchunks) != 0) {
         open_item_free(s->e, item);
         return NULL;
@@ -267,6 +270,41 @@ static void send_done(void *ctx, st_job *job) {
         close_item(s, item);
 }
 
+/* Why a request or an item never left: the client was closed, or the call
+ * stopped first (a callback raised or refused). */
+static void never_left(const send_source *s, st_error *err) {
+    st_fail(err, ST_E_CLOSED, "%s",
+            s->e->stopped ? "client is closed"
+                          : "not sent: the call stopped before it started");
+}
+
+/* The call is over: the parts of an item it never started end `closed`
+ * (the item's outcome then goes out with those that did leave), and each
+ * item it never started goes out `closed`, never sent: one outcome for
+ * every item. */
+static void send_finish(void *ctx) {
+    send_source *s = ctx;
+    open_item *item = s->starting;
+    st_send_result res;
+    s->starting = NULL;
+    while (item && item->started < item->nchunks) {
+        size_t part = item->started++, i;
+        st_chunk chunk = item->chunks[part];
+        never_left(s, &item->res.errors[part]);
+        for (i = 0; i < chunk.count; i++)
+            item->res.records[chunk.first + i].chunk = part;
+        if (--item->left == 0) {
+            close_item(s, item);
+            item = NULL;
+        }
+    }
+    for (; s->next_item < s->n; s->next_item++) {
+        memset(&res, 0, sizeof res); /* the hook may have moved it out */
+        never_left(s, &res.failure);
+        s->hooks->on_result(s->hooks->ctx, s->next_item, &res);
+    }
+}
+
 /* Every item checked before the first byte is sent: -1 names the bad one.
  * A bulk call plans each item's parts again when it starts, keeping none
  * meanwhile; a single send keeps its plan in s. */
@@ -364,6 +402,7 @@ static st_task *begin_send(st_client *c, const st_send_item *items, size_t n,
     call->task.src.read = send_read;
     call->task.src.done = send_done;
     call->task.src.leaving = hooks->before_send ? send_leaving : NULL;
+    call->task.src.finish = send_finish;
     call->task.src.ctx = s;
     return st_task_start(&call->task, n == 1 ? s->plan_n : 0, err);
 }

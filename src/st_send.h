@@ -24,6 +24,9 @@ typedef struct st_send_result {
     st_error failure; /* when none was accepted: the first recipient's error */
     int sent; /* a request of it may have reached the gateway (0: provably
                * none left the machine; a failed send may then be retried) */
+    int started; /* its on_start ran: 0 for an item the call never started
+                  * (failure `closed`: the client was closed, or the call
+                  * stopped first) */
 } st_send_result;
 
 void st_send_result_free(st_send_result *res);
@@ -50,8 +53,9 @@ typedef struct st_send_hooks {
      * no more items (those in flight finish). NULL: none. */
     int (*on_start)(void *ctx, size_t item);
     /* Item i is done: *res is its outcome (res->accepted == 0: it failed,
-     * res->failure says why). Called once per started item, as soon as its
-     * last answer is read; the hook may move *res out (zeroing it). */
+     * res->failure says why). Called once per item: a started one as soon
+     * as its last answer is read, one never started (res->started == 0)
+     * when the call ends; the hook may move *res out (zeroing it). */
     void (*on_result)(void *ctx, size_t item, st_send_result *res);
     /* The requests of the items whose on_start ran since the last call are
      * about to leave the machine (one call for a group of them: a caller
