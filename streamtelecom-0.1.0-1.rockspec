@@ -45,6 +45,8 @@ build = {
         "src/lua_args.c",
         "src/lua_client.c",
         "src/lua_http.c",
+        "src/lua_run.c",
+        "src/lua_stream.c",
         "src/lua_streamtelecom.c",
         "src/lua_sys.c",
         "src/st_buf.c",
