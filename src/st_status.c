@@ -114,8 +114,12 @@ void st_status_round(st_client *c, const char *const *ids,
         st_client_run(c, call);
         return;
     }
-    for (k = 0; k < m; k++)
-        st_nomem(&errs[which ? which[k] : k]);
+    for (k = 0; k < m; k++) { /* each id still gets its one outcome */
+        size_t i = which ? which[k] : k;
+        st_nomem(&errs[i]);
+        if (hooks && hooks->on_result)
+            hooks->on_result(hooks->ctx, i, &out[i], &errs[i]);
+    }
 }
 
 st_task *st_task_status_many(st_client *c, const char *const *ids, size_t n,

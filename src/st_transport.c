@@ -27,6 +27,7 @@ typedef struct st_xfer {
     int once;
     int resend_refused;
     int too_large;
+    int no_memory; /* the answer could not be kept */
     int ca_unreadable; /* the shared store's bundle could not be read */
     char errbuf[CURL_ERROR_SIZE];
     double started;   /* st_now() when the transfer was started */
@@ -82,8 +83,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
         x->too_large = 1;
         return 0; /* makes libcurl stop with CURLE_WRITE_ERROR */
     }
-    if (st_buf_append(&x->reply->body, data, n) != 0)
+    if (st_buf_append(&x->reply->body, data, n) != 0) {
+        x->no_memory = 1;
         return 0;
+    }
     return n;
 }
 
@@ -413,6 +416,8 @@ static st_code classify(CURLcode rc) {
 
 static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+    if (x->no_memory || rc == CURLE_OUT_OF_MEMORY)
+        return st_nomem(err);
     if (x->too_large)
         return st_fail(err, ST_E_TOO_LARGE,
                        "gateway answer is larger than max_response (%ld bytes)",
@@ -634,6 +639,7 @@ int st_transport_start(st_transport *t, const char *url, int once,
     x->once = once;
     x->resend_refused = 0;
     x->too_large = 0;
+    x->no_memory = 0;
     x->ca_unreadable = 0;
     x->errbuf[0] = '\0';
     reply->http_status = 0;
