@@ -64,6 +64,16 @@ local function condensed(out)
   return text
 end
 
+-- Builds the capped-allocator host against lua<version> with extra cc
+-- flags: true, or false and the compiler's output.
+local function build_host(host, version, flags)
+  local out, status = run("mkdir -p " .. q(ROOT .. "/build/oom") .. " && cc -std=c99 -O1 -g -Wall -Wextra "
+                          .. flags .. " " .. q(ROOT .. "/spec/oom/oomhost.c")
+                          .. " $(pkg-config --cflags --libs lua" .. version .. ")"
+                          .. " -Wl,-E -o " .. q(host))
+  return status == 0, out
+end
+
 describe("out of memory (capped-allocator host)", function()
   -- The Lua running busted is the one the module in LUA_CPATH was built for.
   local version = _VERSION:match("^Lua (5%.%d)$")
@@ -79,15 +89,8 @@ describe("out of memory (capped-allocator host)", function()
 
   lazy_setup(function()
     fake.start()
-    local flags = "-std=c99 -O1 -g -Wall -Wextra"
-    if UNDER_ASAN then
-      flags = flags .. " -fno-omit-frame-pointer -fsanitize=address,undefined"
-    end
-    local out, status = run("mkdir -p " .. q(ROOT .. "/build/oom") .. " && cc " .. flags
-                            .. " " .. q(ROOT .. "/spec/oom/oomhost.c")
-                            .. " $(pkg-config --cflags --libs lua" .. version .. ")"
-                            .. " -Wl,-E -o " .. q(host))
-    built, build_log = status == 0, out
+    built, build_log = build_host(host, version, UNDER_ASAN
+      and "-fno-omit-frame-pointer -fsanitize=address,undefined" or "")
   end)
 
   before_each(function()
@@ -158,11 +161,7 @@ describe("out of memory in the core's C heap (malloc failing in the module)", fu
 
   lazy_setup(function()
     fake.start()
-    local out, status = run("mkdir -p " .. q(ROOT .. "/build/oom") .. " && cc -std=c99 -O1 -g -Wall -Wextra"
-                            .. " -DOOMHOST_C_HEAP " .. q(ROOT .. "/spec/oom/oomhost.c")
-                            .. " $(pkg-config --cflags --libs lua" .. version .. ")"
-                            .. " -Wl,-E -o " .. q(host))
-    built, build_log = status == 0, out
+    built, build_log = build_host(host, version, "-DOOMHOST_C_HEAP")
   end)
 
   before_each(function()

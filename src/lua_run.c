@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "lua_bind.h"
-#include "lua_client.h"
 #include "st_http.h"
 
 /* ---- driven runs (docs/DRIVERS.md) -------------------------------------- */

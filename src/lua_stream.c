@@ -4,7 +4,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "lua_client.h"
+#include "lua_bind.h"
+
 
 /* A call's anchor table, made at its size: a list's strings are anchored
  * as values (send_many's items) or, deduplicated, as keys (ids). For

@@ -7,7 +7,6 @@
 
 #include "st_clock.h"
 #include "st_engine.h"
-#include "st_request.h"
 
 void st_engine_init(st_engine *e, int retries, int concurrency,
                     long max_response, double rate) {

@@ -29,23 +29,39 @@ static int has_control_byte(const char *s) {
     return 0;
 }
 
-static int check_header_safe(const st_options *o, st_error *err) {
-    static const struct {
-        const char *name;
-        size_t offset;
-    } fields[] = {
-        {"url", offsetof(st_options, url)},
-        {"proxy", offsetof(st_options, proxy)},
-        {"user_agent", offsetof(st_options, user_agent)},
-    };
+/* The string options, and whether each reaches a request line or header
+ * (where a control byte would add headers of its own, or cut it short). */
+static const struct {
+    const char *name;
+    size_t offset;
+    int in_request;
+} string_options[] = {
+    {"user", offsetof(st_options, user), 0},
+    {"password", offsetof(st_options, password), 0},
+    {"sender", offsetof(st_options, sender), 0},
+    {"url", offsetof(st_options, url), 1},
+    {"ca_file", offsetof(st_options, ca_file), 0},
+    {"ca_path", offsetof(st_options, ca_path), 0},
+    {"proxy", offsetof(st_options, proxy), 1},
+    {"user_agent", offsetof(st_options, user_agent), 1},
+};
+
+/* A string option given empty is a mistake (an unset variable, say), never
+ * "use the default"; one that reaches the request holds no control byte. */
+static int check_strings(const st_options *o, st_error *err) {
     size_t i;
-    for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    for (i = 0; i < sizeof string_options / sizeof string_options[0]; i++) {
         const char *value;
-        memcpy(&value, (const char *)o + fields[i].offset, sizeof value);
-        if (has_control_byte(value))
+        memcpy(&value, (const char *)o + string_options[i].offset,
+               sizeof value);
+        if (value && !*value)
+            return st_fail(err, ST_E_INVALID,
+                           "invalid option '%s': want a non-empty string",
+                           string_options[i].name);
+        if (string_options[i].in_request && has_control_byte(value))
             return st_fail(err, ST_E_INVALID,
                            "invalid option '%s': it holds a control character",
-                           fields[i].name);
+                           string_options[i].name);
     }
     return 0;
 }
@@ -60,46 +76,16 @@ static int too_long(st_error *err, const char *name, double seconds) {
                    name, seconds);
 }
 
-/* A string option given empty is a mistake (an unset variable, say),
- * never "use the default". */
-static int check_not_empty(const st_options *o, st_error *err) {
-    static const struct {
-        const char *name;
-        size_t offset;
-    } fields[] = {
-        {"user", offsetof(st_options, user)},
-        {"password", offsetof(st_options, password)},
-        {"sender", offsetof(st_options, sender)},
-        {"url", offsetof(st_options, url)},
-        {"ca_file", offsetof(st_options, ca_file)},
-        {"ca_path", offsetof(st_options, ca_path)},
-        {"proxy", offsetof(st_options, proxy)},
-        {"user_agent", offsetof(st_options, user_agent)},
-    };
-    size_t i;
-    for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        const char *value;
-        memcpy(&value, (const char *)o + fields[i].offset, sizeof value);
-        if (value && !*value)
-            return st_fail(err, ST_E_INVALID,
-                           "invalid option '%s': want a non-empty string",
-                           fields[i].name);
-    }
-    return 0;
-}
-
 int st_options_check(const st_options *o, st_error *err) {
     if (!o->user || !o->password)
         return st_fail(err, ST_E_INVALID, "invalid option '%s': required",
                        o->user ? "password" : "user");
-    if (check_not_empty(o, err) != 0)
+    if (check_strings(o, err) != 0)
         return -1;
     if (o->sender && st_sender_check(o->sender, strlen(o->sender), err) != 0)
         return st_fail(err, ST_E_INVALID,
                        "invalid option 'sender': want up to 11 Latin letters, "
                        "digits, space, '-', '.' or '_', or up to 15 digits");
-    if (check_header_safe(o, err) != 0)
-        return -1;
     if (!o->url || !has_http_scheme(o->url) || !o->url[o->url[4] == 's' ? 8 : 7])
         return st_fail(err, ST_E_INVALID,
                        "invalid option 'url': want an http:// or https:// URL");
