@@ -243,7 +243,7 @@ local ok, err = pcall(function()
   big_rows(BIG, 8)
 end)
 fake.stop()
-sh("rm -f " .. DIR .. "/*.csv " .. DIR .. "/*.journal")
+sh("rm -f " .. DIR .. "/rows-*")
 assert(ok, err)
 
 if os.getenv("BENCH_APPEND") == "1" then

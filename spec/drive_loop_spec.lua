@@ -129,6 +129,86 @@ describe("streamtelecom.driver", function()
     c:close()
   end)
 
+  describe("a host whose tasks only carry (carriers = true)", function()
+    local socket, http = require("socket"), require("socket.http")
+    -- A scheduler of its own: spawned tasks wait in a queue and run while
+    -- the caller waits on the signal, so several are in flight at once.
+    local queue = {}
+    local function spawn(fn, ...)
+      if queue.refuse then error("no tasks in this context") end
+      queue[#queue + 1] = { coroutine.create(fn), table.pack(...) }
+    end
+    local Signal = {}
+    Signal.__index = Signal
+    function Signal:wake(n) self.posts = self.posts + n end
+    function Signal:wait()
+      queue.max = math.max(queue.max or 0, #queue)
+      while self.posts == 0 and #queue > 0 do
+        local t = table.remove(queue, 1)
+        assert(coroutine.resume(t[1], table.unpack(t[2], 1, t[2].n)))
+      end
+      if self.posts == 0 then return false end
+      self.posts = self.posts - 1
+      return true
+    end
+    local caller
+    local Client = driver.class{
+      name = "spec.carriers", user_agent = "spec-carriers", carriers = true,
+      exchange = function(client, run, job, request)
+        client.carried = (client.carried or 0) + (coroutine.running() == caller and 0 or 1)
+        local target = request:match("^GET (%S+)")
+        local t0 = socket.gettime()
+        local body, status = http.request(fake.url:match("^(https?://[^/]+)") .. target)
+        if not body then return run:fail(job, "connect", tostring(status), false, 0, true) end
+        run:answer(job, status, body, socket.gettime() - t0, true)
+      end,
+      sleep = socket.sleep, spawn = spawn,
+      signal = function() return setmetatable({ posts = 0 }, Signal) end,
+    }
+    local function new(concurrency)
+      return assert(Client.new{ user = "test", password = "secret", sender = "MyShop",
+                                url = fake.url, concurrency = concurrency })
+    end
+
+    it("runs a bulk call's requests in tasks, and every callback on the caller", function()
+      local c = new(4)
+      local items, on_caller = {}, 0
+      for i = 1, 6 do items[i] = { to = "79031234567", text = "Carried " .. i } end
+      local results
+      caller = coroutine.create(function()
+        results = c:send_many(items, { on_result = function()
+          if coroutine.running() == caller then on_caller = on_caller + 1 end
+        end })
+      end)
+      assert(coroutine.resume(caller))
+      assert.equals(6, #results)
+      for i = 1, 6 do assert.is_string(results[i][1].id, "item " .. i) end
+      assert.equals(6, on_caller)
+      assert.equals(6, c.carried)
+      assert.is_true(queue.max > 1, "one task at a time")
+      assert.equals(6, fake.stats().send_requests)
+      -- A single send starts no task.
+      caller = coroutine.running()
+      assert(c:send("79031234567", "Alone"))
+      assert.equals(6, c.carried)
+      c:close()
+    end)
+
+    it("raises one clear error where no task can start, and sends nothing", function()
+      local c = new(4)
+      queue.refuse = true
+      local ok, err = pcall(c.send_many, c, { { to = "79031234567", text = "a" },
+                                              { to = "79031234567", text = "b" } })
+      queue.refuse = nil
+      assert.is_false(ok)
+      assert.equals("spec.carriers: client:send_many cannot run its requests at once here:"
+                    .. " no tasks in this context", err)
+      assert.equals(0, fake.stats().requests)
+      assert(c:send("79031234567", "Afterwards"))
+      c:close()
+    end)
+  end)
+
   it("is enough for a whole driver in under 60 lines, shown in DRIVERS.md", function()
     local example = read("examples/driver/luasocket.lua")
     local lines = select(2, example:gsub("\n", ""))

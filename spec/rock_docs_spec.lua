@@ -39,6 +39,7 @@ describe("the rock and the reference", function()
   it("gives the Lua modules a page each", function()
     local config = read("config.ld")
     for module, file in pairs{ ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
+                               ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
                                ["streamtelecom.driver"] = "lua/streamtelecom/driver.lua",
                                ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua" } do
       assert.matches('"' .. file .. '"', config, 1, true)

@@ -190,10 +190,11 @@ end
 -- The counts of the good rows, moved as records become durable: they are
 -- always the journal's. Per row only its outcome and code are kept.
 local function new_tally(idx, last, is_refusal)
+  -- outcome[n] nil: pending, so that a new journal's rows cost nothing.
   local t = { sent = 0, refused = 0, failed = 0, unknown = 0, pending = 0, codes = {},
               answered = 0, total = idx.good, outcome = {}, code = {}, done = {} }
   local function count(n, step)
-    local outcome, code = t.outcome[n], t.code[n]
+    local outcome, code = t.outcome[n] or "pending", t.code[n]
     t[outcome] = t[outcome] + step
     if code then
       t.codes[code] = (t.codes[code] or 0) + step
@@ -202,18 +203,23 @@ local function new_tally(idx, last, is_refusal)
     if t.done[n] then t.answered = t.answered + step end
   end
   local function set(n, rec)
-    t.outcome[n], t.code[n] = journal_mod.outcome(rec, is_refusal)
-    t.done[n] = rec ~= nil and rec.t == "done"
+    local outcome
+    outcome, t.code[n] = journal_mod.outcome(rec, is_refusal)
+    t.outcome[n] = outcome ~= "pending" and outcome or nil
+    t.done[n] = rec ~= nil and rec.t == "done" or nil
     count(n, 1)
   end
-  for n = 1, idx.total do
-    if idx.starts[n] then set(n, last[n]) end
+  t.pending = idx.good
+  for n in pairs(last) do
+    if idx.starts[n] then
+      t.pending = t.pending - 1
+      set(n, last[n])
+    end
   end
+  -- Records come only for the rows being sent: good rows.
   function t.move(rec)
-    local n = rec.row
-    if t.outcome[n] == nil then return end
-    count(n, -1)
-    set(n, rec)
+    count(rec.row, -1)
+    set(rec.row, rec)
   end
   function t.unknown_rows()
     local list = {}

@@ -21,6 +21,7 @@
 --       spawn = function(fn, ...) end,      -- runs fn(...) beside the caller
 --       signal = function() end,            -- an object: :wait(seconds), :wake(n)
 --       url = true,                         -- exchange(client, run, job, url) instead
+--       carriers = true,                    -- spawned tasks only carry bytes (below)
 --     }
 --     local client, err, code = Client.new(opts)
 --
@@ -34,6 +35,11 @@
 -- instead of framed bytes, and answers with `run:answer(job, status, body,
 -- seconds, new_connection)`.
 -- Without `spawn` and `signal` a call runs its requests one after another.
+-- With `carriers = true` (a host whose spawned tasks cannot run the caller's
+-- code: HAProxy's tasks are not the service's coroutine), a spawned task
+-- only carries one exchange and hands back how it ended; the caller alone
+-- asks and tells the engine, so every callback runs on the caller's
+-- coroutine, as with the blocking client.
 -- @module streamtelecom.driver
 local st = require "streamtelecom"
 
@@ -80,13 +86,13 @@ M.clean = clean
 -- parked worker (there may be more to start), the end wakes them all. One
 -- worker at a time sleeps a timed wait (a rate, a backoff); the others park.
 
-local function exchange(d, job, request, host, port, tls)
-  local ok, err = pcall(d.exchange, d.client, d.run, job, request, host, port, tls)
+local function exchange(d, run, job, request, host, port, tls)
+  local ok, err = pcall(d.exchange, d.client, run, job, request, host, port, tls)
   if not ok then
     -- A bug in the driver must not leave the run waiting for this job. If
     -- the job was reported before the raise, this fail raises "not
     -- running" inside its pcall, harmlessly.
-    pcall(d.run.fail, d.run, job, "network", d.name .. ": " .. clean(err), true)
+    pcall(run.fail, run, job, "network", d.name .. ": " .. clean(err), true)
   end
 end
 
@@ -122,7 +128,7 @@ local function take(d, ok, what, a, b, c, e, f, full)
         if not d.spawn(work, d) then d.workers = d.workers - 1 end
       end
     end
-    exchange(d, a, b, c, e, f)
+    exchange(d, d.run, a, b, c, e, f)
     d.busy = d.busy - 1
   elseif what == "wait" then
     if a and not d.napping then
@@ -166,30 +172,126 @@ local function single(d)
   if not d.done then work(d) end
 end
 
+-- ---- carriers ---------------------------------------------------------------
+--
+-- With `carriers`, the caller is the only one to ask and tell the engine. A
+-- start runs on the caller when nothing is in flight and nothing else can
+-- start before it ends (a single send, concurrency 1); any other start goes
+-- to a carrier: a spawned task running the exchange against a Told, which
+-- keeps how the job ended in the drive's `ended` list and wakes the caller.
+-- The caller tells the run, in the order the jobs ended, before each step.
+
+local Told = {}
+Told.__index = Told
+
+-- How a job ended, once (a second report raises, as the run's would).
+local function tell(self, how)
+  if self.told then error("job " .. tostring(how[2]) .. " is not running", 0) end
+  self.told = true
+  local d = self.d
+  d.ended[#d.ended + 1] = how
+  d.carrying = d.carrying - 1
+  d.signal:wake(1)
+end
+
+function Told:answer_http(job, parser, seconds, new_connection)
+  local keep = parser:keep()
+  tell(self, { true, job, parser:status(), parser:body(), seconds, new_connection })
+  parser:reset() -- as the run's answer_http leaves it: ready for the next answer
+  return keep
+end
+
+function Told:answer(job, status, body, seconds, new_connection)
+  tell(self, { true, job, status, body, seconds, new_connection })
+end
+
+function Told:fail(job, code, message, sent, seconds, new_connection)
+  tell(self, { false, job, code, message, sent, seconds, new_connection })
+end
+
+-- Tells the run how the carried jobs ended, in the order they ended.
+local function tell_run(d, run)
+  local ended = d.ended
+  local n = #ended
+  if n == 0 then return end
+  d.ended = {}
+  for i = 1, n do
+    local h = ended[i]
+    if h[1] then
+      run:answer(h[2], h[3], h[4], h[5], h[6])
+    else
+      run:fail(h[2], h[3], h[4], h[5], h[6], h[7])
+    end
+  end
+end
+
+-- Hands a start to a carrier. A host that cannot start one here raises in
+-- spawn: the job ends unsent, the run is closed and the call raises, in
+-- one clear sentence (never a silent fall back to one at a time).
+local function launch(d, run, job, request, host, port, tls)
+  d.signal = d.signal or d.client.class.signal()
+  d.carrying = d.carrying + 1
+  local ok, err = pcall(d.spawn, exchange, d, setmetatable({ d = d }, Told), job, request, host,
+                        port, tls)
+  if ok then return end
+  d.carrying = d.carrying - 1
+  pcall(run.fail, run, job, "network", d.name .. ": could not start a task", false)
+  pcall(run.close, run)
+  d.done, d.raised = true, d.name .. ": client:" .. tostring(d.method)
+                           .. " cannot run its requests at once here: " .. clean(err)
+end
+
+local function carried(d)
+  local run, agent, ask = d.run, d.agent, d.ask
+  while not d.done do
+    tell_run(d, run)
+    local what, a, b, c, e, f, full = ask(run, agent)
+    if what == "start" then
+      if full and d.carrying == 0 then
+        exchange(d, run, a, b, c, e, f)
+      else
+        launch(d, run, a, b, c, e, f)
+      end
+    elseif what == "wait" and #d.ended == 0 then -- else the loop's head tells the run first
+      if d.carrying > 0 then
+        d.signal:wait(a or 60) -- a timeout only asks again
+      elseif a then
+        d.sleep(M.wait_time(a))
+      else
+        d.done, d.raised = true, d.name .. ": the engine waits for an answer with nothing in flight"
+      end
+    elseif what == "done" then
+      take(d, true, what, a, b, c, e, f, full)
+    end
+  end
+end
+
 --- Drives a run to its end on the calling coroutine (and, with `spawn`,
 -- beside it); answers what the blocking method answers.
-function M.drive(client, run)
+function M.drive(client, run, method)
   -- A client keeps the table of its last drive for the next: most calls
   -- are one at a time, and a drive's table is a dozen fields.
   local d = client.spare_drive
   if d then
     client.spare_drive = nil
     d.run, d.workers, d.busy, d.parked, d.napping, d.done, d.raised = run, 1, 0, 0, false, false, nil
+    d.method = method
   else
     local class = client.class
     d = { run = run, client = client, agent = client.user_agent, name = class.name,
           url = class.url, ask = class.url and run.next or run.next_request,
           exchange = class.exchange, sleep = class.sleep, spawn = class.spawn,
           signal = nil, -- made at the first spawn
-          concurrency = client.concurrency,
+          concurrency = client.concurrency, method = method,
+          carriers = class.carriers, carrying = 0, ended = {},
           workers = 1, busy = 0, parked = 0, napping = false, done = false }
   end
-  single(d)
+  if d.carriers then carried(d) else single(d) end
   local raised, a, b, c = d.raised, d[1], d[2], d[3]
   d.run, d[1], d[2], d[3] = nil, nil, nil, nil
-  -- Workers of this drive still parked wake to find it done: only then may
-  -- the table serve another drive.
-  if d.parked == 0 and d.workers == 1 then client.spare_drive = d end
+  -- Workers of this drive still parked wake to find it done, carriers
+  -- still carrying end into it: only then may the table serve another drive.
+  if d.parked == 0 and d.workers == 1 and d.carrying == 0 then client.spare_drive = d end
   if raised then error(raised, 0) end
   return a, b, c
 end
@@ -209,7 +311,7 @@ local function call(method)
     end
     local run, err, code = self.core:_begin(method, ...)
     if not run then return nil, err, code end
-    return M.drive(self, run)
+    return M.drive(self, run, method)
   end
 end
 

@@ -267,7 +267,11 @@ local check_row
 -- client is given. A bad row goes to errors, a good one to starts.
 local function take(idx, n, line, pos, f, client)
   local column, message
-  if client then column, message = check_row(client, f) end
+  -- Most rows are good: one request built for the whole row; only a bad
+  -- row is probed column by column (check_row) to name the culprit.
+  if client and not (f.to and f.text and client:url("send", f.to, f.text, f)) then
+    column, message = check_row(client, f)
+  end
   if column then
     idx.errors[#idx.errors + 1] = { n = n, line = line, column = column, message = message }
   else
@@ -396,9 +400,6 @@ function check_row(client, f)
     local url, err = client:url("send", to, text, opts)
     if not url then return column, err end
   end
-  -- Most rows are good: one request built for the whole row; only a bad
-  -- row is probed column by column to name the culprit.
-  if f.to and f.text and client:url("send", f.to, f.text, f) then return end
   local column, err = try("to", f.to or "", PROBE_TEXT)
   if column then return column, err end
   column, err = try("text", PROBE_TO, f.text or "")
