@@ -106,7 +106,7 @@ DEBS_rock := $(DEBS_demo) luarocks
 DEBS_dist := git luarocks zip
 DEBS_dist-check := $(DEBS_all) $(FAKEGW_DEBS) $(CLI_DEBS) git luarocks zip unzip lua5.4 liblua5.4-dev \
                    lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev
-DEBS_bench := $(DEBS_test) lua-sec valgrind
+DEBS_bench := $(DEBS_test) lua-sec valgrind time
 DEBS_bench-openresty := $(DEBS_test) luajit2
 DEBS_docs := lua-ldoc lua-markdown lua5.1
 DEBS_lint := lua-check
