@@ -216,10 +216,27 @@ local function new_tally(idx, last, is_refusal)
       set(n, last[n])
     end
   end
-  -- Records come only for the rows being sent: good rows.
+  -- Records come only for the rows being sent: good rows. Two a row: the
+  -- common case (a new outcome, no code either side) is kept short.
   function t.move(rec)
-    count(rec.row, -1)
-    set(rec.row, rec)
+    local n = rec.row
+    if t.code[n] then
+      count(n, -1)
+      set(n, rec)
+      return
+    end
+    local old = t.outcome[n] or "pending"
+    local outcome, code = journal_mod.outcome(rec, is_refusal)
+    t[old] = t[old] - 1
+    t[outcome] = t[outcome] + 1
+    if code then
+      t.code[n] = code
+      t.codes[code] = (t.codes[code] or 0) + 1
+    end
+    local done = rec.t == "done"
+    if done and not t.done[n] then t.answered = t.answered + 1 end
+    if not done and t.done[n] then t.answered = t.answered - 1 end
+    t.outcome[n], t.done[n] = outcome, done or nil
   end
   function t.unknown_rows()
     local list = {}
