@@ -153,7 +153,8 @@ describe("streamtelecom campaign", function()
       assert.equals(1234, summary.invalid_rows[1].row)
       assert.equals("to", summary.invalid_rows[1].column)
       assert.equals(0, #fake.sends())
-      assert.is_nil(slurp(file .. ".journal"), "no journal before anything is sent")
+      -- The journal is the run's lock: made (empty) before the file is read.
+      assert.equals("", slurp(file .. ".journal"), "nothing journaled before anything is sent")
     end)
 
     it("sends the good rows with --skip-invalid and lists the bad ones", function()
@@ -342,18 +343,57 @@ describe("streamtelecom campaign", function()
       -- One at a time: the ids follow the rows.
       assert.equals(0, select(3, run("campaign " .. shell_quote(file) .. " --concurrency 1")))
       fake.deliver("1000000002")
-      local out, err, status = run("campaign-status " .. shell_quote(file .. ".journal"))
-      assert.equals(0, status, err)
-      assert.equals("1 79030000001 1000000001 sent\n2 79030000002 1000000002 delivered\n"
-                    .. "3 79030000003 1000000003 sent\n", out)
-      assert.matches("2 messages not final yet", err)
-      out, err, status = run("--json campaign-status " .. shell_quote(file .. ".journal"))
+      local out, err, status = run("--json campaign-status " .. shell_quote(file .. ".journal"))
       assert.equals(0, status)
       assert.equals("", (err:gsub("streamtelecom: 2 messages not final yet\n", "")))
       local list = cjson.decode(out)
       assert.equals(3, #list)
       assert.same({ row = 2, to = "79030000002", id = "1000000002", state = "delivered",
                     raw = "deliver", final = true }, list[2])
+    end)
+
+    it("without --format prints a table of every row of the file, in row order", function()
+      -- Row 1 sent, 2 invalid, 3 refused, 4 never started (the run stopped
+      -- on the account's refusal), 5 with a carried extra column.
+      local file = write("t.csv", "to,text,sender,customer\n79030000001,Hi,,c1\n123,Hi,,c2\n"
+                                  .. "79030000003,Hi,Stranger,c3\n79030000004,Hi,,c4\n")
+      local _, err, status = run("campaign " .. shell_quote(file) .. " --skip-invalid "
+                                   .. "--concurrency 1")
+      assert.equals(1, status, err)
+      fake.deliver("1000000001")
+      local out
+      out, err, status = run("campaign-status " .. shell_quote(file .. ".journal"))
+      assert.equals(0, status, err)
+      local lines = {}
+      for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.equals(5, #lines, out)
+      assert.matches("^ROW +TO +OUTCOME +ID +STATE +CODE/ERROR$", lines[1])
+      assert.matches("^1 +79030000001 +sent +1000000001 +delivered +%-$", lines[2])
+      assert.matches("^2 +123 +invalid +%- +%- +invalid: invalid phone number", lines[3])
+      assert.matches("^3 +79030000003 +refused +%- +%- +unknown_sender: %S", lines[4])
+      assert.matches("^4 +79030000004 +sent +1000000002 +sent +%-$", lines[5])
+      -- The columns line up: each cell starts where its header does.
+      for _, column in ipairs({ "TO", "OUTCOME", "ID", "STATE", "CODE/ERROR" }) do
+        local at = lines[1]:find(column, 1, true)
+        for i = 2, 5 do assert.matches("^ %S", lines[i]:sub(at - 1), lines[i]) end
+      end
+      -- --local: the journal alone, no state asked of the gateway.
+      local asked = fake.stats().status_requests
+      out, err, status = run("campaign-status --local " .. shell_quote(file .. ".journal"))
+      assert.equals(0, status, err)
+      assert.matches("\n1 +79030000001 +sent +1000000001 +%- +%-\n", out)
+      assert.equals(asked, fake.stats().status_requests)
+    end)
+
+    it("lists the rows a stopped run never started as pending", function()
+      fake.account{ user = USER, pwd = PASSWORD, balance = 1000000, senders = { "MyShop" },
+                    blocked = true }
+      local file = csv_of(2)
+      assert.equals(1, select(3, run("campaign " .. shell_quote(file) .. " --concurrency 1")))
+      local out, err, status = run("campaign-status --local " .. shell_quote(file .. ".journal"))
+      assert.equals(0, status, err)
+      assert.matches("\n1 +79030000001 +refused +%- +%- +blocked: %S[^\n]*\n"
+                     .. "2 +79030000002 +pending +%- +%- +%-\n$", out)
     end)
 
     it("with --wait polls until every message is final, with the progress line", function()

@@ -119,6 +119,60 @@ describe("campaign system functions", function()
     end)
   end)
 
+  describe("file:lock", function()
+    -- A child that opens name, locks it, says its pid once it holds it, and
+    -- keeps it until the file go exists (or it is killed).
+    local function holder(name, go)
+      local p = assert(io.popen("echo $$; exec " .. helper.LUA .. " -e " .. shell_quote([[
+        local st = require("streamtelecom")
+        local f = assert(st._append(]] .. ("%q"):format(name) .. [[))
+        assert(f:lock())
+        io.write("held\n"); io.flush()
+        while not io.open(]] .. ("%q"):format(go) .. [[) do st._sleep(0.005) end
+        f:close()
+      ]])))
+      local pid = tonumber(p:read("*l"))
+      assert.equals("held", p:read("*l"))
+      return p, pid
+    end
+
+    it("locks the file itself, one holder at a time, says who, writes nothing", function()
+      local name, go = path("journal"), path("go")
+      local p, pid = holder(name, go)
+      local f = assert(st._append(name))
+      local ok, err, who = f:lock()
+      assert.is_nil(ok)
+      assert.equals("busy", err)
+      assert.equals(pid, who)
+      f:close()
+      assert(io.open(go, "w")):close()
+      p:read("*a")
+      p:close()
+      f = assert(st._append(name))
+      assert.is_true(f:lock())
+      -- Another open of the same file is another holder, even in this process.
+      local g = assert(st._append(name))
+      assert.equals("busy", select(2, g:lock()))
+      g:close()
+      assert.is_true(f:close())
+      assert.same({ nil, "closed" }, { f:lock() })
+      assert.equals("", slurp(name))
+      assert.is_nil(slurp(name .. ".lock"))
+    end)
+
+    it("is released when its holder is killed with SIGKILL", function()
+      local name = path("journal")
+      local p, pid = holder(name, path("never"))
+      local f = assert(st._append(name))
+      assert.equals("busy", select(2, f:lock()))
+      os.execute("kill -9 " .. pid)
+      p:read("*a")
+      p:close()
+      assert.is_true(f:lock())
+      f:close()
+    end)
+  end)
+
   describe("_lock", function()
     -- A child that takes the lock, says its pid once it holds it, and
     -- keeps it until the file go exists (or it is killed).

@@ -207,6 +207,31 @@ describe("the driver interface itself", function()
     assert.same({ "closed", "closed" }, { res[2].code, res[3].code })
   end)
 
+  it("reports every item once when stopped: a part never started is closed, an item never started too", function()
+    local c = assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0,
+                                 concurrency = 1 })
+    local many = {}
+    for i = 1, 300 do many[i] = string.format("7903%07d", i) end -- more than one URL holds
+    local called = {}
+    local run = assert(c:_begin("send_many", { { to = many, text = "a" }, { to = "79161234567", text = "b" } },
+                                { on_result = function(i) called[#called + 1] = i end }))
+    local what, job, url = run:next()
+    assert.equals("start", what)
+    local _, sent_here = url:gsub("%%2C", "")
+    assert.is_true(sent_here + 1 < #many, "the item takes more than one request")
+    c:close()
+    local ids = {}
+    for i = 1, sent_here + 1 do ids[i] = tostring(1000000000 + i) end
+    run:answer(job, 200, table.concat(ids, "\n"))
+    assert.equals("done", run:next())
+    local res = run:result()
+    assert.equals(#many, #res[1])
+    assert.equals("1000000001", res[1][1].id)
+    assert.equals("closed", res[1][#many].code)
+    assert.same({ err = "client is closed", code = "closed", sent = false }, res[2])
+    assert.same({ 1 }, called) -- on_result follows answers: the item never started has none
+  end)
+
   it("says when a started job is all the run can do, and ends with the result", function()
     local c = assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0,
                                  concurrency = 2 })
@@ -254,6 +279,80 @@ describe("the driver interface itself", function()
     assert.matches("user", err)
     assert.equals(0, fake.stats().requests)
     c:close()
+  end)
+
+  describe("a shared rate (rate_slot)", function()
+    local function rated(slot)
+      return assert(st._driven{ user = "rich", password = PASSWORD, url = fake.url, retries = 0,
+                                rate = 10, concurrency = 4, rate_slot = slot })
+    end
+    local function items(n)
+      local list = {}
+      for i = 1, n do list[i] = { to = "79031234567", text = "m" .. i } end
+      return list
+    end
+
+    it("asks the hook once per request, with the interval, and waits for the slot it answers", function()
+      local asked = {}
+      local delays = { 0, 0.5 }
+      local c = rated(function(interval)
+        asked[#asked + 1] = interval
+        return delays[#asked] or 0
+      end)
+      local run = assert(c:_begin("send_many", items(2)))
+      local what = run:next_request()
+      assert.equals("start", what) -- the first slot is now
+      local step, seconds = run:next_request()
+      assert.equals("wait", step)  -- the second is the hook's, not the engine's 0.1 s
+      assert.is_true(seconds > 0.4 and seconds <= 0.5, "waits for the shared slot: " .. tostring(seconds))
+      assert.equals("wait", (run:next_request())) -- a reserved slot is not asked for again
+      assert.same({ 0.1, 0.1 }, asked)
+      run:close()
+      c:close()
+    end)
+
+    it("lets the request go when the hook raises, yields or answers no number", function()
+      for _, slot in ipairs{ function() error("shared dict gone") end,
+                             function() coroutine.yield() end,
+                             function() return "soon" end,
+                             function() return 0 / 0 end } do
+        local c = rated(slot)
+        local run = assert(c:_begin("balance"))
+        assert.equals("start", (run:next_request()))
+        run:close()
+        c:close()
+      end
+    end)
+
+    it("is refused by st.new and must be a function", function()
+      local ok, err, code = st.new{ user = "rich", password = PASSWORD, url = fake.url,
+                                    rate_slot = function() return 0 end }
+      assert.is_nil(ok)
+      assert.equals("invalid", code)
+      assert.matches("unknown option 'rate_slot'", err)
+      ok, err, code = st._driven{ user = "rich", password = PASSWORD, url = fake.url, rate_slot = 5 }
+      assert.is_nil(ok)
+      assert.equals("invalid", code)
+      assert.matches("want a function", err)
+    end)
+
+    it("cannot reach the run from inside the hook", function()
+      local run, tried
+      local c = rated(function()
+        local ok1, err1 = pcall(run.next_request, run)
+        local ok2, err2 = pcall(run.close, run)
+        tried = { ok1, err1, ok2, err2 }
+        return 0
+      end)
+      run = assert(c:_begin("balance"))
+      assert.equals("start", (run:next_request()))
+      assert.is_false(tried[1])
+      assert.matches("cannot be called from its own callbacks", tried[2])
+      assert.is_false(tried[3])
+      assert.matches("cannot be called from the run.s own callbacks", tried[4])
+      run:close()
+      c:close()
+    end)
   end)
 
   describe("a run's own callbacks", function()

@@ -64,6 +64,16 @@ local function condensed(out)
   return text
 end
 
+-- Builds the capped-allocator host against lua<version> with extra cc
+-- flags: true, or false and the compiler's output.
+local function build_host(host, version, flags)
+  local out, status = run("mkdir -p " .. q(ROOT .. "/build/oom") .. " && cc -std=c99 -O1 -g -Wall -Wextra "
+                          .. flags .. " " .. q(ROOT .. "/spec/oom/oomhost.c")
+                          .. " $(pkg-config --cflags --libs lua" .. version .. ")"
+                          .. " -Wl,-E -o " .. q(host))
+  return status == 0, out
+end
+
 describe("out of memory (capped-allocator host)", function()
   -- The Lua running busted is the one the module in LUA_CPATH was built for.
   local version = _VERSION:match("^Lua (5%.%d)$")
@@ -79,15 +89,8 @@ describe("out of memory (capped-allocator host)", function()
 
   lazy_setup(function()
     fake.start()
-    local flags = "-std=c99 -O1 -g -Wall -Wextra"
-    if UNDER_ASAN then
-      flags = flags .. " -fno-omit-frame-pointer -fsanitize=address,undefined"
-    end
-    local out, status = run("mkdir -p " .. q(ROOT .. "/build/oom") .. " && cc " .. flags
-                            .. " " .. q(ROOT .. "/spec/oom/oomhost.c")
-                            .. " $(pkg-config --cflags --libs lua" .. version .. ")"
-                            .. " -Wl,-E -o " .. q(host))
-    built, build_log = status == 0, out
+    built, build_log = build_host(host, version, UNDER_ASAN
+      and "-fno-omit-frame-pointer -fsanitize=address,undefined" or "")
   end)
 
   before_each(function()
@@ -140,4 +143,42 @@ describe("out of memory (capped-allocator host)", function()
              name .. ": want at least " .. min_points .. " allocation points swept:\n" .. out)
     end)
   end
+end)
+
+describe("out of memory in the core's C heap (malloc failing in the module)", function()
+  local version = _VERSION:match("^Lua (5%.%d)$")
+  if rawget(_G, "jit") or helper.LUA:find("jit", 1, true) or not version then
+    pending("the C-heap sweep runs in the capped-allocator host, which LuaJIT cannot have")
+    return
+  end
+  if UNDER_ASAN or UNDER_VALGRIND then
+    pending("the C-heap sweep replaces malloc, as ASan and valgrind do: it runs in plain `make test`")
+    return
+  end
+
+  local host = ROOT .. "/build/oom/oomhost-c-lua" .. version
+  local built, build_log
+
+  lazy_setup(function()
+    fake.start()
+    built, build_log = build_host(host, version, "-DOOMHOST_C_HEAP")
+  end)
+
+  before_each(function()
+    fake.reset()
+    fake.set{ auto_deliver = 0 }
+  end)
+
+  lazy_teardown(function() fake.reset() end)
+
+  it("fails each C allocation of the module once: a memory error or a true answer, never network", function()
+    assert(built, "cc failed:\n" .. tostring(build_log))
+    local out, status = run("timeout 600 " .. q(host) .. " " .. q(ROOT .. "/spec/oom/sweep.lua")
+                            .. " " .. q(fake.url) .. " --report 5")
+    assert(status == 0, "the C-heap sweep failed (exit " .. tostring(status) .. "):\n" .. condensed(out))
+    local total = tonumber(out:match("oom sweep %(Lua 5%.%d%): (%d+) allocation points"))
+    -- A fresh client's calls allocate their slots, task, transfer and
+    -- buffers in C: far more than one point in all.
+    assert(total and total >= 30, "want at least 30 C allocation points swept:\n" .. out)
+  end)
 end)

@@ -40,7 +40,8 @@ describe("the rock and the reference", function()
     local config = read("config.ld")
     for module, file in pairs{ ["resty.streamtelecom"] = "lua/resty/streamtelecom.lua",
                                ["streamtelecom.haproxy"] = "lua/streamtelecom/haproxy.lua",
-                               ["streamtelecom.driver"] = "lua/streamtelecom/driver.lua" } do
+                               ["streamtelecom.driver"] = "lua/streamtelecom/driver.lua",
+                               ["streamtelecom.campaign"] = "lua/streamtelecom/campaign.lua" } do
       assert.matches('"' .. file .. '"', config, 1, true)
       assert.matches("@module " .. module .. "\n", read(file), 1, true)
     end

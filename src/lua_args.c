@@ -66,8 +66,12 @@ int box_gc(lua_State *L) {
 /* The API name of an error's code; the core's out of memory becomes
  * Lua's own memory error here, the one place it reaches Lua (API.md: never
  * `network` or `invalid`). Every code a binding pushes goes through it. */
+/* Out of memory in the core, raised as Lua raises its own: the bare
+ * message, no position (the string lives in every state: pushing it
+ * allocates nothing). */
 int lst_nomem(lua_State *L) {
-    return luaL_error(L, "not enough memory");
+    lua_pushliteral(L, "not enough memory");
+    return lua_error(L);
 }
 
 const char *lst_code_name(lua_State *L, st_code code) {
@@ -600,6 +604,8 @@ int read_send_items(lua_State *L, int arg, int anchor, call_box *box,
             continue;
         }
         lua_settop(L, keys.slot - 1);
+        if (err->code == ST_E_NOMEM) /* the item is good: memory is short */
+            return lst_nomem(L);
         snprintf(message, sizeof message, "%s", err->message);
         return st_fail(err, ST_E_INVALID, "invalid item %zu: %s", i + 1,
                        message);

@@ -26,6 +26,8 @@ static int l_http_request(lua_State *L) {
     t.target = (st_buf)ST_BUF_INIT;
     if (e == ST_HTTP_OK && box->url.failed)
         e = ST_HTTP_E_NOMEM;
+    if (e == ST_HTTP_E_NOMEM)
+        return lst_nomem(L); /* the box is freed by its __gc */
     if (e != ST_HTTP_OK) {
         box_release(L, box);
         lua_pushnil(L);
@@ -72,6 +74,8 @@ static int push_progress(lua_State *L, st_http_response *r,
         lua_pushstring(L, p == ST_HTTP_DONE ? "done" : "more");
         return 1;
     }
+    if (r->error == ST_HTTP_E_NOMEM)
+        return lst_nomem(L); /* no answer is malformed for want of memory */
     lua_pushnil(L);
     lua_pushstring(L, st_http_error_text(r->error));
     lua_pushstring(L, p == ST_HTTP_TOO_LARGE ? "too_large" : "malformed");

@@ -7,6 +7,7 @@
  *                         message and exits 130
  *   st._signal()          "SIGINT", "SIGTERM" or nil
  * file:write(s), file:sync(), file:read() (the whole file), file:close();
+ * file:lock()           true | nil, "busy", holder pid (0: unknown) | nil, err
  * lock:close(). Closed ones answer nil, "closed". Not part of the API. */
 #include <errno.h>
 #include <signal.h>
@@ -153,6 +154,25 @@ static int file_sync(lua_State *L) {
     return 1;
 }
 
+static int file_lock(lua_State *L) {
+    sys_fd *p = (sys_fd *)lst_check_self(L, 1, FILE_MT);
+    long holder;
+    int rc;
+    if (p->fd < 0)
+        return push_closed_fd(L);
+    rc = st_lock_fd(p->fd, &holder);
+    if (rc < 0)
+        return push_errno(L, errno);
+    if (rc > 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "busy");
+        lua_pushinteger(L, (lua_Integer)holder);
+        return 3;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int file_read(lua_State *L) {
     sys_fd *p = (sys_fd *)lst_check_self(L, 1, FILE_MT);
     luaL_Buffer b;
@@ -196,7 +216,7 @@ void lst_register_sys(lua_State *L) {
         {"__gc", file_close}, {"__tostring", file_tostring}, {NULL, NULL}};
     static const luaL_Reg file_methods[] = {
         {"write", file_write}, {"sync", file_sync}, {"read", file_read},
-        {"close", file_close}, {NULL, NULL}};
+        {"lock", file_lock},   {"close", file_close}, {NULL, NULL}};
     static const luaL_Reg lock_meta[] = {{"__gc", lock_close}, {NULL, NULL}};
     static const luaL_Reg lock_methods[] = {{"close", lock_close},
                                             {NULL, NULL}};

@@ -47,6 +47,8 @@ int st_buf_append_char(st_buf *b, char c) {
 }
 
 void st_buf_truncate(st_buf *b, size_t len) {
+    if (len == 0) /* a buffer used again starts afresh: room may be had now */
+        b->failed = 0;
     if (b->data && len < b->len) {
         b->len = len;
         b->data[len] = '\0';

@@ -1,107 +1,21 @@
-/* The client: options, its copies of them, and what it shows of itself.
- * The engine its calls run on is in st_engine.c, the calls in st_calls.c. */
+/* The client: its copies of the options, its transport and engine, and
+ * what it shows of itself. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "st_engine.h"
+#include "st_client.h"
+#include "st_driver_curl.h"
+#include "st_transport.h"
 
+struct st_client {
+    st_options opts; /* string fields point at owned copies */
+    st_transport *transport; /* NULL for a driven client */
+    st_buf prefix; /* every URL's encoded start, built once */
+    st_engine engine;
+};
 
-void st_options_defaults(st_options *o) {
-    memset(o, 0, sizeof *o);
-    o->url = ST_DEFAULT_URL;
-    o->timeout = 15;
-    o->connect_timeout = 5;
-    o->verify = 1;
-    o->retries = 2;
-    o->concurrency = 8;
-    o->max_response = 65536;
-}
-
-static int has_http_scheme(const char *url) {
-    return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
-}
-
-/* A control byte in a value that reaches a request line or header would
- * let it add headers of its own (CR LF) or cut the request short. */
-static int has_control_byte(const char *s) {
-    for (; s && *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7F)
-            return 1;
-    return 0;
-}
-
-static int check_header_safe(const st_options *o, st_error *err) {
-    static const struct {
-        const char *name;
-        size_t offset;
-    } fields[] = {
-        {"url", offsetof(st_options, url)},
-        {"proxy", offsetof(st_options, proxy)},
-        {"user_agent", offsetof(st_options, user_agent)},
-    };
-    size_t i;
-    for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        const char *value;
-        memcpy(&value, (const char *)o + fields[i].offset, sizeof value);
-        if (has_control_byte(value))
-            return st_fail(err, ST_E_INVALID,
-                           "invalid option '%s': it holds a control character",
-                           fields[i].name);
-    }
-    return 0;
-}
-
-/* The longest time an option takes, in seconds: an hour. */
-#define ST_MAX_SECONDS 3600
-
-static int too_long(st_error *err, const char *name, double seconds) {
-    return st_fail(err, ST_E_INVALID,
-                   "invalid option '%s': %g seconds is over an hour; times "
-                   "are in seconds (0.5 is 500 ms), not milliseconds",
-                   name, seconds);
-}
-
-int st_options_check(const st_options *o, st_error *err) {
-    if (!o->user || !*o->user)
-        return st_fail(err, ST_E_INVALID, "invalid option 'user': it is empty");
-    if (!o->password || !*o->password)
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option 'password': it is empty");
-    if (o->sender && st_sender_check(o->sender, strlen(o->sender), err) != 0)
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option 'sender': want up to 11 Latin letters, "
-                       "digits, space, '-', '.' or '_', or up to 15 digits");
-    if (check_header_safe(o, err) != 0)
-        return -1;
-    if (!o->url || !has_http_scheme(o->url) || !o->url[o->url[4] == 's' ? 8 : 7])
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option 'url': want an http:// or https:// URL");
-    if (!(o->timeout >= 0) || !(o->connect_timeout >= 0))
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option: timeouts must be 0 or more seconds");
-    /* Seconds everywhere; a value no one means in seconds is a value meant
-     * in milliseconds (lua-resty-http's unit): said, not waited out. */
-    if (o->timeout > ST_MAX_SECONDS)
-        return too_long(err, "timeout", o->timeout);
-    if (o->connect_timeout > ST_MAX_SECONDS)
-        return too_long(err, "connect_timeout", o->connect_timeout);
-    if (o->retries < 0 || o->retries > 100)
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option 'retries': want 0 to 100");
-    if (o->concurrency < 1 || o->concurrency > 1000)
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option 'concurrency': want 1 to 1000");
-    if (o->max_response < 0)
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option 'max_response': want 0 or more bytes");
-    if (!(o->rate >= 0) || o->rate > 1e6)
-        return st_fail(err, ST_E_INVALID,
-                       "invalid option 'rate': want more than 0 requests a "
-                       "second");
-    return 0;
-}
 
 static char *copy_string(const char *s, int *failed) {
     char *p;
@@ -140,6 +54,21 @@ static int copy_strings(st_options *dst, const st_options *src) {
     return failed ? -1 : 0;
 }
 
+static int make_transport(st_client *c, st_error *err) {
+    st_transport_options t;
+    t.timeout = c->opts.timeout;
+    t.connect_timeout = c->opts.connect_timeout;
+    t.verify = c->opts.verify;
+    t.ca_file = c->opts.ca_file;
+    t.ca_path = c->opts.ca_path;
+    t.proxy = c->opts.proxy;
+    t.user_agent = c->opts.user_agent;
+    t.concurrency = c->opts.concurrency;
+    t.max_response = c->opts.max_response;
+    c->transport = st_transport_new(&t, err);
+    return c->transport ? 0 : -1;
+}
+
 /* The client, with a libcurl transport or (driven) without one. */
 static st_client *client_new(const st_options *o, int driven, st_error *err) {
     st_client *c;
@@ -155,7 +84,9 @@ static st_client *client_new(const st_options *o, int driven, st_error *err) {
     cred = st_client_credentials(c); /* no prefix yet: it encodes one */
     if (st_build_prefix(&c->prefix, &cred) != 0)
         goto no_memory;
-    if (!driven && !(c->transport = st_transport_new(&c->opts, err))) {
+    st_engine_init(&c->engine, o->retries, o->concurrency, o->max_response,
+                   o->rate);
+    if (!driven && make_transport(c, err) != 0) {
         st_client_free(c);
         return NULL;
     }
@@ -179,9 +110,7 @@ long st_client_max_response(const st_client *c) { return c->opts.max_response; }
 void st_client_free(st_client *c) {
     if (!c)
         return;
-    st_engine_free_slots(c);
-    free(c->spare_task); /* no task outlives its client: the spare owns nothing */
-    free(c->spare_item); /* nor does a spare item */
+    st_engine_free(&c->engine); /* no task outlives its client */
     st_transport_free(c->transport);
     if (c->opts.password) /* do not leave the secret in freed memory */
         memset((char *)c->opts.password, 0, strlen(c->opts.password));
@@ -193,14 +122,14 @@ void st_client_free(st_client *c) {
 }
 
 void st_client_set_hook(st_client *c, st_exchange_hook hook, void *ctx) {
-    c->hook = hook;
-    c->hook_ctx = ctx;
+    c->engine.hook = hook;
+    c->engine.hook_ctx = ctx;
 }
 
-void st_client_stop(st_client *c) { c->stopped = 1; }
-int st_client_stopped(const st_client *c) { return c->stopped; }
+void st_client_stop(st_client *c) { st_engine_stop(&c->engine); }
+int st_client_stopped(const st_client *c) { return c->engine.stopped; }
 
-const st_stats *st_client_stats(const st_client *c) { return &c->stats; }
+const st_stats *st_client_stats(const st_client *c) { return &c->engine.stats; }
 const char *st_client_user(const st_client *c) { return c->opts.user; }
 const char *st_client_url(const st_client *c) { return c->opts.url; }
 const char *st_client_sender(const st_client *c) { return c->opts.sender; }
@@ -224,10 +153,55 @@ st_credentials st_client_credentials(const st_client *c) {
 }
 
 
-
-
 void st_client_get_hook(const st_client *c, st_exchange_hook *hook,
                         void **ctx) {
-    *hook = c->hook;
-    *ctx = c->hook_ctx;
+    *hook = c->engine.hook;
+    *ctx = c->engine.hook_ctx;
+}
+
+void st_client_set_rate_hook(st_client *c, st_rate_hook hook, void *ctx) {
+    c->engine.rate_hook = hook;
+    c->engine.rate_ctx = ctx;
+}
+
+void st_client_get_rate_hook(const st_client *c, st_rate_hook *hook,
+                             void **ctx) {
+    *hook = c->engine.rate_hook;
+    *ctx = c->engine.rate_ctx;
+}
+
+st_engine *st_client_engine(st_client *c) { return &c->engine; }
+
+void st_client_run(st_client *c, st_task *task) {
+    c->engine.stopped = 0; /* a stop asked during an earlier call is over */
+    st_driver_curl_run(&task->run, c->transport);
+    st_task_free(task);
+}
+
+/* An unreadable answer is quoted in the error message, cut at 200 bytes.
+ * Redacting the message afterwards would miss a password cut in two at
+ * that point, so the quote is made again from a copy of the answer with
+ * the password already taken out. The code stays the first reading's. */
+static void requote_without_password(const st_client *c, const st_buf *body,
+                                     st_answer_reader read, void *ctx,
+                                     st_error *err) {
+    st_buf clean = ST_BUF_INIT;
+    st_error again;
+    if (err->code == ST_OK ||
+        st_redact_bytes(st_buf_str(body), body->len, c->opts.password,
+                        &clean) != 0) {
+        st_buf_free(&clean);
+        return;
+    }
+    if (read(st_buf_str(&clean), clean.len, ctx, &again) != 0)
+        memcpy(err->message, again.message, sizeof err->message);
+    st_buf_free(&clean);
+}
+
+int st_client_read_answer(const st_client *c, const st_buf *body,
+                          st_answer_reader read, void *ctx, st_error *err) {
+    int rc = read(st_buf_str(body), body->len, ctx, err);
+    if (rc != 0)
+        requote_without_password(c, body, read, ctx, err);
+    return rc;
 }

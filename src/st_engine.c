@@ -1,10 +1,23 @@
 /* The engine: concurrency, rate limit, retries, reporting and redaction of
- * every exchange, for any job source (see st_engine.h). */
+ * every exchange, for any job source, and the task drivers step (see
+ * st_engine.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "st_clock.h"
 #include "st_engine.h"
+
+void st_engine_init(st_engine *e, int retries, int concurrency,
+                    long max_response, double rate) {
+    memset(e, 0, sizeof *e);
+    e->retries = retries;
+    e->concurrency = concurrency;
+    e->max_response = max_response;
+    e->rate = rate;
+}
+
+void st_engine_stop(st_engine *e) { e->stopped = 1; }
 
 const char *st_call_name(st_call call) {
     static const char *const names[] = {"send", "status", "balance"};
@@ -20,7 +33,7 @@ static double retry_backoff(int attempt) {
 }
 
 /* Stats and on_request, once per exchange, failed and retried ones too. */
-static void report_exchange(st_client *c, const st_job *job, st_code code) {
+static void report_exchange(st_engine *c, const st_job *job, st_code code) {
     const st_reply *reply = &job->reply;
     st_exchange info;
     st_buf shown = ST_BUF_INIT;
@@ -78,19 +91,39 @@ static void note_unknown_outcome(st_job *job) {
                  " (the request was sent: the outcome is unknown)");
 }
 
+/* The longest a shared rate may make a request wait: an answer beyond it
+ * is a broken counter, not a plan. */
+#define ST_MAX_RATE_WAIT 3600.0
+
 /* Whether `rate` lets a request start now; if not, lowers *wake (0: not
- * set yet) to when. */
-static int rate_ready(const st_client *c, double now, double *wake) {
-    if (c->opts.rate <= 0 || c->next_slot <= now)
+ * set yet) to when. A shared rate (rate_hook) reserves its slot once, at
+ * the first ask, and keeps it until a request takes it. */
+static int rate_ready(st_engine *c, double now, double *wake) {
+    if (c->rate <= 0)
+        return 1;
+    if (c->rate_hook && !c->slot_reserved) {
+        double delay = c->rate_hook(c->rate_ctx, 1.0 / c->rate);
+        if (!(delay > 0)) /* NaN too */
+            delay = 0;
+        else if (delay > ST_MAX_RATE_WAIT)
+            delay = ST_MAX_RATE_WAIT;
+        c->next_slot = now + delay;
+        c->slot_reserved = 1;
+    }
+    if (c->next_slot <= now)
         return 1;
     if (*wake == 0 || c->next_slot < *wake)
         *wake = c->next_slot;
     return 0;
 }
 
-static void rate_take(st_client *c, double now) {
-    if (c->opts.rate > 0)
-        c->next_slot = now + 1.0 / c->opts.rate;
+static void rate_take(st_engine *c, double now) {
+    if (c->rate <= 0)
+        return;
+    if (c->rate_hook)
+        c->slot_reserved = 0; /* the next request reserves its own */
+    else
+        c->next_slot = now + 1.0 / c->rate;
 }
 
 /* The job is over: the source gets it, and the slot is free again. */
@@ -139,7 +172,7 @@ static st_job *ready_retry(st_run *run, double now, double *wake) {
         if (job->not_before > now) {
             if (*wake == 0 || job->not_before < *wake)
                 *wake = job->not_before;
-        } else if (rate_ready(run->c, now, wake)) {
+        } else if (rate_ready(run->e, now, wake)) {
             run->waiting--;
             return job;
         }
@@ -158,7 +191,7 @@ static st_job *free_slot(const st_run *run) {
 /* No new job starts once the call or the whole client was asked to stop
  * (a callback raised, or closed the client). */
 static int stopping(const st_run *run) {
-    return run->src->stop || run->c->stopped;
+    return run->src->stop || run->e->stopped;
 }
 
 /* The slot a new job could start in now, the rate aside: fewer than limit
@@ -170,8 +203,8 @@ static st_job *slot_for_new_job(const st_run *run) {
 }
 
 st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
-    st_client *c = run->c;
-    int timed = run->waiting > 0 || c->opts.rate > 0;
+    st_engine *c = run->e;
+    int timed = run->waiting > 0 || c->rate > 0;
     double now = timed ? st_now() : 0; /* the clock only where it matters */
     st_job *next;
     *wake = 0;
@@ -190,8 +223,13 @@ st_run_step st_run_next(st_run *run, st_job **job, double *wake) {
         finish_job(run, next);
     }
     if (run->running == 0 && run->waiting == 0 &&
-        (run->exhausted || stopping(run)))
+        (run->exhausted || stopping(run))) {
+        if (!run->finished && run->src->finish) {
+            run->finished = 1;
+            run->src->finish(run->src->ctx);
+        }
         return ST_RUN_DONE;
+    }
     return ST_RUN_WAIT;
 }
 
@@ -200,7 +238,7 @@ int st_run_full(const st_run *run) {
 }
 
 void st_run_answered(st_run *run, st_job *job) {
-    st_client *c = run->c;
+    st_engine *c = run->e;
     run->running--;
     job->attempts++;
     if (job->reply.http_status < 200 || job->reply.http_status > 299) {
@@ -226,9 +264,9 @@ void st_run_failed(st_run *run, st_job *job) {
 /* A failed attempt (job->err set), already counted: report it, then retry
  * by the rules or give the job its last word. */
 static void retry_or_finish(st_run *run, st_job *job) {
-    st_client *c = run->c;
+    st_engine *c = run->e;
     report_exchange(c, job, job->err.code);
-    if (job->attempts <= c->opts.retries &&
+    if (job->attempts <= c->retries &&
         may_retry(job->call, &job->reply, job->err.code)) {
         c->stats.retries++;
         job->state = ST_JOB_WAITING;
@@ -276,24 +314,32 @@ static void free_slots(st_job *slots, size_t n) {
     free(slots);
 }
 
-void st_engine_free_slots(st_client *c) {
-    free_slots(c->slots, c->slots ? (size_t)c->opts.concurrency : 0);
-    c->slots = NULL;
+static void free_task_block(st_task *task);
+
+void st_engine_free(st_engine *e) {
+    free_slots(e->slots, e->slots ? (size_t)e->concurrency : 0);
+    e->slots = NULL;
+    free(e->spare_task); /* a spare owns nothing */
+    e->spare_task = NULL;
+    free(e->spare_item);
+    e->spare_item = NULL;
 }
 
-int st_run_init(st_run *run, st_client *c, st_job_source *src,
-                size_t max_jobs) {
-    size_t want = (size_t)c->opts.concurrency;
+/* -1 when there is no memory for its slots. max_jobs: as many as the run
+ * can have (0: unknown), so a single call takes one slot. */
+static int run_init(st_run *run, st_engine *e, st_job_source *src,
+                    size_t max_jobs) {
+    size_t want = (size_t)e->concurrency;
     memset(run, 0, sizeof *run);
-    run->c = c;
+    run->e = e;
     run->src = src;
     run->limit = max_jobs > 0 && max_jobs < want ? max_jobs : want;
-    if (c->opts.concurrency <= ST_KEPT_SLOTS && !c->slots_in_use) {
-        if (!c->slots) /* sized for the client's widest run */
-            c->slots = calloc(want, sizeof(st_job));
-        run->slots = c->slots;
+    if (e->concurrency <= ST_KEPT_SLOTS && !e->slots_in_use) {
+        if (!e->slots) /* sized for the client's widest run */
+            e->slots = calloc(want, sizeof(st_job));
+        run->slots = e->slots;
         run->nslots = want;
-        c->slots_in_use = run->slots != NULL;
+        e->slots_in_use = run->slots != NULL;
     } else { /* a run of its own: no more slots than it has jobs */
         run->nslots = run->limit;
         run->slots = calloc(run->nslots, sizeof(st_job));
@@ -301,36 +347,30 @@ int st_run_init(st_run *run, st_client *c, st_job_source *src,
     return run->slots ? 0 : -1;
 }
 
-void st_run_finish(st_run *run) {
+static void run_finish(st_run *run) {
     size_t i;
     for (i = 0; run->slots && i < run->nslots; i++) { /* dropped midway */
         run->slots[i].state = ST_JOB_FREE;
         run->slots[i].tag = NULL;
     }
-    if (run->slots && run->slots == run->c->slots)
-        run->c->slots_in_use = 0;
+    if (run->slots && run->slots == run->e->slots)
+        run->e->slots_in_use = 0;
     else
         free_slots(run->slots, run->nslots);
 }
 
-/* ---- the libcurl driver ------------------------------------------------- */
+/* ---- held jobs: a group that leaves together ---------------------------- */
 
-/* How long the transport may wait for an answer: until wake when a rate
- * or a backoff set one, else a second (answers end the wait sooner). */
-static double poll_time(double wake) {
-    return wake > 0 ? wake - st_now() : 1.0;
+int st_run_hold(st_run *run, st_job *job) {
+    if (!run->src->leaving)
+        return 0;
+    job->held = 1;
+    run->held++;
+    return 1;
 }
 
-static void start_transfer(st_run *run, st_job *job) {
-    if (st_transport_start(run->c->transport, job->url.data,
-                           job->call == ST_CALL_SEND, &job->reply, job,
-                           &job->err) != 0)
-        st_run_not_sent(run, job);
-}
-
-/* The held jobs leave together, once the source let them go (one
- * leaving() for the group), or end unsent when it refused. */
-static void release_held(st_run *run) {
+void st_run_release_held(st_run *run, void (*start)(st_job *, void *),
+                         void *ctx) {
     size_t i;
     int refused;
     if (run->held == 0)
@@ -345,68 +385,170 @@ static void release_held(st_run *run) {
         if (refused)
             cancel_unsent(run, job);
         else
-            start_transfer(run, job);
+            start(job, ctx);
     }
 }
 
-/* A job whose source wants to know when requests leave waits for the
- * next release; any other starts at once. */
-static void start_or_hold(st_run *run, st_job *job) {
-    if (!run->src->leaving) {
-        start_transfer(run, job);
+/* ---- tasks ----------------------------------------------------------------- */
+
+/* The engine keeps the block of its last task for the next: a call, or
+ * each round of a wait, allocates none. */
+st_task *st_task_alloc(st_engine *e, size_t size, const st_task_kind *kind) {
+    st_task *task = e->spare_task;
+    size_t have = e->spare_task_size;
+    if (task && have >= size) {
+        e->spare_task = NULL;
+        memset(task, 0, have);
+    } else {
+        task = calloc(1, size);
+        have = size;
+    }
+    if (!task)
+        return NULL;
+    task->e = e;
+    task->kind = kind;
+    task->size = have;
+    return task;
+}
+
+static void free_task_block(st_task *task) {
+    st_engine *e = task->e;
+    if (!e->spare_task) {
+        e->spare_task = task;
+        e->spare_task_size = task->size;
+    } else {
+        free(task);
+    }
+}
+
+st_task *st_task_start(st_task *task, size_t max_jobs, st_error *err) {
+    if (run_init(&task->run, task->e, &task->src, max_jobs) == 0) {
+        task->running = 1;
+        return task;
+    }
+    st_task_free(task);
+    if (err)
+        st_nomem(err);
+    return NULL;
+}
+
+void st_task_free(st_task *task) {
+    if (!task)
         return;
-    }
-    job->held = 1;
-    run->held++;
+    if (task->kind && task->kind->drop)
+        task->kind->drop(task);
+    if (task->running)
+        run_finish(&task->run);
+    free_task_block(task);
 }
 
-static void collect_finished(st_run *run) {
-    void *cookie;
-    int rc;
-    st_error err;
-    while (st_transport_next_done(run->c->transport, &cookie, &rc, &err)) {
-        st_job *job = cookie;
-        if (rc == 0) {
-            st_run_answered(run, job);
-        } else {
-            job->err = err;
-            st_run_failed(run, job);
-        }
-    }
+/* The round in progress of a call made of rounds (wait), else NULL. */
+static st_task *round_of(const st_task *task) {
+    return task->kind && task->kind->round ? task->kind->round(task) : NULL;
 }
 
-/* Transfers kept between calls: a sequential caller uses one, and a bulk
- * call's others are freed when it ends (its memory back, not held by an
- * idle client). */
-#define ST_IDLE_KEPT 4
+static int has_rounds(const st_task *task) {
+    return task->kind && task->kind->next;
+}
 
-void st_engine_drive(st_run *run) {
-    st_job *job;
+void st_task_stop(st_task *task) {
+    st_task *round = round_of(task);
+    task->src.stop = 1;
+    if (round)
+        st_task_stop(round);
+}
+
+st_step st_task_next(st_task *task, size_t *job, const char **url,
+                     double *wait) {
+    st_job *j;
     double wake;
-    size_t started = 0;
-    for (;;) {
-        st_run_step step = st_run_next(run, &job, &wake);
-        if (step == ST_RUN_START) {
-            /* Before a second job: the first request on its way (on
-             * loopback or a fast network, a poll or two), not behind the
-             * connects of every other slot (200 took 5 ms). A lone
-             * request pays nothing for it. */
-            if (started++ == 1) {
-                release_held(run);
-                st_transport_poll(run->c->transport, 0);
-                collect_finished(run);
-            }
-            start_or_hold(run, job);
-            continue;
-        }
-        if (step == ST_RUN_DONE)
-            break;
-        if (run->held > 0) { /* nothing more can start: the group leaves */
-            release_held(run);
-            continue;
-        }
-        st_transport_poll(run->c->transport, poll_time(wake));
-        collect_finished(run);
+    st_run_step step;
+    if (has_rounds(task))
+        return task->kind->next(task, job, url, wait);
+    do
+        step = st_run_next(&task->run, &j, &wake);
+    while (step == ST_RUN_START && st_run_let_go(&task->run, j) != 0);
+    *wait = -1;
+    if (step == ST_RUN_START) {
+        *job = (size_t)(j - task->run.slots) + 1;
+        *url = st_buf_str(&j->url);
+        return ST_STEP_START;
     }
-    st_transport_keep_idle(run->c->transport, ST_IDLE_KEPT);
+    if (step == ST_RUN_DONE)
+        return ST_STEP_DONE;
+    if (wake > 0) {
+        /* Never below a millisecond: a host's timer rounds a shorter one
+         * to a busy loop (nginx logs each ngx.sleep(0)). */
+        double left = wake - st_now();
+        *wait = left > 0.001 ? left : 0.001;
+    }
+    return ST_STEP_WAIT;
+}
+
+int st_task_full(const st_task *task) {
+    if (has_rounds(task)) {
+        const st_task *round = round_of(task);
+        return round && st_task_full(round);
+    }
+    return st_run_full(&task->run);
+}
+
+/* The running job a driver's handle names, or NULL. */
+static st_job *running_job(st_task *task, size_t job) {
+    st_job *j;
+    if (!task->running || job < 1 || job > task->run.nslots)
+        return NULL;
+    j = &task->run.slots[job - 1];
+    return j->state == ST_JOB_RUNNING ? j : NULL;
+}
+
+int st_task_answer(st_task *task, size_t job, long http_status,
+                   const char *body, size_t n, double seconds,
+                   int new_connection) {
+    st_job *j;
+    if (has_rounds(task)) {
+        st_task *round = round_of(task);
+        return round ? st_task_answer(round, job, http_status, body, n,
+                                      seconds, new_connection)
+                     : -1;
+    }
+    j = running_job(task, job);
+    if (!j)
+        return -1;
+    j->reply.http_status = http_status;
+    j->reply.request_sent = 1;
+    j->reply.new_connection = new_connection;
+    j->reply.seconds = seconds;
+    st_buf_truncate(&j->reply.body, 0);
+    if (n > (size_t)task->e->max_response)
+        return st_task_fail(task, job, ST_E_TOO_LARGE,
+                            "gateway answer is larger than max_response", 1,
+                            seconds, new_connection);
+    if (st_buf_append(&j->reply.body, body, n) != 0)
+        return st_task_fail(task, job, ST_E_NOMEM, "not enough memory", 1,
+                            seconds, new_connection);
+    st_run_answered(&task->run, j);
+    return 0;
+}
+
+int st_task_fail(st_task *task, size_t job, st_code code,
+                 const char *message, int sent, double seconds,
+                 int new_connection) {
+    st_job *j;
+    if (has_rounds(task)) {
+        st_task *round = round_of(task);
+        return round ? st_task_fail(round, job, code, message, sent, seconds,
+                                    new_connection)
+                     : -1;
+    }
+    j = running_job(task, job);
+    if (!j)
+        return -1;
+    j->reply.http_status = 0;
+    j->reply.request_sent = sent;
+    j->reply.new_connection = new_connection;
+    j->reply.seconds = seconds;
+    st_fail(&j->err, code, "%s", message);
+    st_run_failed(&task->run, j);
+    return 0;
 }

@@ -185,3 +185,9 @@ void st_error_copy(st_error *dst, const st_error *src) {
     memcpy(dst->message, src->message, used);
     dst->message[used] = '\0';
 }
+
+int st_fail_item(st_error *err, const char *what, size_t index) {
+    char message[ST_ERR_MAX];
+    snprintf(message, sizeof message, "%s", err->message);
+    return st_fail(err, err->code, "%s %zu: %s", what, index + 1, message);
+}

@@ -46,6 +46,9 @@ typedef struct st_error {
 /* *dst = *src, copying only the message's used bytes: an error is 516
  * bytes, and every finished request hands one on (mostly an empty one). */
 void st_error_copy(st_error *dst, const st_error *src);
+/* Prefixes err's message with "what N: " (N the 1-based index): which item
+ * of a list was bad. Returns -1. */
+int st_fail_item(st_error *err, const char *what, size_t index);
 /* The API name of a code ("auth", "timeout", ...); "" for ST_OK. */
 const char *st_code_name(st_code code);
 /* Sets err to ST_E_NOMEM and returns -1: the one way the core says an

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 static int open_private(const char *path, int flags) {
@@ -72,6 +73,47 @@ int st_lock_take(const char *path, int *fd_out, long *holder) {
     if (ftruncate(fd, 0) == 0 && n > 0)
         (void)!pwrite(fd, pid, (size_t)n, 0);
     *fd_out = fd;
+    return 0;
+}
+
+/* The pid holding a flock on the file of fd, from /proc/locks (lines such
+ * as "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"), or 0. */
+static long flock_holder(int fd) {
+    struct stat st;
+    char line[256];
+    long found = 0;
+    FILE *f;
+    if (fstat(fd, &st) != 0 || (f = fopen("/proc/locks", "re")) == NULL)
+        return 0;
+    while (found == 0 && fgets(line, sizeof line, f) != NULL) {
+        char kind[16], mode[16];
+        long pid;
+        unsigned maj, min;
+        unsigned long ino;
+        const char *p = strchr(line, ':');
+        if (p == NULL || strstr(line, "->") != NULL)
+            continue; /* a waiter, not the holder */
+        if (sscanf(p + 1, " %15s %*s %15s %ld %x:%x:%lu", kind, mode, &pid, &maj,
+                   &min, &ino) == 6 &&
+            strcmp(kind, "FLOCK") == 0 && ino == (unsigned long)st.st_ino &&
+            maj == major(st.st_dev) && min == minor(st.st_dev))
+            found = pid;
+    }
+    fclose(f);
+    return found;
+}
+
+int st_lock_fd(int fd, long *holder) {
+    *holder = 0;
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK) {
+            *holder = flock_holder(fd);
+            return 1;
+        }
+        return -1;
+    }
     return 0;
 }
 

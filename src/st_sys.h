@@ -14,6 +14,13 @@
  * when the file does not say), -1 with errno on any other failure. */
 int st_lock_take(const char *path, int *fd, long *holder);
 
+/* Takes an exclusive flock on the open file fd without waiting (the
+ * journal's own descriptor: no other file). Answers 0 (held until fd is
+ * closed or the process dies, a kill -9 included), 1 when another process
+ * holds it (*holder its pid from /proc/locks, or 0 when not found there),
+ * -1 with errno on any other failure. */
+int st_lock_fd(int fd, long *holder);
+
 /* Opens path for appending (created 0600 when absent, never truncated,
  * never through a symlink: ELOOP), refusing what is not a regular file
  * (EINVAL). Answers the descriptor, or -1 with errno. */

@@ -27,6 +27,7 @@ typedef struct st_xfer {
     int once;
     int resend_refused;
     int too_large;
+    int no_memory; /* the answer could not be kept */
     int ca_unreadable; /* the shared store's bundle could not be read */
     char errbuf[CURL_ERROR_SIZE];
     double started;   /* st_now() when the transfer was started */
@@ -45,7 +46,7 @@ struct st_transport {
      * cache is pruned on every request, and the share's table is a third
      * the size of the multi handle's own: ~700 instructions a request. */
     CURLSH *share;
-    st_options opts; /* strings borrowed from the client, which outlives us */
+    st_transport_options opts;
     st_xfer **idle;
     size_t nidle, cap_idle;
     st_xfer **live; /* the running transfers, for their time limits */
@@ -82,8 +83,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
         x->too_large = 1;
         return 0; /* makes libcurl stop with CURLE_WRITE_ERROR */
     }
-    if (st_buf_append(&x->reply->body, data, n) != 0)
+    if (st_buf_append(&x->reply->body, data, n) != 0) {
+        x->no_memory = 1;
         return 0;
+    }
     return n;
 }
 
@@ -161,7 +164,7 @@ static CURLcode on_ssl_ctx(CURL *easy, void *ssl_ctx, void *data) {
 
 /* The CA bundle: the shared store when there is one (libcurl then loads
  * nothing itself), else the options' files, else libcurl's defaults. */
-static int configure_ca(st_xfer *x, const st_options *o) {
+static int configure_ca(st_xfer *x, const st_transport_options *o) {
     if (x->t->castore) {
         SET(CURLOPT_CAINFO, NULL);
         SET(CURLOPT_CAPATH, NULL);
@@ -178,7 +181,8 @@ failed:
     return -1;
 }
 
-static int configure(st_xfer *x, const st_options *o, CURLSH *share) {
+static int configure(st_xfer *x, const st_transport_options *o,
+                     CURLSH *share) {
     SET(CURLOPT_PRIVATE, x);
     SET(CURLOPT_SHARE, share);
     SET(CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM: thread-safe */
@@ -330,7 +334,8 @@ static int own_process(st_transport *t, st_error *err) {
     return st_nomem(err);
 }
 
-st_transport *st_transport_new(const st_options *o, st_error *err) {
+st_transport *st_transport_new(const st_transport_options *o,
+                               st_error *err) {
     st_transport *t;
     st_xfer *first;
     pthread_once(&global_once, global_init);
@@ -383,10 +388,6 @@ void st_transport_free(st_transport *t) {
     free(t);
 }
 
-void st_reply_free(st_reply *reply) {
-    st_buf_free(&reply->body);
-}
-
 static st_code classify(CURLcode rc) {
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -415,6 +416,8 @@ static st_code classify(CURLcode rc) {
 
 static int transfer_failed(st_xfer *x, CURLcode rc, st_error *err) {
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+    if (x->no_memory || rc == CURLE_OUT_OF_MEMORY)
+        return st_nomem(err);
     if (x->too_large)
         return st_fail(err, ST_E_TOO_LARGE,
                        "gateway answer is larger than max_response (%ld bytes)",
@@ -636,6 +639,7 @@ int st_transport_start(st_transport *t, const char *url, int once,
     x->once = once;
     x->resend_refused = 0;
     x->too_large = 0;
+    x->no_memory = 0;
     x->ca_unreadable = 0;
     x->errbuf[0] = '\0';
     reply->http_status = 0;

@@ -4,20 +4,23 @@
 #ifndef ST_TRANSPORT_H
 #define ST_TRANSPORT_H
 
-#include "st_client.h"
 #include "st_error.h"
+#include "st_reply.h"
 
 typedef struct st_transport st_transport;
 
-typedef struct st_reply {
-    st_buf body;
-    long http_status;   /* 0 when no HTTP answer came */
-    int request_sent;   /* the request went out on a connection at least once */
-    int new_connection; /* this exchange opened a connection */
-    double seconds;
-} st_reply;
+/* What the transport needs of a client's options. The strings are
+ * borrowed: the client that owns them outlives its transport. */
+typedef struct st_transport_options {
+    double timeout;         /* seconds, whole request; 0 means none */
+    double connect_timeout; /* seconds */
+    int verify;
+    const char *ca_file, *ca_path, *proxy, *user_agent;
+    int concurrency;        /* transfers at once (the multi handle's limit) */
+    long max_response;      /* bytes */
+} st_transport_options;
 
-st_transport *st_transport_new(const st_options *o, st_error *err);
+st_transport *st_transport_new(const st_transport_options *o, st_error *err);
 void st_transport_free(st_transport *t);
 
 /* Starts one GET of url; the answer goes to reply, which must stay valid
@@ -40,7 +43,5 @@ int st_transport_next_done(st_transport *t, void **cookie, int *rc,
  * at concurrency 200 left 200 handles of ~16 KiB each. Their connections
  * stay in the multi handle's cache, so the next call still reuses them. */
 void st_transport_keep_idle(st_transport *t, size_t keep);
-
-void st_reply_free(st_reply *reply);
 
 #endif

@@ -1,5 +1,5 @@
--- streamtelecom.campaign: the `campaign` and `campaign-status` commands of
--- bin/streamtelecom, their command line (argparse) and what each does. A
+--- The `campaign` and `campaign-status` commands of `bin/streamtelecom`
+-- (docs/cli.md, Campaigns): their command line (argparse) and what each does. A
 -- campaign sends one SMS per row of a CSV or JSON-lines file and keeps a
 -- journal, so that a run stopped at any moment (Ctrl-C, kill -9, a power
 -- loss) is resumed by running the same command again, nobody texted twice.
@@ -7,6 +7,7 @@
 -- The work is done by streamtelecom.campaign.input (reading and checking
 -- the rows), .journal (the campaign's file and its lock), .runner (the
 -- sending and its stops) and .report (what is printed, exit codes).
+-- @module streamtelecom.campaign
 local argparse = require("argparse")
 local st = require("streamtelecom")
 local input = require("streamtelecom.campaign.input")
@@ -19,6 +20,7 @@ local plural = report.plural
 
 local M = {}
 
+--- The usage text of each command, by name (`help campaign`).
 M.HELP = {
   campaign = [==[
 Usage: streamtelecom campaign FILE [--journal PATH] [--format csv|jsonl]
@@ -65,9 +67,10 @@ Usage: streamtelecom campaign-status JOURNAL [--format csv|tsv|json] [--local]
          [--wait] [--for S] [--interval S] [--concurrency N] [--progress]
          [--json]
 
-Without --format: the delivery state of every message id the journal
-holds, one line per id in row order:  ROW TO ID STATE [TIME]
-(--json: an array of {"row":..,"to":..,"id":..,"state":..,...}).
+Without --format: a table of every row of the campaign's file, in row
+order, its columns aligned: ROW TO OUTCOME ID STATE CODE/ERROR (--json: the
+delivery state of every message id, an array of {"row":..,"to":..,"id":..,
+"state":..,...}).
 
 --format csv|tsv|json: one record per row of the campaign's file, in row
 order, with the columns row,to,outcome,id,code,error,state,updated and then
@@ -84,8 +87,7 @@ every message was final).
 ]],
 }
 
-------------------------------------------------------------------------------
--- Command line
+-- ---- Command line ----------------------------------------------------------
 
 local function parser_for(command)
   local p = argparse("streamtelecom " .. command):add_help(false)
@@ -164,8 +166,7 @@ local function resend_refused(args)
   return set
 end
 
-------------------------------------------------------------------------------
--- campaign FILE
+-- ---- campaign FILE ---------------------------------------------------------
 
 local SECOND_STOP = "\nstreamtelecom: stopped at once by a second Ctrl-C: the rows in flight "
   .. "have an unknown outcome (they may have been sent; campaign-status --local --format csv "
@@ -188,11 +189,12 @@ end
 
 -- The counts of the good rows, moved as records become durable: they are
 -- always the journal's. Per row only its outcome and code are kept.
-local function new_tally(rows, last, is_refusal)
+local function new_tally(idx, last, is_refusal)
+  -- outcome[n] nil: pending, so that a new journal's rows cost nothing.
   local t = { sent = 0, refused = 0, failed = 0, unknown = 0, pending = 0, codes = {},
-              answered = 0, total = #rows, outcome = {}, code = {}, done = {}, row = {} }
+              answered = 0, total = idx.good, outcome = {}, code = {}, done = {} }
   local function count(n, step)
-    local outcome, code = t.outcome[n], t.code[n]
+    local outcome, code = t.outcome[n] or "pending", t.code[n]
     t[outcome] = t[outcome] + step
     if code then
       t.codes[code] = (t.codes[code] or 0) + step
@@ -201,25 +203,46 @@ local function new_tally(rows, last, is_refusal)
     if t.done[n] then t.answered = t.answered + step end
   end
   local function set(n, rec)
-    t.outcome[n], t.code[n] = journal_mod.outcome(rec, is_refusal)
-    t.done[n] = rec ~= nil and rec.t == "done"
+    local outcome
+    outcome, t.code[n] = journal_mod.outcome(rec, is_refusal)
+    t.outcome[n] = outcome ~= "pending" and outcome or nil
+    t.done[n] = rec ~= nil and rec.t == "done" or nil
     count(n, 1)
   end
-  for _, row in ipairs(rows) do
-    t.row[row.n] = row
-    set(row.n, last[row.n])
+  t.pending = idx.good
+  for n in pairs(last) do
+    if idx.starts[n] then
+      t.pending = t.pending - 1
+      set(n, last[n])
+    end
   end
+  -- Records come only for the rows being sent: good rows. Two a row: the
+  -- common case (a new outcome, no code either side) is kept short.
   function t.move(rec)
     local n = rec.row
-    if t.outcome[n] == nil then return end
-    count(n, -1)
-    set(n, rec)
+    if t.code[n] then
+      count(n, -1)
+      set(n, rec)
+      return
+    end
+    local old = t.outcome[n] or "pending"
+    local outcome, code = journal_mod.outcome(rec, is_refusal)
+    t[old] = t[old] - 1
+    t[outcome] = t[outcome] + 1
+    if code then
+      t.code[n] = code
+      t.codes[code] = (t.codes[code] or 0) + 1
+    end
+    local done = rec.t == "done"
+    if done and not t.done[n] then t.answered = t.answered + 1 end
+    if not done and t.done[n] then t.answered = t.answered - 1 end
+    t.outcome[n], t.done[n] = outcome, done or nil
   end
   function t.unknown_rows()
     local list = {}
     for n, outcome in pairs(t.outcome) do
       if outcome == "unknown" then
-        list[#list + 1] = { row = n, to = t.row[n].fields.to, code = t.code[n] }
+        list[#list + 1] = { row = n, to = idx:row(n).fields.to, code = t.code[n] }
       end
     end
     table.sort(list, function(a, b) return a.row < b.row end)
@@ -230,15 +253,15 @@ end
 
 -- The rows this run sends: never started, failed (never left), refused for
 -- the account, and those the operator asked for again.
-local function plan(rows, last, args, is_refusal)
+local function plan(idx, last, args, is_refusal)
   local todo, refused_codes = {}, resend_refused(args)
-  for _, row in ipairs(rows) do
-    local outcome, code = journal_mod.outcome(last[row.n], is_refusal)
+  for n = 1, idx.total do
+    local outcome, code = journal_mod.outcome(last[n], is_refusal)
     local again = outcome == "pending" or outcome == "failed"
       or (outcome == "unknown" and args.resend_unknown)
       or (outcome == "refused" and (journal_mod.ACCOUNT_CODES[code] or refused_codes == true
                                     or (refused_codes and refused_codes[code])))
-    if again then todo[#todo + 1] = row end
+    if again and idx.starts[n] then todo[#todo + 1] = n end
   end
   return todo
 end
@@ -333,7 +356,7 @@ local function refuse_bad_rows(args, o, rows_total, invalid, ctx)
   ctx.warn(("%s of %d bad: nothing sent (--skip-invalid sends the others)")
            :format(plural(#invalid, "row"), rows_total))
   if args.json then
-    local t = new_tally({}, {}, function() return false end)
+    local t = new_tally({ total = 0, good = 0, starts = {} }, {}, function() return false end)
     ctx.out(report.json(summary_of(t, { file = o.path, journal = o.journal, rows = rows_total },
                                    invalid, 0)))
   end
@@ -341,7 +364,7 @@ local function refuse_bad_rows(args, o, rows_total, invalid, ctx)
 end
 
 -- Sends, with the progress line; answers the stop (nil: all answered).
-local function send_todo(client, todo, journal, tally, args, o, is_refusal)
+local function send_todo(client, idx, todo, journal, tally, args, o, is_refusal)
   local progress = report.progress(report.progress_mode(args.progress), function()
     return tally.answered, tally.total,
            ("sent %d  refused %d  failed %d  unknown %d"):format(
@@ -350,6 +373,7 @@ local function send_todo(client, todo, journal, tally, args, o, is_refusal)
   progress:update(true)
   local stop = runner.send({
     client = client, todo = todo, journal = journal, is_refusal = is_refusal,
+    row = function(n) return idx:row(n) end,
     streak = o.streak,
     on_durable = function(rec)
       tally.move(rec)
@@ -361,6 +385,10 @@ local function send_todo(client, todo, journal, tally, args, o, is_refusal)
   return stop
 end
 
+--- `campaign FILE ...`: sends the file's rows; answers the exit code.
+-- @tparam {string,...} argv the words after the command
+-- @tparam table ctx the script's helpers (see `main`)
+-- @treturn int the exit code
 function M.campaign(argv, ctx)
   -- First of all: a Ctrl-C from here on is the campaign's to handle.
   st._signals(SECOND_STOP)
@@ -376,18 +404,20 @@ function M.campaign(argv, ctx)
   collectgarbage("setpause", 110)
   local is_refusal = function(code) return ctx.exit_code_for(code) == EXIT.REFUSED end
 
-  -- One run at a time, told at once: before the file is even read.
-  local lock, why, code = journal_mod.lock(o.journal)
-  if not lock then ctx.warn(why); return code end
-  local rows, invalid, extras = input.load(o.path, o)
-  if not rows then ctx.warn(invalid); lock:close(); return EXIT.USAGE end
-  local rows_total = #rows + #invalid
+  -- One run at a time, told at once: before the file is even read. The
+  -- lock is the journal's own (an empty journal when the file is refused).
+  local journal_file, why, code = journal_mod.lock(o.journal)
+  if not journal_file then ctx.warn(why); return code end
   local client = ctx.new_client(args, { concurrency = o.concurrency, rate = o.rate })
-  rows = input.check(client, rows, invalid)
+  -- Every row is read and checked before anything is sent; what stays is
+  -- where each good row starts in the file's text.
+  local idx, why_bad = input.scan(o.path, o, client)
+  if not idx then ctx.warn(why_bad); client:close(); journal_file:close(); return EXIT.USAGE end
+  local invalid, extras, rows_total = idx.errors, idx.extras, idx.total
   for _, e in ipairs(invalid) do ctx.warn(input.error_text(e)) end
   if #invalid > 0 and not args.skip_invalid then
     client:close()
-    lock:close()
+    journal_file:close()
     return refuse_bad_rows(args, o, rows_total, invalid, ctx)
   end
 
@@ -397,15 +427,15 @@ function M.campaign(argv, ctx)
   for i, e in ipairs(invalid) do
     bad[i] = { row = e.n, line = e.line, column = e.column, err = e.message }
   end
-  local journal, why_not = journal_mod.open(o.journal, {
+  local journal, why_not = journal_mod.open(journal_file, o.journal, {
     t = "campaign", v = 1, file = absolute(o.path), sha256 = sha, rows = rows_total,
     format = o.format, delimiter = o.delimiter, extras = extras, invalid = bad })
   if not journal then ctx.warn(why_not); client:close(); return EXIT.USAGE end
 
-  local tally = new_tally(rows, journal.last, is_refusal)
-  local todo = plan(rows, journal.last, args, is_refusal)
+  local tally = new_tally(idx, journal.last, is_refusal)
+  local todo = plan(idx, journal.last, args, is_refusal)
   journal.last = {} -- the tally has what it needs from earlier runs
-  local earlier = #rows - #todo
+  local earlier = idx.good - #todo
   local kept = tally.unknown_rows()
   if #kept > 0 and not args.resend_unknown then
     ctx.warn(("not sending %s with an unknown outcome from an earlier run (rows %s); "
@@ -417,21 +447,21 @@ function M.campaign(argv, ctx)
   if st._signal() then
     stop = { kind = "signal", signal = st._signal() }
   elseif #todo > 0 then
-    stop = send_todo(client, todo, journal, tally, args, o, is_refusal)
+    stop = send_todo(client, idx, todo, journal, tally, args, o, is_refusal)
   end
-  local closed, close_why = journal:close()
+  local closed, close_why = journal:close() -- and the lock with it
   if not closed and not stop then stop = { kind = "journal", err = close_why } end
   client:close()
-  lock:close()
   local summary = summary_of(tally, { file = o.path, journal = o.journal, rows = rows_total },
                              invalid, earlier, stop)
+  -- The journal's fdatasync calls of this run (make bench shows them a row).
+  summary.syncs = journal.syncs
   print_summary(summary, args, ctx)
   say_stop(stop, summary, ctx)
   return exit_status(summary, stop, ctx)
 end
 
-------------------------------------------------------------------------------
--- campaign-status JOURNAL
+-- ---- campaign-status JOURNAL -----------------------------------------------
 
 local function journal_ids(j)
   local rows = {}
@@ -452,13 +482,6 @@ local function journal_ids(j)
     end
   end
   return ids, where, unknown
-end
-
-local function state_line(id, w, rec, ctx)
-  local head = ("%d %s %s "):format(w.row, tostring(w.to), id)
-  if rec.state then return head .. rec.state .. (rec.updated and (" " .. rec.updated) or "") end
-  local verdict = ctx.exit_code_for(rec.code) == EXIT.REFUSED and "refused" or "failed"
-  return head .. verdict .. " " .. tostring(rec.code) .. ": " .. tostring(rec.err)
 end
 
 local function poll_states(client, ids, map, progress)
@@ -496,8 +519,6 @@ local function print_states(ids, where, map, unknown, args, ctx)
       list[#list + 1] = { row = w.row, to = w.to, id = id, state = rec.state, raw = rec.raw,
                           final = rec.final, updated = rec.updated, err = rec.err,
                           code = rec.code }
-    elseif not args.format then
-      ctx.out(state_line(id, w, rec, ctx))
     end
   end
   if args.json and not args.format then ctx.out(report.json(report.list(list))) end
@@ -514,16 +535,16 @@ end
 -- The campaign's rows as the run read them, to report every row with its
 -- extra columns: nil when the file is gone or changed.
 local function campaign_rows(header, ctx)
-  local rows, _, extras = input.load(tostring(header.file),
-    { format = header.format, delimiter = header.delimiter })
-  if not rows or file_sha256(tostring(header.file)) ~= header.sha256 then
+  local idx = input.scan(tostring(header.file),
+                         { format = header.format, delimiter = header.delimiter })
+  if not idx or file_sha256(tostring(header.file)) ~= header.sha256 then
     ctx.warn(("cannot read the campaign's file %s as it was sent: rows without a journal "
               .. "record have no number, extra columns are empty"):format(tostring(header.file)))
     return {}, type(header.extras) == "table" and header.extras or {}
   end
   local by_n = {}
-  for _, row in ipairs(rows) do by_n[row.n] = row end
-  return by_n, extras
+  for _, row in ipairs(idx:rows()) do by_n[row.n] = row end
+  return by_n, idx.extras
 end
 
 local function row_records(j, by_n, map, ctx)
@@ -579,11 +600,18 @@ local function status_options(args, ctx)
   return o
 end
 
+--- `campaign-status JOURNAL ...`: the report of every row; answers the exit code.
+-- @tparam {string,...} argv the words after the command
+-- @tparam table ctx the script's helpers (see `main`)
+-- @treturn int the exit code
 function M.status(argv, ctx)
   local args = parse("campaign-status", argv, ctx)
   if args.help then io.stdout:write(M.HELP["campaign-status"]); return EXIT.OK end
   if not args.journal then ctx.usage_error("campaign-status needs one JOURNAL") end
   local o = status_options(args, ctx)
+  if args["local"] and args.json and not args.format then
+    ctx.usage_error("--local is for the report of every row (the table, or --format)")
+  end
   local j, err = journal_mod.read(args.journal)
   if not j then
     ctx.warn(args.journal .. " is not a campaign journal (" .. tostring(err) .. ")")
@@ -616,15 +644,18 @@ function M.status(argv, ctx)
   if args.format then
     local by_n, extras = campaign_rows(j.header, ctx)
     report.write_rows(row_records(j, by_n, map, ctx), extras, args.format, ctx.out)
-  elseif args["local"] then
-    ctx.usage_error("--local is for --format csv|tsv|json")
+  elseif not args.json then
+    report.write_table(row_records(j, campaign_rows(j.header, ctx), map, ctx), ctx.out)
   end
   return status
 end
 
--- bin/streamtelecom's entry: command is "campaign" or "campaign-status",
--- argv the words after it; ctx carries the script's helpers and the options
--- given before the command.
+--- bin/streamtelecom's entry.
+-- @tparam string command "campaign" or "campaign-status"
+-- @tparam {string,...} argv the words after it
+-- @tparam table ctx the script's helpers (`out`, `warn`, `usage_error`,
+-- `exit_code_for`, `new_client`) and `options`, those given before the command
+-- @treturn int the exit code
 function M.main(command, argv, ctx)
   if command == "campaign" then return M.campaign(argv, ctx) end
   return M.status(argv, ctx)

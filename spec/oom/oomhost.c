@@ -25,7 +25,15 @@
  * (Lua 5.1 raises at once). The repeat is not counted.
  *
  * With OOMHOST_BACKTRACE set in the environment, each failed allocation
- * prints the C stack that asked for it (glibc's backtrace). */
+ * prints the C stack that asked for it (glibc's backtrace).
+ *
+ * Built with -DOOMHOST_C_HEAP (glibc only; never under ASan or valgrind,
+ * which replace malloc themselves), the same oom functions count and fail
+ * the C heap's allocations instead: malloc, calloc and realloc called
+ * from the streamtelecom module's own code (libcurl's, libc's and Lua's are
+ * left alone), so that each allocation point of the core is failed once.
+ * oom.heap is then "c". */
+#define _GNU_SOURCE /* dl_iterate_phdr, for the C-heap build */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,8 +85,74 @@ int dlclose(void *handle) {
     return 0;
 }
 
+#ifdef OOMHOST_C_HEAP
+#include <link.h>
+#include <stdint.h>
+
+void *__libc_malloc(size_t n);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t n);
+
+/* The streamtelecom module's code, once loaded: [lo, hi). */
+static uintptr_t module_lo, module_hi;
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *ud) {
+    int i;
+    (void)size, (void)ud;
+    if (!info->dlpi_name || !strstr(info->dlpi_name, "streamtelecom"))
+        return 0;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            module_lo = info->dlpi_addr + ph->p_vaddr;
+            module_hi = module_lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Whether the allocation asked from caller is the one to fail. */
+static int c_heap_fails(void *caller) {
+    uintptr_t pc = (uintptr_t)caller;
+    if (!oom.armed || pc < module_lo || pc >= module_hi)
+        return 0;
+    if (++oom.count != oom.target)
+        return 0;
+    oom.fired = 1;
+    if (show_backtrace)
+        where_it_failed();
+    return 1;
+}
+
+void *malloc(size_t n) {
+    if (c_heap_fails(__builtin_return_address(0)))
+        return NULL;
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size) {
+    if (c_heap_fails(__builtin_return_address(0)))
+        return NULL;
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n) {
+    if (n > 0 && c_heap_fails(__builtin_return_address(0)))
+        return NULL;
+    return __libc_realloc(p, n);
+}
+#endif
+
 static void *oom_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     (void)ud;
+#ifdef OOMHOST_C_HEAP
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return __libc_realloc(ptr, nsize); /* Lua's own: never failed here */
+#endif
     if (nsize == 0) {
         free(ptr);
         return NULL;
@@ -116,6 +190,10 @@ static int l_arm(lua_State *L) {
     oom.count = 0;
     oom.fired = 0;
     oom.retry_pending = 0;
+#ifdef OOMHOST_C_HEAP
+    if (!module_hi)
+        dl_iterate_phdr(find_module, NULL);
+#endif
     oom.armed = 1;
     return 0;
 }
@@ -177,6 +255,12 @@ static int run(lua_State *L) {
     add_function(L, "disarm", l_disarm);
     add_function(L, "failed", l_failed);
     add_function(L, "count", l_count);
+#ifdef OOMHOST_C_HEAP
+    lua_pushliteral(L, "c");
+#else
+    lua_pushliteral(L, "lua");
+#endif
+    lua_setfield(L, -2, "heap");
     lua_setglobal(L, "oom");
     lua_newtable(L);
     for (i = 0; i + 1 < argc; i++) {

@@ -53,6 +53,12 @@ do
 end
 
 local NOMEM = "not enough memory"
+-- The host fails the module's C heap (oomhost built with OOMHOST_C_HEAP):
+-- each point then runs on a client made for it, since a warm client keeps
+-- its C memory (slots, task, transfers) from call to call and would
+-- allocate nothing; and out of memory in the core is never told as a
+-- network failure or a bad argument.
+local C_HEAP = oom.heap == "c"
 local PHONE1, PHONE2, PHONE3 = "79031234567", "+7 916 123-45-67", "79261234567"
 
 -- Every text differs, also from run to run, so the fake never answers
@@ -352,6 +358,14 @@ local function describe(ok, a, b, c)
   if a == nil then
     return string.format("answered nil, %q, %q", tostring(b), tostring(c))
   end
+  if type(a) == "table" then -- a map or list of records: the first odd one
+    for k, v in pairs(a) do
+      if type(v) == "table" and v.code then
+        return "answered a table with " .. tostring(k) .. " = { err = " .. tostring(v.err)
+               .. ", code = " .. tostring(v.code) .. " }"
+      end
+    end
+  end
   return "answered " .. tostring(a)
 end
 
@@ -397,7 +411,7 @@ local function sweep(call)
     local c = subject()
     local args = call.prep and call.prep() or nil
     local calls_before = exchanges.n
-    local wc = call.fresh and new_client() or c
+    local wc = (call.fresh or C_HEAP and call.client ~= false) and new_client() or c
     local wargs = call.prep and call.prep() or nil
     local fired, count, ok, a, b, e = armed(n, function() return call.run(c, args) end,
                                             function() return call.run(wc, wargs) end)
@@ -419,6 +433,10 @@ local function sweep(call)
   local n = 1
   while n <= limit do
     local c
+    if C_HEAP and client then
+      client:close()
+      client = new_client()
+    end
     fired, _, ok, a, b, e, c = once(n)
     if not fired then break end -- n passed the call's allocations
     points = points + 1
@@ -426,6 +444,8 @@ local function sweep(call)
                                                     and type(e) == "string"))
     if not (answered or (not ok and a == NOMEM)) then
       fail(n, describe(ok, a, b, e))
+    elseif C_HEAP and answered and (e == "network" or e == "invalid") then
+      fail(n, "out of memory told as " .. e .. ": " .. describe(ok, a, b, e))
     end
     -- The same client, disarmed: the next call of the same kind works.
     local c2 = call.fresh and c or client

@@ -150,48 +150,36 @@ local function csv_header(fields)
   return names, extras
 end
 
--- Answers rows, row errors and the extra columns' names, or nil and why the
--- whole file is refused. delim: ",", ";", "\t", or nil to detect it.
-function M.read_csv(s, delim)
-  local pos, line = 1, 1
-  if s:sub(1, 3) == BOM then pos = 4 end
-  delim = delim or detect_delimiter(s, pos)
-  local rows, errors, header, extras = {}, {}, nil, nil
-  while pos <= #s do
-    local start = line
-    local fields, p, l = csv_record(s, pos, line, delim)
-    if not fields then return nil, p end
-    local blank = s:sub(pos, p - 1):match("^\r?\n?$")
-    pos, line = p, l
-    if not blank then
-      if not header then
-        header, extras = csv_header(fields)
-        if not header then return nil, "line " .. start .. ": " .. extras end
-        if not valid_utf8(table.concat(fields)) then return nil, not_utf8("the header") end
-      else
-        local n = #rows + #errors + 1
-        local row = { n = n, line = start, fields = {}, extra = {} }
-        if not valid_utf8(table.concat(fields)) then
-          return nil, not_utf8(("row %d (line %d)"):format(n, start))
-        end
-        if #fields ~= #header then
-          errors[#errors + 1] = { n = n, line = start,
-            message = plural(#fields, "field") .. ", the header has " .. #header }
-        else
-          for i, name in ipairs(header) do
-            if name then
-              if fields[i] ~= "" then row.fields[name] = fields[i] end
-            else
-              row.extra[#row.extra + 1] = fields[i]
-            end
-          end
-          rows[#rows + 1] = row
-        end
-      end
+-- A record without a quote on its line, split by delim into buf (reused):
+-- the field count and the next position; nil when the line has a quote
+-- (csv_record reads it). The fast path of nearly every row.
+local find, sub, byte = string.find, string.sub, string.byte
+
+local function plain_record(s, pos, delim, buf)
+  local nl = find(s, "\n", pos, true)
+  local after = nl and nl + 1 or #s + 1
+  local stop = nl or #s + 1
+  if stop > pos and byte(s, stop - 1) == 13 then stop = stop - 1 end
+  local line = sub(s, pos, stop - 1)
+  if find(line, '"', 1, true) then return nil end
+  local count, from = 0, 1
+  while true do
+    local d = find(line, delim, from, true)
+    count = count + 1
+    if not d then
+      buf[count] = sub(line, from)
+      return count, after, buf
     end
+    buf[count] = sub(line, from, d - 1)
+    from = d + 1
   end
-  if not header then return nil, "the file is empty: want a header naming to,text" end
-  return rows, errors, extras
+end
+
+-- The record at pos: its fields (a new table), the next position and line.
+local function record_at(s, pos, line, delim)
+  local count, after, fields = plain_record(s, pos, delim, {})
+  if count then return fields, after, line + 1 end
+  return csv_record(s, pos, line, delim)
 end
 
 ------------------------------------------------------------------------------
@@ -210,38 +198,23 @@ local function jsonl_row(obj, row)
   end
 end
 
-function M.read_jsonl(s)
-  local rows, errors, line = {}, {}, 0
-  if s:sub(1, 3) == BOM then s = s:sub(4) end
-  for text in (s .. "\n"):gmatch("([^\n]*)\n") do
-    line = line + 1
-    if text:find("%S") then
-      local n = #rows + #errors + 1
-      if not valid_utf8(text) then
-        return nil, not_utf8(("row %d (line %d)"):format(n, line))
-      end
-      local row = { n = n, line = line, fields = {}, extra = {} }
-      local ok, obj = pcall(cjson.decode, text)
-      local why
-      if not ok then
-        why = tostring(obj)
-      elseif type(obj) ~= "table" or not text:match("^%s*{") then
-        why = "want one JSON object per line"
-      else
-        why = jsonl_row(obj, row)
-      end
-      if why then
-        errors[#errors + 1] = { n = n, line = line, message = why }
-      else
-        rows[#rows + 1] = row
-      end
-    end
+-- A JSON line's row, or nil and why.
+local function jsonl_line(text)
+  local row = { fields = {}, extra = {} }
+  local ok, obj = pcall(cjson.decode, text)
+  if not ok then return nil, tostring(obj) end
+  if type(obj) ~= "table" or not text:match("^%s*{") then
+    return nil, "want one JSON object per line"
   end
-  return rows, errors, {}
+  local why = jsonl_row(obj, row)
+  if why then return nil, why end
+  return row
 end
 
 ------------------------------------------------------------------------------
--- The file
+-- The file, indexed: one pass reads and checks every row and keeps only
+-- where each good row starts; a row is read again from the file's text when
+-- it is sent. No table per row lives across the run.
 
 local function read_file(path)
   local f, err = io.open(path, "rb")
@@ -252,20 +225,168 @@ local function read_file(path)
 end
 M.read_file = read_file
 
--- FILE as rows: rows, row errors, extra column names; or nil and why.
--- opts.format: "csv" or "jsonl" (default: by extension); opts.delimiter.
-function M.load(path, opts)
+local Index = {}
+Index.__index = Index
+
+-- Row n as { n =, fields = { to =, text =, ... }, extra = { values } }, or
+-- nil when row n is bad.
+function Index:row(n)
+  local pos = self.starts[n]
+  if not pos then return nil end
+  local s = self.content
+  if self.format == "jsonl" then
+    local row = jsonl_line(sub(s, pos, (find(s, "\n", pos, true) or #s + 1) - 1))
+    row.n = n
+    return row
+  end
+  local fields = record_at(s, pos, 0, self.delimiter)
+  local row = { n = n, fields = {}, extra = {} }
+  for i, name in ipairs(self.header) do
+    if name then
+      if fields[i] ~= "" then row.fields[name] = fields[i] end
+    else
+      row.extra[#row.extra + 1] = fields[i]
+    end
+  end
+  return row
+end
+
+-- Every row, a table each: for campaign-status's report.
+function Index:rows()
+  local rows = {}
+  for n = 1, self.total do
+    local row = self:row(n)
+    if row then rows[#rows + 1] = row end
+  end
+  return rows
+end
+
+local check_row
+
+-- Counts row n (at pos, line) whose fields f are named; checks it when a
+-- client is given. A bad row goes to errors, a good one to starts.
+local function take(idx, n, line, pos, f, client)
+  local column, message
+  -- Most rows are good: one request built for the whole row; only a bad
+  -- row is probed column by column (check_row) to name the culprit.
+  if client and not (f.to and f.text and client:url("send", f.to, f.text, f)) then
+    column, message = check_row(client, f)
+  end
+  if column then
+    idx.errors[#idx.errors + 1] = { n = n, line = line, column = column, message = message }
+  else
+    idx.starts[n] = pos
+    idx.good = idx.good + 1
+  end
+end
+
+local OPTIONAL = { "sender", "callback_url", "name" }
+
+local function scan_csv(idx, delim, client)
+  local s = idx.content
+  local pos, line = 1, 1
+  if sub(s, 1, 3) == BOM then pos = 4 end
+  delim = delim or detect_delimiter(s, pos)
+  idx.delimiter = delim
+  local ascii = not find(s, "[\128-\255]")
+  local header, width
+  local buf, f, n = {}, {}, 0
+  local at = {} -- the field index of each known column
+  local optional = {} -- the optional columns the header has
+  local len = #s
+  while pos <= len do
+    local start = line
+    local count, p, fields = plain_record(s, pos, delim, buf)
+    local l
+    if count then
+      l = line + 1
+    else
+      fields, p, l = csv_record(s, pos, line, delim)
+      if not fields then return p end
+      count = #fields
+    end
+    local blank = count == 1 and fields[1] == ""
+    if blank and p - pos > 2 then blank = false end
+    if not blank then
+      local record_ok = ascii or valid_utf8(sub(s, pos, p - 1))
+      if not header then
+        local hfields = {}
+        for i = 1, count do hfields[i] = fields[i] end
+        local extras
+        header, extras = csv_header(hfields)
+        if not header then return "line " .. start .. ": " .. extras end
+        if not record_ok then return not_utf8("the header") end
+        idx.header, idx.extras, width = header, extras, #header
+        for i, name in ipairs(header) do
+          if name then at[name] = i end
+        end
+        for _, name in ipairs(OPTIONAL) do
+          if at[name] then optional[#optional + 1] = name end
+        end
+      else
+        n = n + 1
+        if not record_ok then return not_utf8(("row %d (line %d)"):format(n, start)) end
+        if count ~= width then
+          idx.errors[#idx.errors + 1] = { n = n, line = start,
+            message = plural(count, "field") .. ", the header has " .. width }
+        else
+          f.to, f.text = fields[at.to], fields[at.text]
+          if f.to == "" then f.to = nil end
+          if f.text == "" then f.text = nil end
+          for i = 1, #optional do
+            local name = optional[i]
+            local v = fields[at[name]]
+            f[name] = v ~= "" and v or nil
+          end
+          take(idx, n, start, pos, f, client)
+        end
+      end
+    end
+    pos, line = p, l
+  end
+  if not header then return "the file is empty: want a header naming to,text" end
+  idx.total = n
+end
+
+local function scan_jsonl(idx, client)
+  local s = idx.content
+  local pos, line, n, len = 1, 0, 0, #s
+  if sub(s, 1, 3) == BOM then pos = 4 end
+  idx.extras = {}
+  while pos <= len do
+    local nl = find(s, "\n", pos, true) or len + 1
+    local text = sub(s, pos, nl - 1)
+    line = line + 1
+    if find(text, "%S") then
+      n = n + 1
+      if not valid_utf8(text) then return not_utf8(("row %d (line %d)"):format(n, line)) end
+      local row, why = jsonl_line(text)
+      if row then
+        take(idx, n, line, pos, row.fields, client)
+      else
+        idx.errors[#idx.errors + 1] = { n = n, line = line, message = why }
+      end
+    end
+    pos = nl + 1
+  end
+  idx.total = n
+end
+
+-- FILE indexed: { total = rows, good = good rows, errors = { {n, line,
+-- column, message} } in row order, extras = extra column names, ... } with
+-- idx:row(n); or nil and why the whole file is refused. opts.format: "csv"
+-- or "jsonl" (default: by extension); opts.delimiter. With client, each row
+-- is checked as a send would check it (bad ones join errors).
+function M.scan(path, opts, client)
   local content, err = read_file(path)
   if not content then return nil, "cannot read " .. path .. ": " .. tostring(err) end
   local format = opts.format or (path:lower():match("%.jsonl$") and "jsonl" or "csv")
-  local rows, errors, extras
-  if format == "jsonl" then
-    rows, errors, extras = M.read_jsonl(content)
-  else
-    rows, errors, extras = M.read_csv(content, opts.delimiter)
-  end
-  if not rows then return nil, path .. ": " .. errors end
-  return rows, errors, extras, content
+  local idx = setmetatable({ path = path, format = format, content = content, starts = {},
+                             errors = {}, extras = {}, total = 0, good = 0 }, Index)
+  local why
+  if format == "jsonl" then why = scan_jsonl(idx, client) else why = scan_csv(idx, opts.delimiter, client) end
+  if why then return nil, path .. ": " .. why end
+  return idx
 end
 
 ------------------------------------------------------------------------------
@@ -274,14 +395,11 @@ end
 
 local PROBE_TO, PROBE_TEXT = "79000000000", "x"
 
-local function check_row(client, f)
+function check_row(client, f)
   local function try(column, to, text, opts)
     local url, err = client:url("send", to, text, opts)
     if not url then return column, err end
   end
-  -- Most rows are good: one request built for the whole row; only a bad
-  -- row is probed column by column to name the culprit.
-  if f.to and f.text and client:url("send", f.to, f.text, f) then return end
   local column, err = try("to", f.to or "", PROBE_TEXT)
   if column then return column, err end
   column, err = try("text", PROBE_TO, f.text or "")
@@ -294,22 +412,6 @@ local function check_row(client, f)
   end
   return try("to", f.to, f.text, { sender = f.sender, callback_url = f.callback_url,
                                    name = f.name })
-end
-
--- Moves the rows a send would refuse into errors (sorted by row); answers
--- the good ones.
-function M.check(client, rows, errors)
-  local good = {}
-  for _, row in ipairs(rows) do
-    local column, message = check_row(client, row.fields)
-    if column then
-      errors[#errors + 1] = { n = row.n, line = row.line, column = column, message = message }
-    else
-      good[#good + 1] = row
-    end
-  end
-  table.sort(errors, function(a, b) return a.n < b.n end)
-  return good
 end
 
 function M.error_text(e)

@@ -4,7 +4,8 @@
 --   {"t":"started","row":N,"to":..}     durable before row N's request leaves
 --   {"t":"done","row":N,"msgs":[{"to":..,"id":..}]}         after its answer
 --   {"t":"done","row":N,"code":..,"err":..,"sent":false}    or its failure
--- A run holds JOURNAL.lock (flock) from start to end: one run at a time.
+-- A run holds an exclusive flock on the journal's own descriptor from start
+-- to end: one run at a time, and no other file.
 local st = require("streamtelecom")
 local cjson = require("cjson")
 
@@ -16,16 +17,31 @@ M.EXIT_BUSY = 5
 -- the rows they refused are sent again by the next one.
 M.ACCOUNT_CODES = { auth = true, blocked = true }
 
--- Takes the run's lock: the lock object, or nil, a sentence and the exit code.
-function M.lock(journal_path)
-  local lock, err, pid = st._lock(journal_path .. ".lock")
-  if lock then return lock end
-  if err == "busy" then
+local function open_error(path, err)
+  if tostring(err):find("symbolic link", 1, true) then
+    return "the journal " .. path .. " is a symbolic link: refusing to follow it"
+  end
+  return "cannot open the journal " .. path .. ": " .. tostring(err)
+end
+
+-- Opens the journal (created 0600 when absent, never through a symlink,
+-- never truncated) and takes its lock, before anything else is done: the
+-- journal is its own lock (the kernel drops it when the process ends, a
+-- kill -9 included). Answers the open file, or nil, a sentence and the
+-- exit code. Nothing is written: M.open decides whether the file is this
+-- campaign's.
+function M.lock(path)
+  local f, err = st._append(path)
+  if not f then return nil, open_error(path, err), 2 end
+  local ok, why, pid = f:lock()
+  if ok then return f end
+  f:close()
+  if why == "busy" then
     return nil, ("another run of this campaign is in progress (pid %s); wait for it to end, "
                  .. "or stop it first"):format(pid ~= 0 and string.format("%d", pid) or "unknown"),
            M.EXIT_BUSY
   end
-  return nil, "cannot take the lock " .. journal_path .. ".lock: " .. tostring(err), 2
+  return nil, "cannot lock the journal " .. path .. ": " .. tostring(why), 2
 end
 
 -- The records of a journal's text: the header, per row its last record,
@@ -66,18 +82,11 @@ local function refuse(f, why)
   return nil, why
 end
 
--- Opens the journal of the campaign header describes: its file if it is
--- this campaign's, a new one otherwise; never another file (it is refused
--- untouched), never a symlink. Answers the journal (its last: what earlier
--- runs left, per row), or nil and why.
-function M.open(path, header)
-  local f, err = st._append(path)
-  if not f then
-    if tostring(err):find("symbolic link", 1, true) then
-      return nil, "the journal " .. path .. " is a symbolic link: refusing to follow it"
-    end
-    return nil, "cannot open the journal " .. path .. ": " .. tostring(err)
-  end
+-- The journal of the campaign header describes, in f (M.lock's file at
+-- path): this campaign's journal, or a new one when f is empty; never
+-- another file (it is refused untouched, f closed). Answers the journal
+-- (its last: what earlier runs left, per row), or nil and why.
+function M.open(f, path, header)
   local content, rerr = f:read()
   if not content then return refuse(f, "cannot read the journal " .. path .. ": " .. rerr) end
   local previous

@@ -175,4 +175,36 @@ function M.write_rows(records, extras, format, out)
   io.stdout:write(table.concat(lines, eol), eol)
 end
 
+-- The table campaign-status prints without --format: one line a row, the
+-- columns aligned, "-" for an empty cell, the free text (code: error) last.
+M.TABLE = { "ROW", "TO", "OUTCOME", "ID", "STATE", "CODE/ERROR" }
+
+local function table_cells(r)
+  local problem = r.code and (r.code .. (r.error and (": " .. r.error) or "")) or r.error
+  local cells = { tostring(r.row), r.to, r.outcome, r.id and r.id:gsub(" ", ","),
+                  r.state and r.state:gsub(" ", ","), problem }
+  for i = 1, #M.TABLE do
+    local v = cells[i]
+    v = (v == nil or v == "") and "-" or tostring(v)
+    cells[i] = v:gsub("[%c]", " ")
+  end
+  return cells
+end
+
+function M.write_table(records, write)
+  local rows, width = { M.TABLE }, {}
+  for _, r in ipairs(records) do rows[#rows + 1] = table_cells(r) end
+  for _, cells in ipairs(rows) do
+    for i = 1, #cells - 1 do width[i] = math.max(width[i] or 0, #cells[i]) end
+  end
+  local fmt = {}
+  for i = 1, #M.TABLE - 1 do fmt[i] = "%-" .. width[i] .. "s" end
+  fmt = table.concat(fmt, "  ") .. "  %s"
+  local lines = {}
+  for i, cells in ipairs(rows) do
+    lines[i] = fmt:format((table.unpack or unpack)(cells)):gsub("%s+$", "")
+  end
+  write(table.concat(lines, "\n"))
+end
+
 return M

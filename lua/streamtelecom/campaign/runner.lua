@@ -18,13 +18,15 @@ M.CHUNK = math.max(1, tonumber(os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK")) or 500
 
 local STOP = setmetatable({}, { __tostring = function() return "campaign stopped" end })
 
--- run: { client, todo (rows), journal, is_refusal(code), streak (n),
---        on_durable(rec) (counts move), on_progress() }
+-- run: { client, todo (row numbers), row(n) (the row: { n, fields }),
+--        journal, is_refusal(code), streak (n), on_durable(rec) (counts
+--        move), on_progress() }
 -- Answers nil when every row was answered, else the stop:
 -- { kind = "signal"|"account"|"streak"|"journal"|"error", signal, code, err }
 function M.send(run)
   local todo, journal = run.todo, run.journal
   local base = 0 -- the rows before the chunk being sent
+  local rows -- the chunk's rows, read again from the file
   local stopping
   local function stop(why)
     if stopping then return end
@@ -74,10 +76,10 @@ function M.send(run)
     on_start = function(i, item)
       if stopping then error(STOP, 0) end
       check_signal()
-      journal:add({ t = "started", row = todo[base + i].n, to = item.to })
+      journal:add({ t = "started", row = rows[i].n, to = item.to })
     end,
     on_result = function(i, result)
-      local row = todo[base + i]
+      local row = rows[i]
       local rec = journal_mod.done_record(row.n, result)
       journal:add(rec)
       -- Answers are made durable with the next group's starts, or here
@@ -93,12 +95,16 @@ function M.send(run)
       end
     end,
   }
-  -- Chunks of rows, so that send_many's results (a table per row) never
+  -- Chunks of rows, so that rows and send_many's results (tables) never
   -- pile up for the whole file. A row's fields are a send_many item as
   -- they are (to, text, sender, callback_url, name).
   while base < #todo and not stopping do
     local items = {}
-    for i = 1, math.min(M.CHUNK, #todo - base) do items[i] = todo[base + i].fields end
+    rows = {}
+    for i = 1, math.min(M.CHUNK, #todo - base) do
+      rows[i] = run.row(todo[base + i])
+      items[i] = rows[i].fields
+    end
     local ok, results, err, code = pcall(run.client.send_many, run.client, items, hooks)
     -- Whatever happened, what was answered is made durable now.
     local recs, why = journal:flush()
