@@ -27,7 +27,7 @@
 --   to use `ngx.timer.at`) rather than raising, as for any runtime condition.
 --   A client may be *made* in any phase; it opens nothing until a call.
 -- * `shared_dict = "name"` (a `lua_shared_dict`): `rate` holds for all workers
---   together, not per worker; see take_slot below.
+--   together, not per worker; see slot_taker below.
 -- * sent = false (a send may be retried) after a failed connect or a failed
 --   TLS handshake: in both cases no byte of the request has left. After that
 --   a send is never repeated, as with libcurl.
@@ -94,28 +94,34 @@ local function nap(_, ms) sleep((ms + 0.5) / 1000) end
 --
 -- With shared_dict, every worker's requests to one account take their start
 -- times from one "next free slot" in the dictionary: slot = max(now, next),
--- next = slot + 1/rate. The get-and-set runs under a lock made with
--- dict:add (atomic across workers; it expires after 0.1 s should a worker die
--- holding it), and nothing yields between the add and the delete, so the lock
--- is held for microseconds. The engine's own rate is then left off: it counts
--- this worker only, and on top of the shared slots it would add delay without
--- adding any guarantee (the engine has no hook to take its slots from
--- outside yet). Retries take a slot of their own, as a new request.
-local function take_slot(self)
-  local dict, key, lock = self.dict, self.slot_key, self.lock_key
-  local interval = 1 / self.rate
-  local spins = 0
-  while not dict:add(lock, true, 0.1) do
-    spins = spins + 1
-    if spins > 200 then break end -- a stuck lock: go on rather than hang
-    nap(nil, 1)
+-- next = slot + 1/rate. The engine keeps its rate and asks this hook
+-- (st._driven's rate_slot) for each slot it needs, then waits the time
+-- answered as any rate wait. The hook must not yield: the get-and-set runs
+-- under a lock made with dict:add (atomic across workers; it expires after
+-- 0.1 s should a worker die holding it), taken by spinning, since nothing
+-- yields between the add and the delete and the lock is held for
+-- microseconds; a lock still taken after LOCK_SPINS tries (a dead holder)
+-- is passed rather than waited for. Retries take a slot of their own, as a
+-- new request.
+local LOCK_SPINS = 10000
+
+local function slot_taker(dict, key)
+  local lock = key .. ":lock"
+  return function(interval)
+    local locked = false
+    for _ = 1, LOCK_SPINS do
+      if dict:add(lock, true, 0.1) then
+        locked = true
+        break
+      end
+    end
+    local t = wall_clock()
+    local slot = math_max(t, dict:get(key) or 0)
+    -- Forgotten after a minute of no use: slot times are absolute.
+    dict:set(key, slot + interval, 60 + interval)
+    if locked then dict:delete(lock) end
+    return slot - t
   end
-  local t = wall_clock()
-  local slot = math_max(t, dict:get(key) or 0)
-  -- Forgotten after a minute of no use: slot times are absolute.
-  dict:set(key, slot + interval, 60 + interval)
-  dict:delete(lock)
-  if slot > t then nap(driver.wait_time(slot - t)) end
 end
 
 -- ---- one exchange -----------------------------------------------------------
@@ -243,7 +249,6 @@ end
 
 -- One request, framed by the core (run:next_request), on a pooled cosocket.
 local function exchange(self, run, job, request, host, port, tls)
-  if self.rate then take_slot(self) end
   local started = fclock()
   local deadline = started + self.timeout
 
@@ -340,12 +345,10 @@ local function init(self, opts)
   self.spare_parsers = {}
   if opts.shared_dict ~= nil then
     if type(opts.shared_dict) ~= "string" then return "invalid option 'shared_dict': want a string" end
-    local dict = ngx.shared[opts.shared_dict]
-    if not dict then
+    if not ngx.shared[opts.shared_dict] then
       return "invalid option 'shared_dict': no lua_shared_dict named '" .. opts.shared_dict
              .. "' in nginx.conf"
     end
-    self.dict = dict
   end
 end
 
@@ -366,13 +369,6 @@ local Client = driver.class{
   signal = function() return setmetatable({ sema = semaphore.new(0) }, Signal) end,
 }
 
--- One timeline per account and gateway, whatever client or worker sends.
-local function share_rate(self, opts, rate)
-  local key = "streamtelecom:rate:" .. tostring(opts.user) .. "@"
-              .. tostring(opts.url or st.DEFAULT_URL)
-  self.rate, self.slot_key, self.lock_key = rate, key, key .. ":lock"
-end
-
 --- A client: the options of the blocking `new` (docs/API.md) and this
 -- host's (`pool_size`, `keepalive_timeout` in seconds, `shared_dict`,
 -- `verify`). Answers the client, or nil, err, "invalid".
@@ -380,20 +376,18 @@ function M.new(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
   end
-  -- With a shared rate the slots replace the engine's per-worker rate (see
-  -- take_slot); a bad rate is still the engine's to refuse.
-  local rate = opts.rate
-  if opts.shared_dict == nil or type(rate) ~= "number" or not (rate > 0 and rate < math.huge) then
-    local self, err, code = Client.new(opts)
-    if self then self.dict = nil end
-    return self, err, code
+  -- With a shared rate the engine takes its slots from the dictionary: one
+  -- timeline per account and gateway, whatever client or worker sends. A
+  -- bad rate or shared_dict is still refused by the engine or by init.
+  local dict = type(opts.shared_dict) == "string" and ngx.shared[opts.shared_dict]
+  if dict and opts.rate ~= nil then
+    local shared = {}
+    for k, v in pairs(opts) do shared[k] = v end
+    shared.rate_slot = slot_taker(dict, "streamtelecom:rate:" .. tostring(opts.user) .. "@"
+                                        .. tostring(opts.url or st.DEFAULT_URL))
+    opts = shared
   end
-  local engine_opts = {}
-  for k, v in pairs(opts) do engine_opts[k] = v end
-  engine_opts.rate = nil
-  local self, err, code = Client.new(engine_opts)
-  if self then share_rate(self, opts, rate) end
-  return self, err, code
+  return Client.new(opts)
 end
 
 return M
