@@ -295,6 +295,10 @@ function M.drive(client, run, method)
           workers = 1, busy = 0, parked = 0, napping = false, done = false }
   end
   if d.carriers then carried(d) else single(d) end
+  -- Closed at once, the run's record serves the client's next run (else
+  -- only once the garbage collector finds it: a fresh record, zeroed, per
+  -- call). No worker of this drive touches the run once it is done.
+  run:close()
   local raised, a, b, c = d.raised, d[1], d[2], d[3]
   d.run, d[1], d[2], d[3] = nil, nil, nil, nil
   -- Workers of this drive still parked wake to find it done, carriers
