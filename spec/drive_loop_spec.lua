@@ -105,6 +105,29 @@ describe("streamtelecom.driver", function()
     end)
   end)
 
+  it("runs a lone exchange without a pcall for a host that says it never raises", function()
+    local Client = driver.class{
+      name = "spec.trusted", user_agent = "spec-trusted", raises = false,
+      exchange = function(client, run, job)
+        if client.raise then error("a bug in the host") end
+        run:fail(job, "connect", "nothing listens", false, 0, true)
+      end,
+      sleep = function() end,
+    }
+    local c = assert(Client.new{ user = "test", password = "secret", retries = 0,
+                                 url = "http://127.0.0.1:1/get/" })
+    c.raise = true
+    -- A bug in such a host raises from the call (no job is left waiting:
+    -- nothing runs beside the caller)...
+    assert.has_error(function() c:balance() end)
+    -- ...and the client goes on working.
+    c.raise = false
+    local res, _, code = c:balance()
+    assert.is_nil(res)
+    assert.equals("connect", code)
+    c:close()
+  end)
+
   it("drives a host whose HTTP client takes URLs (url = true: run:next, run:answer)", function()
     local http, socket = require("socket.http"), require("socket")
     local Client = driver.class{
@@ -136,7 +159,7 @@ describe("streamtelecom.driver", function()
     local queue = {}
     local function spawn(fn, ...)
       if queue.refuse then error("no tasks in this context") end
-      queue[#queue + 1] = { coroutine.create(fn), table.pack(...) }
+      queue[#queue + 1] = { coroutine.create(fn), { n = select("#", ...), ... } }
     end
     local Signal = {}
     Signal.__index = Signal
@@ -145,7 +168,7 @@ describe("streamtelecom.driver", function()
       queue.max = math.max(queue.max or 0, #queue)
       while self.posts == 0 and #queue > 0 do
         local t = table.remove(queue, 1)
-        assert(coroutine.resume(t[1], table.unpack(t[2], 1, t[2].n)))
+        assert(coroutine.resume(t[1], (table.unpack or unpack)(t[2], 1, t[2].n)))
       end
       if self.posts == 0 then return false end
       self.posts = self.posts - 1

@@ -88,10 +88,11 @@ M.clean = clean
 -- worker at a time sleeps a timed wait (a rate, a backoff); the others park.
 
 local function exchange(d, run, job, request, host, port, tls)
-  if d.unguarded and d.workers == 1 then
+  if d.unguarded and d.workers == 1 and run == d.run then
     -- A host whose exchange never raises, on the caller with no worker
-    -- beside it: no pcall, whose frame LuaJIT cannot trace a return into
-    -- (the rest of the call would run in its interpreter).
+    -- beside it (a carrier's run is a Told): no pcall, whose frame LuaJIT
+    -- cannot trace a return into (the rest of the call would run in its
+    -- interpreter).
     return d.exchange(d.client, run, job, request, host, port, tls)
   end
   local ok, err = pcall(d.exchange, d.client, run, job, request, host, port, tls)
