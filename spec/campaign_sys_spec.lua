@@ -1,6 +1,6 @@
 -- luacheck: std +busted
 -- The module's private system functions the campaign commands stand on:
--- st._now, _sleep, _lock, _append (the journal file), _signals, _signal.
+-- st._now, _sleep, _append (the journal file, and its lock), _signals, _signal.
 local st = require("streamtelecom")
 local helper = require("spec.helper")
 
@@ -36,7 +36,7 @@ describe("campaign system functions", function()
   it("raises for arguments of the wrong type or a path holding a NUL byte", function()
     assert.has_error(function() st._sleep("1") end,
                      "bad argument #1 to 'st._sleep' (number expected, got string)")
-    for _, name in ipairs({ "_lock", "_append" }) do
+    for _, name in ipairs({ "_append" }) do
       assert.has_error(function() st[name](nil) end,
                        "bad argument #1 to 'st." .. name .. "' (string expected, got nil)")
       assert.has_error(function() st[name](42) end,
@@ -170,64 +170,6 @@ describe("campaign system functions", function()
       p:close()
       assert.is_true(f:lock())
       f:close()
-    end)
-  end)
-
-  describe("_lock", function()
-    -- A child that takes the lock, says its pid once it holds it, and
-    -- keeps it until the file go exists (or it is killed).
-    local function holder(name, go)
-      local p = assert(io.popen("echo $$; exec " .. helper.LUA .. " -e " .. shell_quote([[
-        local st = require("streamtelecom")
-        local lock = assert(st._lock(]] .. ("%q"):format(name) .. [[))
-        io.write("held\n"); io.flush()
-        while not io.open(]] .. ("%q"):format(go) .. [[) do st._sleep(0.005) end
-        lock:close()
-      ]])))
-      local pid = tonumber(p:read("*l"))
-      assert.equals("held", p:read("*l"))
-      return p, pid
-    end
-
-    it("is taken by one holder at a time, says who holds it, and is released", function()
-      local name, go = path("lock"), path("go")
-      local p, pid = holder(name, go)
-      local lock, err, who = st._lock(name)
-      assert.is_nil(lock)
-      assert.equals("busy", err)
-      assert.equals(pid, who)
-      assert.equals("0600", "0" .. mode_of(name))
-      assert(io.open(go, "w")):close()
-      p:read("*a")
-      p:close()
-      lock = assert(st._lock(name))
-      -- Another open of the same file is another holder, even in this process.
-      local again, why = st._lock(name)
-      assert.is_nil(again)
-      assert.equals("busy", why)
-      assert.is_true(lock:close())
-      assert.is_true(lock:close())
-      lock = assert(st._lock(name))
-      lock:close()
-    end)
-
-    it("is released when its holder is killed with SIGKILL", function()
-      local name = path("lock")
-      local p, pid = holder(name, path("never"))
-      assert.equals("busy", select(2, st._lock(name)))
-      os.execute("kill -9 " .. pid)
-      p:read("*a")
-      p:close()
-      local lock = assert(st._lock(name))
-      lock:close()
-    end)
-
-    it("refuses a symlink", function()
-      assert(os.execute("ln -s " .. shell_quote(path("elsewhere")) .. " " .. shell_quote(path("l"))))
-      local lock, err = st._lock(path("l"))
-      assert.is_nil(lock)
-      assert.matches("symbolic links", err)
-      assert.is_nil(slurp(path("elsewhere")))
     end)
   end)
 

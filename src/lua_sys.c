@@ -1,14 +1,15 @@
 /* Private module functions for the command line's campaigns (st_sys.h):
  *   st._now()             seconds on a monotonic clock
  *   st._sleep(s)          sleeps s seconds
- *   st._lock(path)        lock | nil, err, holder pid (err "busy" when held)
  *   st._append(path)      file | nil, err   (0600, O_NOFOLLOW, never truncated)
  *   st._signals(message)  SIGINT/SIGTERM into a flag; a second SIGINT prints
  *                         message and exits 130
  *   st._signal()          "SIGINT", "SIGTERM" or nil
  * file:write(s), file:sync(), file:read() (the whole file), file:close();
  * file:lock()           true | nil, "busy", holder pid (0: unknown) | nil, err
- * lock:close(). Closed ones answer nil, "closed". Not part of the API. */
+ *                       (flock on the file itself: released with it, or when
+ *                       the process dies, a kill -9 included).
+ * Closed ones answer nil, "closed". Not part of the API. */
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -19,7 +20,6 @@
 #include "st_sys.h"
 
 #define FILE_MT "streamtelecom.sysfile"
-#define LOCK_MT "streamtelecom.lock"
 
 typedef struct sys_fd {
     int fd; /* -1 once closed */
@@ -70,22 +70,6 @@ static int l_sleep(lua_State *L) {
     return 0;
 }
 
-static int l_lock(lua_State *L) {
-    const char *path = check_path(L, "st._lock");
-    sys_fd *p = push_fd(L, LOCK_MT);
-    long holder;
-    int rc = st_lock_take(path, &p->fd, &holder);
-    if (rc < 0)
-        return push_errno(L, errno);
-    if (rc > 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "busy");
-        lua_pushinteger(L, (lua_Integer)holder);
-        return 3;
-    }
-    return 1;
-}
-
 static int l_append(lua_State *L) {
     const char *path = check_path(L, "st._append");
     sys_fd *p = push_fd(L, FILE_MT);
@@ -130,7 +114,6 @@ static int fd_close(lua_State *L, const char *mt) {
 }
 
 static int file_close(lua_State *L) { return fd_close(L, FILE_MT); }
-static int lock_close(lua_State *L) { return fd_close(L, LOCK_MT); }
 
 static int file_write(lua_State *L) {
     sys_fd *p = (sys_fd *)lst_check_self(L, 1, FILE_MT);
@@ -206,7 +189,7 @@ static int file_tostring(lua_State *L) {
 }
 
 static const luaL_Reg module_sys[] = {
-    {"_now", l_now},         {"_sleep", l_sleep},   {"_lock", l_lock},
+    {"_now", l_now},         {"_sleep", l_sleep},
     {"_append", l_append},   {"_signals", l_signals},
     {"_signal", l_signal},   {NULL, NULL},
 };
@@ -217,10 +200,6 @@ void lst_register_sys(lua_State *L) {
     static const luaL_Reg file_methods[] = {
         {"write", file_write}, {"sync", file_sync}, {"read", file_read},
         {"lock", file_lock},   {"close", file_close}, {NULL, NULL}};
-    static const luaL_Reg lock_meta[] = {{"__gc", lock_close}, {NULL, NULL}};
-    static const luaL_Reg lock_methods[] = {{"close", lock_close},
-                                            {NULL, NULL}};
     lst_new_class(L, FILE_MT, file_meta, file_methods);
-    lst_new_class(L, LOCK_MT, lock_meta, lock_methods);
     luaL_setfuncs(L, module_sys, 0);
 }

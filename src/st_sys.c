@@ -39,43 +39,6 @@ fail:;
     return -1;
 }
 
-static long holder_of(int fd) {
-    char buf[32];
-    ssize_t n = st_read_at(fd, buf, sizeof buf - 1, 0);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    return strtol(buf, NULL, 10);
-}
-
-int st_lock_take(const char *path, int *fd_out, long *holder) {
-    char pid[32];
-    int n, fd = open_private(path, O_RDWR | O_NONBLOCK);
-    *holder = 0;
-    if (fd < 0 || (fd = regular_or_close(fd)) < 0)
-        return -1;
-    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EINTR)
-            continue;
-        if (errno == EWOULDBLOCK) {
-            *holder = holder_of(fd);
-            close(fd);
-            return 1;
-        }
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    /* The pid is only what the refused run tells its operator: failing to
-     * write it does not make the lock any less held. */
-    n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) == 0 && n > 0)
-        (void)!pwrite(fd, pid, (size_t)n, 0);
-    *fd_out = fd;
-    return 0;
-}
-
 /* The pid holding a flock on the file of fd, from /proc/locks (lines such
  * as "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"), or 0. */
 static long flock_holder(int fd) {

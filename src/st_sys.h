@@ -7,13 +7,6 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Takes an exclusive flock on path (created 0600, never through a symlink)
- * and writes this process's pid into it. Answers 0 with *fd set (close it
- * to release the lock; the kernel releases it when the process dies, a
- * kill -9 included), 1 when another process holds it (*holder its pid, or 0
- * when the file does not say), -1 with errno on any other failure. */
-int st_lock_take(const char *path, int *fd, long *holder);
-
 /* Takes an exclusive flock on the open file fd without waiting (the
  * journal's own descriptor: no other file). Answers 0 (held until fd is
  * closed or the process dies, a kill -9 included), 1 when another process
