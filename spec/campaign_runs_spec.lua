@@ -46,13 +46,9 @@ local function assert_no_traceback(text)
   assert.not_matches("interrupted!", text, 1, true)
 end
 
-local function phone(i) return string.format("7903%07d", i) end
+local phone = helper.campaign_phone
 
-local function csv_of(n, name)
-  local lines = { "to,text" }
-  for i = 1, n do lines[#lines + 1] = phone(i) .. ",Campaign row " .. i end
-  return write(name or "rows.csv", table.concat(lines, "\n") .. "\n")
-end
+local function csv_of(n, name) return helper.campaign_csv(path(name or "rows.csv"), n) end
 
 local function sends_by_number()
   local count = {}
@@ -72,14 +68,7 @@ local function accepted()
   return n
 end
 
-local function journal_rows(name)
-  local last = {}
-  for line in (slurp(name) or ""):gmatch("[^\n]+") do
-    local ok, rec = pcall(cjson.decode, line)
-    if ok and type(rec) == "table" and rec.row then last[rec.row] = rec end
-  end
-  return last
-end
+local journal_rows = helper.journal_rows
 
 -- Every row of 1..n sent exactly once, except the rows of `unknown` (at
 -- most once).

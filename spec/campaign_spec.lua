@@ -40,14 +40,9 @@ local function run(args)
   return stdout, stderr, tonumber(status)
 end
 
-local function phone(i) return string.format("7903%07d", i) end
+local phone = helper.campaign_phone
 
--- A CSV of n rows, each to its own number with its own text.
-local function csv_of(n, name)
-  local lines = { "to,text" }
-  for i = 1, n do lines[#lines + 1] = phone(i) .. ",Campaign row " .. i end
-  return write(name or "rows.csv", table.concat(lines, "\n") .. "\n")
-end
+local function csv_of(n, name) return helper.campaign_csv(path(name or "rows.csv"), n) end
 
 -- How many times the gateway got each number.
 local function sends_by_number()
@@ -59,14 +54,7 @@ local function sends_by_number()
 end
 
 -- The journal's last record per row.
-local function journal_rows(name)
-  local last = {}
-  for line in (slurp(name) or ""):gmatch("[^\n]+") do
-    local ok, rec = pcall(cjson.decode, line)
-    if ok and type(rec) == "table" and rec.row then last[rec.row] = rec end
-  end
-  return last
-end
+local journal_rows = helper.journal_rows
 
 local function unknown_rows(last)
   local set, n = {}, 0

@@ -6,12 +6,7 @@ local st = require("streamtelecom")
 local fake = require("spec.fake")
 local helper = require("spec.helper")
 
-local function read(path)
-  local f = assert(io.open(helper.repo_root() .. "/" .. path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = helper.read_repo
 
 describe("streamtelecom.driver", function()
   lazy_setup(function() fake.start() end)

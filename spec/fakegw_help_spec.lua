@@ -2,12 +2,7 @@
 -- example curl, on stdout with status 0; the README's fake section names them.
 local helper = require("spec.helper")
 
-local function read(path)
-  local f = assert(io.open(helper.repo_root() .. "/" .. path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = helper.read_repo
 
 local function knobs()
   local block = read("fakegw/gateway.lua"):match("\nlocal KNOBS = (%b{})")

@@ -192,5 +192,31 @@ function helper.write_file(name, content)
   return name
 end
 
+-- A file of the repository, whole (raises when it is missing).
+function helper.read_repo(path)
+  return assert(helper.slurp(helper.repo_root() .. "/" .. path), "cannot read " .. path)
+end
+
+-- Campaign specs: the number of row i, a CSV of n rows written at path
+-- (each row to its own number, with its own text), and a journal's last
+-- record for each row.
+function helper.campaign_phone(i) return string.format("7903%07d", i) end
+
+function helper.campaign_csv(path, n)
+  local lines = { "to,text" }
+  for i = 1, n do lines[#lines + 1] = helper.campaign_phone(i) .. ",Campaign row " .. i end
+  return helper.write_file(path, table.concat(lines, "\n") .. "\n")
+end
+
+function helper.journal_rows(path)
+  local cjson = require("cjson")
+  local last = {}
+  for line in (helper.slurp(path) or ""):gmatch("[^\n]+") do
+    local ok, rec = pcall(cjson.decode, line)
+    if ok and type(rec) == "table" and rec.row then last[rec.row] = rec end
+  end
+  return last
+end
+
 package.loaded["spec.helper"] = helper
 return helper

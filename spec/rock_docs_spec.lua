@@ -2,12 +2,7 @@
 -- dist's install commands, and the LDoc pages of the Lua modules.
 local helper = require("spec.helper")
 
-local function read(path)
-  local f = assert(io.open(helper.repo_root() .. "/" .. path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = helper.read_repo
 
 describe("the rock and the reference", function()
   it("has a busted test section and installs the docs", function()
