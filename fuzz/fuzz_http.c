@@ -1,4 +1,4 @@
-/* The HTTP/1.1 framing of the socket drivers (src/st_http.c).
+/* The HTTP/1.1 framing of the socket drivers (src/st_http_request.c, src/st_http_response.c).
  *
  * Input: max_body selector (1 byte), split seed (1 byte), flags (1 byte),
  * then the payload. Flags bit 1 clear: the payload is a server's response

@@ -1,5 +1,6 @@
--- The HTTP/1.1 framing of src/st_http.c (request bytes and the incremental
--- response parser the socket drivers use) has plain-C unit tests in
+-- The HTTP/1.1 framing of src/st_http_request.c (request bytes) and
+-- src/st_http_response.c (the incremental response parser the socket
+-- drivers use) has plain-C unit tests in
 -- spec/http/test_http.c; this spec builds and runs them with cc, once plain
 -- and once with AddressSanitizer and UndefinedBehaviorSanitizer.
 local helper = require("spec.helper")
@@ -9,7 +10,8 @@ local repo_root = require("spec.helper").repo_root
 local ROOT = repo_root()
 local q = helper.shell_quote
 local OUT = ROOT .. "/build/spec-http"
-local SOURCES = { "spec/http/test_http.c", "src/st_http.c", "src/st_buf.c" }
+local SOURCES = { "spec/http/test_http.c", "src/st_http_request.c", "src/st_http_response.c",
+                  "src/st_buf.c" }
 local FLAGS = "-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -I src"
 local SANITIZE = "-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
@@ -38,7 +40,7 @@ local function sanitizers_work()
   return status == 0
 end
 
-describe("the HTTP framing core (st_http.c)", function()
+describe("the HTTP framing core (st_http_request.c, st_http_response.c)", function()
   it("passes its C unit tests, built warning-free with cc", function()
     local bin, build_out, build_status = build("test_http", "-O2")
     assert.are.equal(0, build_status, "the build failed:\n" .. build_out)

@@ -1,6 +1,6 @@
 /* HTTP/1.1 framing for socket drivers (docs/DRIVERS.md): the request bytes
- * for a URL and an incremental response parser, from st_http.c. Lua only
- * connects, sends and receives. */
+ * for a URL (st_http_request.c) and an incremental response parser
+ * (st_http_response.c). Lua only connects, sends and receives. */
 #include <string.h>
 
 #include "lua_bind.h"

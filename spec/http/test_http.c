@@ -1,10 +1,10 @@
-/* Unit tests of src/st_http.c (URL split, request bytes, response parser)
+/* Unit tests of src/st_http_request.c and src/st_http_response.c (URL split, request bytes, response parser)
  * in plain C. Every response is also fed a byte at a time and must give
  * the same outcome. Prints one line per failed check and the counts;
  * exits non-zero when anything failed.
  *
  *   cc -std=c99 -D_POSIX_C_SOURCE=200809L -I src spec/http/test_http.c \
- *      src/st_http.c src/st_buf.c -o test_http && ./test_http */
+ *      src/st_http_request.c src/st_http_response.c src/st_buf.c -o test_http && ./test_http */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
