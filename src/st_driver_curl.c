@@ -5,12 +5,35 @@
 typedef struct curl_drive {
     st_run *run;
     st_transport *t;
+    double held_since; /* when the first job of the next group was held */
 } curl_drive;
+
+/* How long a held group waits for the requests in flight before it
+ * leaves without them. One sync (fdatasync: 0.2 to 1 ms on a disk) covers
+ * a group: waiting for answers that come within a millisecond makes the
+ * groups whole and their syncs fewer (at most concurrency rows may be
+ * started at once, so a sync per half of them halves the rate), while on
+ * a slow gateway it delays a request by at most this. */
+#define ST_GROUP_WAIT 0.001
 
 /* How long the transport may wait for an answer: until wake when a rate
  * or a backoff set one, else a second (answers end the wait sooner). */
 static double poll_time(double wake) {
     return wake > 0 ? wake - st_now() : 1.0;
+}
+
+/* The held group leaves when nothing else is in flight, or once it has
+ * waited ST_GROUP_WAIT; until then the poll waits at most for that. */
+static int group_may_leave(const curl_drive *d, double *max_wait) {
+    double left;
+    if (d->run->held == d->run->running)
+        return 1;
+    left = d->held_since + ST_GROUP_WAIT - st_now();
+    if (left <= 0)
+        return 1;
+    if (left < *max_wait)
+        *max_wait = left;
+    return 0;
 }
 
 static void start_transfer(st_job *job, void *ctx) {
@@ -25,6 +48,8 @@ static void start_transfer(st_job *job, void *ctx) {
 static void start_or_hold(curl_drive *d, st_job *job) {
     if (!st_run_hold(d->run, job))
         start_transfer(job, d);
+    else if (d->run->held == 1)
+        d->held_since = st_now();
 }
 
 static void release_held(curl_drive *d) {
@@ -54,7 +79,7 @@ static void collect_finished(curl_drive *d) {
 void st_driver_curl_run(st_run *run, st_transport *t) {
     curl_drive d;
     st_job *job;
-    double wake;
+    double wake, max_wait;
     size_t started = 0;
     d.run = run;
     d.t = t;
@@ -75,11 +100,12 @@ void st_driver_curl_run(st_run *run, st_transport *t) {
         }
         if (step == ST_RUN_DONE)
             break;
-        if (run->held > 0) { /* nothing more can start: the group leaves */
-            release_held(&d);
+        max_wait = poll_time(wake);
+        if (run->held > 0 && group_may_leave(&d, &max_wait)) {
+            release_held(&d); /* nothing more can start: the group leaves */
             continue;
         }
-        st_transport_poll(t, poll_time(wake));
+        st_transport_poll(t, max_wait);
         collect_finished(&d);
     }
     st_transport_keep_idle(t, ST_IDLE_KEPT);
