@@ -32,9 +32,7 @@ typedef struct lst_client {
     int rate_slot;     /* driven: registry ref of the shared rate's hook */
     int box_ref;       /* registry ref of its reusable call box (client_box) */
     int busy;          /* a core call is running: only its own callbacks run */
-    int close_pending; /* closed from its own callback: freed after the call */
     int driven;        /* made by st._driven: no transport, runs only */
-    int runs;          /* driven runs in progress: closing waits for them */
     void *spare_run;   /* the last closed run's record, for the next run */
     char shown[256];   /* what tostring() says; never holds the password */
     st_http_framer framer; /* driven runs' request bytes (next_request) */
@@ -170,6 +168,9 @@ double call_rate_slot(void *ud, double interval);
 lst_client *check_client(lua_State *L);
 int client_is_open(const lst_client *u);
 void free_client(lua_State *L, lst_client *u);
+/* A call or driven run of u ended (st_client_release): when a close came
+ * meanwhile, the core is freed and u's references with it. */
+void release_client(lua_State *L, lst_client *u);
 void default_senders(call_box *box, const char *sender);
 
 /* Slots of the call's state table, which the registry holds so that the

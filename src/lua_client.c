@@ -21,7 +21,7 @@ lst_client *check_client(lua_State *L) {
 }
 
 int client_is_open(const lst_client *u) {
-    return u->core != NULL && !u->close_pending;
+    return u->core != NULL && !st_client_closing(u->core);
 }
 
 
@@ -102,6 +102,7 @@ static void begin_call(lua_State *L, lst_client *u, hook_ctx *ctx) {
     ctx->ref = u->on_request;
     ctx->info = NULL;
     u->busy = 1;
+    st_client_hold(u->core);
     st_client_set_hook(u->core, u->on_request == LUA_NOREF ? NULL
                                                            : call_on_request,
                        ctx);
@@ -127,15 +128,19 @@ void free_client(lua_State *L, lst_client *u) {
     st_http_framer_free(&u->framer);
     free(u->spare_run);
     u->spare_run = NULL;
-    u->close_pending = 0;
+}
+
+void release_client(lua_State *L, lst_client *u) {
+    if (st_client_release(u->core)) { /* closed meanwhile: now freed */
+        u->core = NULL;
+        free_client(L, u);
+    }
 }
 
 static void end_call(lua_State *L, lst_client *u) {
     u->busy = 0;
-    if (u->close_pending)
-        free_client(L, u);
-    else
-        st_client_set_hook(u->core, NULL, NULL);
+    st_client_set_hook(u->core, NULL, NULL);
+    release_client(L, u);
 }
 
 /* ---- st.new ------------------------------------------------------------- */
@@ -355,13 +360,10 @@ the end of a Lua 5.4 `<close>` scope.
 */
 static int l_close(lua_State *L) {
     lst_client *u = check_client(L);
-    if (u->busy && u->core) { /* from its own callback: the call ends first */
-        u->close_pending = 1;
-        st_client_stop(u->core);
-    } else if (u->runs > 0 && u->core) { /* driven runs end first, and */
-        u->close_pending = 1;            /* start nothing more */
-        st_client_stop(u->core);
-    } else {
+    /* From its own callback, or with driven runs going: the core frees it
+     * when they end (release_client), and starts nothing more. */
+    if (u->core && !st_client_closing(u->core) && st_client_close(u->core)) {
+        u->core = NULL;
         free_client(L, u);
     }
     lua_pushboolean(L, 1);

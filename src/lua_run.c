@@ -67,8 +67,7 @@ static void end_task(lua_State *L, lst_run *run) {
         return;
     st_task_free(run->task);
     run->task = NULL;
-    if (--run->owner->runs == 0 && run->owner->close_pending)
-        free_client(L, run->owner);
+    release_client(L, run->owner);
 }
 
 static int run_close(lua_State *L) {
@@ -283,7 +282,7 @@ int lst_begin(lua_State *L) {
     if (!run->task)
         return push_failure(L, &err);
     run->sc.task = run->task;
-    u->runs++;
+    st_client_hold(u->core);
     lua_pushvalue(L, 5);
     return 1;
 }

@@ -14,6 +14,8 @@ struct st_client {
     st_transport *transport; /* NULL for a driven client */
     st_buf prefix; /* every URL's encoded start, built once */
     st_engine engine;
+    int uses;    /* calls and driven runs in progress (st_client_hold) */
+    int closing; /* st_client_close came while some were: freed at the end */
 };
 
 
@@ -127,6 +129,27 @@ void st_client_set_hook(st_client *c, st_exchange_hook hook, void *ctx) {
 }
 
 void st_client_stop(st_client *c) { st_engine_stop(&c->engine); }
+
+void st_client_hold(st_client *c) { c->uses++; }
+
+int st_client_release(st_client *c) {
+    if (--c->uses > 0 || !c->closing)
+        return 0;
+    st_client_free(c);
+    return 1;
+}
+
+int st_client_close(st_client *c) {
+    if (c->uses == 0) {
+        st_client_free(c);
+        return 1;
+    }
+    c->closing = 1; /* from a callback, or with driven runs going */
+    st_client_stop(c);
+    return 0;
+}
+
+int st_client_closing(const st_client *c) { return c->closing; }
 int st_client_stopped(const st_client *c) { return c->engine.stopped; }
 
 const st_stats *st_client_stats(const st_client *c) { return &c->engine.stats; }

@@ -44,6 +44,18 @@ st_credentials st_client_credentials(const st_client *c);
 void st_client_stop(st_client *c);
 int st_client_stopped(const st_client *c);
 
+/* Closing waits for what uses the client: a call in progress (closed from
+ * its own callback) or a driven run. Each holds the client from its start
+ * to its end; st_client_release answers 1 when that end freed it (a close
+ * came meanwhile: the caller drops its pointer). */
+void st_client_hold(st_client *c);
+int st_client_release(st_client *c);
+/* Frees c now (1), or, while something holds it, stops it (no new request
+ * starts) and frees it at the last release (0). Either way it is closed:
+ * st_client_closing answers 1 until then. */
+int st_client_close(st_client *c);
+int st_client_closing(const st_client *c);
+
 /* ---- for the calls (st_send.c, st_status.c, st_wait.c) ---- */
 
 /* The engine the client's calls make their tasks on. */
