@@ -290,6 +290,28 @@ local CALLS = {
         on_result = function(i, r) seen[i] = r; return #seen end }))
     end,
     ok = function(r) return type(r) == "table" and is_send(r[1], 1) and is_send(r[2], 2) end },
+  -- Its callbacks attack the run (its own next and close: refused) and
+  -- close its core, at every allocation point: the core is freed once the
+  -- run ends, nothing under the engine's feet.
+  { name = "driven(send_many, attacked)",
+    prep = function() return { { to = PHONE1, text = text() }, { to = PHONE2, text = text() } } end,
+    run = function(_, items)
+      local core = assert(st._driven(client_options()))
+      local run
+      local function attack()
+        pcall(run.next, run)
+        pcall(run.close, run)
+      end
+      local err, code
+      run, err, code = core:_begin("send_many", items, {
+        on_start = attack,
+        on_result = function() attack(); core:close() end })
+      return drive(run, err, code)
+    end,
+    ok = function(r)
+      return type(r) == "table" and is_send(r[1], 1)
+             and (is_send(r[2], 1) or (type(r[2]) == "table" and r[2].code == "closed"))
+    end },
   { name = "driven(status_many)",
     prep = function() return { "1000000001", "1000000002" } end,
     run = function(_, ids) return drive(driven():_begin("status_many", ids)) end,
