@@ -619,9 +619,6 @@ void default_senders(call_box *box, const char *sender) {
             box->items[i].params.sender = sender;
 }
 
-/* Items that never started (the client was closed from a callback) get
- * the closed error, so every index of the results has a record. */
-
 /***
 Many sends at once over the client's kept-alive connections (libcurl
 multi), at most `concurrency` requests in flight. The whole list is checked

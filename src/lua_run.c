@@ -527,15 +527,11 @@ static int run_fail(lua_State *L) {
     return 0;
 }
 
+/* The core gave the send one outcome, a never-started one included. */
 static int push_send_outcome(lua_State *L, const st_send_result *res) {
-    st_error closed;
     if (res->accepted) {
         push_send_result(L, res);
         return 1;
-    }
-    if (res->count == 0) { /* never started: the client was closed */
-        st_fail(&closed, ST_E_CLOSED, "client is closed");
-        return push_send_failure(L, &closed, 0);
     }
     return push_send_failure(L, &res->failure, res->sent);
 }
