@@ -316,15 +316,26 @@ static size_t on_header_line(st_http_response *r, const char *data,
 
 /* ---- bodies ---- */
 
-static size_t on_body_length(st_http_response *r, const char *data,
-                             size_t n) {
+/* Takes what data holds of the r->remaining bytes a length (of the body
+ * or of a chunk) announced; *all: they are all in. */
+static size_t take_counted(st_http_response *r, const char *data, size_t n,
+                           int *all) {
     size_t take = n < r->remaining ? n : r->remaining;
+    *all = 0;
     if (append_body(r, data, take) != 0)
         return take;
     r->remaining -= take;
-    if (r->remaining == 0)
-        finish_response(r, 1);
+    *all = r->remaining == 0;
     return take;
+}
+
+static size_t on_body_length(st_http_response *r, const char *data,
+                             size_t n) {
+    int all;
+    size_t taken = take_counted(r, data, n, &all);
+    if (all)
+        finish_response(r, 1);
+    return taken;
 }
 
 /* Keeps max_body bytes and refuses the one after them. */
@@ -378,13 +389,11 @@ static size_t on_chunk_size(st_http_response *r, const char *data,
 
 static size_t on_chunk_data(st_http_response *r, const char *data,
                             size_t n) {
-    size_t take = n < r->remaining ? n : r->remaining;
-    if (append_body(r, data, take) != 0)
-        return take;
-    r->remaining -= take;
-    if (r->remaining == 0)
+    int all;
+    size_t taken = take_counted(r, data, n, &all);
+    if (all)
         r->state = S_CHUNK_END;
-    return take;
+    return taken;
 }
 
 /* Exactly CRLF (or a bare LF) after the chunk's data. */
