@@ -27,17 +27,7 @@ end
 
 -- Runs the command to its end; answers stdout, stderr and the exit status.
 local function run(args, password, prefix)
-  local err = path("stderr")
-  local p = assert(io.popen((prefix or "") .. helper.cli_command(env(password), args)
-                            .. " </dev/null 2>" .. shell_quote(err) .. "; echo \"exit=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local stderr = slurp(err) or ""
-  local stdout, status = out:match("^(.-)exit=(%d+)\n?$")
-  assert(status, "no exit status in: " .. out)
-  helper.assert_no_secret(stdout, PASSWORD)
-  helper.assert_no_secret(stderr, PASSWORD)
-  return stdout, stderr, tonumber(status)
+  return helper.run_cli(env(password), args, path("stderr"), PASSWORD, prefix)
 end
 
 local function assert_no_traceback(text)

@@ -176,6 +176,24 @@ function helper.cli_command(env, args)
 end
 
 -- A whole file's bytes, or nil when it cannot be opened.
+-- Runs the command line (helper.cli_command) to its end, stdin empty and
+-- stderr into err_path (with prefix, e.g. strace, before it); answers
+-- stdout, stderr and the exit status, after checking that neither shows
+-- secret.
+function helper.run_cli(env, args, err_path, secret, prefix)
+  local p = assert(io.popen((prefix or "") .. helper.cli_command(env, args)
+                            .. " </dev/null 2>" .. helper.shell_quote(err_path)
+                            .. "; echo \"exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local stderr = helper.slurp(err_path) or ""
+  local stdout, status = out:match("^(.-)exit=(%d+)\n?$")
+  assert(status, "no exit status in: " .. out)
+  helper.assert_no_secret(stdout, secret)
+  helper.assert_no_secret(stderr, secret)
+  return stdout, stderr, tonumber(status)
+end
+
 function helper.slurp(name)
   local f = io.open(name, "rb")
   if not f then return nil end
