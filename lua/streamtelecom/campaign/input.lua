@@ -228,6 +228,23 @@ M.read_file = read_file
 local Index = {}
 Index.__index = Index
 
+-- Row n's fields as a send_many item ({ to =, text =, ... }), or nil when
+-- row n is bad: what a row costs while it is sent (no extra columns).
+function Index:item(n)
+  local pos = self.starts[n]
+  if not pos then return nil end
+  local s = self.content
+  if self.format == "jsonl" then
+    return jsonl_line(sub(s, pos, (find(s, "\n", pos, true) or #s + 1) - 1)).fields
+  end
+  local fields = record_at(s, pos, 0, self.delimiter)
+  local item = {}
+  for i, name in ipairs(self.header) do
+    if name and fields[i] ~= "" then item[name] = fields[i] end
+  end
+  return item
+end
+
 -- Row n as { n =, fields = { to =, text =, ... }, extra = { values } }, or
 -- nil when row n is bad.
 function Index:row(n)

@@ -184,11 +184,9 @@ function M.done_record(n, result)
   if result.code or result.err then
     return { t = "done", row = n, code = result.code, err = result.err, sent = result.sent }
   end
-  local msgs = {}
-  for i, m in ipairs(result) do
-    msgs[i] = { to = m.to, id = m.id, code = m.code, err = m.err }
-  end
-  return { t = "done", row = n, msgs = msgs }
+  -- send_many's list of messages is the record's as it is: each holds to
+  -- and id, or to, code and err (API.md), nothing else.
+  return { t = "done", row = n, msgs = result }
 end
 
 return M

@@ -18,7 +18,7 @@ M.CHUNK = math.max(1, tonumber(os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK")) or 500
 
 local STOP = setmetatable({}, { __tostring = function() return "campaign stopped" end })
 
--- run: { client, todo (row numbers), row(n) (the row: { n, fields }),
+-- run: { client, todo (row numbers), item(n) (row n's send_many item),
 --        journal, is_refusal(code), streak (n), on_durable(rec) (counts
 --        move), on_progress() }
 -- Answers nil when every row was answered, else the stop:
@@ -26,7 +26,7 @@ local STOP = setmetatable({}, { __tostring = function() return "campaign stopped
 function M.send(run)
   local todo, journal = run.todo, run.journal
   local base = 0 -- the rows before the chunk being sent
-  local rows -- the chunk's rows, read again from the file
+  local items -- the chunk's rows as send_many items, read again from the file
   local stopping
   local function stop(why)
     if stopping then return end
@@ -45,17 +45,16 @@ function M.send(run)
 
   local streak = { code = nil, n = 0, seen = {} }
   local last_flush = st._now()
-  local function watch_refusals(row, rec)
+  local function watch_refusals(to, rec)
     local outcome, code = journal_mod.outcome(rec, run.is_refusal)
     if outcome == "refused" and journal_mod.ACCOUNT_CODES[code] then
       stop({ kind = "account", code = code, err = rec.err or (rec.msgs and rec.msgs[1].err) })
     end
     if outcome ~= "refused" then
-      streak = { code = nil, n = 0, seen = {} }
+      if streak.n > 0 then streak = { code = nil, n = 0, seen = {} } end
       return
     end
     if streak.code ~= code then streak = { code = code, n = 0, seen = {} } end
-    local to = row.fields.to
     if not streak.seen[to] then
       streak.seen[to] = true
       streak.n = streak.n + 1
@@ -76,34 +75,31 @@ function M.send(run)
     on_start = function(i, item)
       if stopping then error(STOP, 0) end
       check_signal()
-      journal:add({ t = "started", row = rows[i].n, to = item.to })
+      journal:add({ t = "started", row = todo[base + i], to = item.to })
     end,
     on_result = function(i, result)
-      local row = rows[i]
-      local rec = journal_mod.done_record(row.n, result)
+      local rec = journal_mod.done_record(todo[base + i], result)
       journal:add(rec)
       -- Answers are made durable with the next group's starts, or here
       -- when none came for a while (the tail of the run).
-      if not stopping and st._now() - last_flush > 0.5 then
-        last_flush = st._now()
+      local now = st._now()
+      if not stopping and now - last_flush > 0.5 then
+        last_flush = now
         flush()
       end
       run.on_progress()
       if not stopping then
         check_signal()
-        watch_refusals(row, rec)
+        watch_refusals(items[i].to, rec)
       end
     end,
   }
   -- Chunks of rows, so that rows and send_many's results (tables) never
-  -- pile up for the whole file. A row's fields are a send_many item as
-  -- they are (to, text, sender, callback_url, name).
+  -- pile up for the whole file.
   while base < #todo and not stopping do
-    local items = {}
-    rows = {}
+    items = {}
     for i = 1, math.min(M.CHUNK, #todo - base) do
-      rows[i] = run.row(todo[base + i])
-      items[i] = rows[i].fields
+      items[i] = run.item(todo[base + i])
     end
     local ok, results, err, code = pcall(run.client.send_many, run.client, items, hooks)
     -- Whatever happened, what was answered is made durable now.
