@@ -238,7 +238,7 @@ describe("streamtelecom campaign", function()
     local file = csv_of(N)
     local journal = file .. ".journal"
     local args = "campaign " .. shell_quote(file) .. " --concurrency " .. CONCURRENCY
-    local out = path("bg.out")
+    local out, err_out = path("bg.out"), path("bg.err")
     local kills, runs, unknown_before = 0, 0, 0
     local stops = { KILL = 0, TERM = 0, INT = 0 }
     local started = socket.gettime()
@@ -247,7 +247,7 @@ describe("streamtelecom campaign", function()
       assert(runs < 200, "the campaign never finished")
       os.remove(out)
       local p = assert(io.popen("sh -c " .. shell_quote(helper.cli_command(env(), args)
-        .. " >" .. shell_quote(out) .. " 2>/dev/null </dev/null & echo $!")))
+        .. " >" .. shell_quote(out) .. " 2>" .. shell_quote(err_out) .. " </dev/null & echo $!")))
       local pid = tonumber(p:read("*l"))
       p:close()
       -- Kill after a random number of further sends (0: while it starts up,
@@ -259,6 +259,12 @@ describe("streamtelecom campaign", function()
       while true do
         if (slurp(out) or "") ~= "" then finished = true; break end
         if fake.stats().send_requests >= target then break end
+        -- A run that ended without its summary is a failure, never a wait.
+        local stat = slurp("/proc/" .. pid .. "/stat")
+        if (not stat or stat:match("^%d+ %b() Z")) and (slurp(out) or "") == "" then
+          error(("run %d ended without a summary; its stderr: %s")
+                :format(runs, slurp(err_out) or "(none)"))
+        end
         socket.sleep(0.001)
       end
       if finished then break end
