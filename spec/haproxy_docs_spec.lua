@@ -118,6 +118,9 @@ local function start(transform)
   local tries = {}
   for try = 1, 5 do
     local port = helper.listen_port(2)
+    -- Ports someone else already answers on would pass for this HAProxy's
+    -- (it exits, unable to bind, after they answered): never taken.
+    while answers(port) or answers(port + 1) do port = helper.listen_port(2) end
     local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-haproxy-docs-"
                 .. port .. "-" .. helper.rand(100000, 999999)
     assert(os.execute(sh("mkdir -p " .. shell_quote(dir))))
