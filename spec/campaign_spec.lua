@@ -256,14 +256,19 @@ describe("streamtelecom campaign", function()
       local target = fake.stats().send_requests + further
       local signal = further == 0 and "KILL" or ({ "KILL", "TERM", "INT" })[helper.rand(1, 3)]
       local finished = false
+      local deadline = socket.gettime() + 60
       while true do
         if (slurp(out) or "") ~= "" then finished = true; break end
         if fake.stats().send_requests >= target then break end
-        -- A run that ended without its summary is a failure, never a wait.
+        -- A run that ended without its summary, or stands still, is a
+        -- failure, never a wait.
         local stat = slurp("/proc/" .. pid .. "/stat")
-        if (not stat or stat:match("^%d+ %b() Z")) and (slurp(out) or "") == "" then
-          error(("run %d ended without a summary; its stderr: %s")
-                :format(runs, slurp(err_out) or "(none)"))
+        local ended = not stat or stat:match("^%d+ %b() Z")
+        if (ended or socket.gettime() > deadline) and (slurp(out) or "") == "" then
+          os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+          error(("run %d %s without a summary (process: %s); its stderr: %s")
+                :format(runs, ended and "ended" or "stood still for 60 s", tostring(stat),
+                        slurp(err_out) or "(none)"))
         end
         socket.sleep(0.001)
       end
