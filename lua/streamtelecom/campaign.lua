@@ -218,8 +218,23 @@ local function new_tally(idx, last, is_refusal)
   end
   -- Records come only for the rows being sent: good rows. Two a row: the
   -- common case (a new outcome, no code either side) is kept short.
+  local outcomes, done_rows = t.outcome, t.done
   function t.move(rec)
     local n = rec.row
+    -- The two moves of nearly every row, made short: a row started (from
+    -- pending), then answered with its ids (from unknown).
+    if rec.t == "started" and outcomes[n] == nil and not done_rows[n] then
+      t.pending, t.unknown = t.pending - 1, t.unknown + 1
+      outcomes[n] = "unknown"
+      return
+    end
+    local m = rec.msgs
+    if m and #m == 1 and m[1].id and not rec.code and outcomes[n] == "unknown" and not t.code[n]
+        and not done_rows[n] and rec.t == "done" then
+      t.unknown, t.sent, t.answered = t.unknown - 1, t.sent + 1, t.answered + 1
+      outcomes[n], done_rows[n] = "sent", true
+      return
+    end
     if t.code[n] then
       count(n, -1)
       set(n, rec)
