@@ -106,6 +106,14 @@ describe("streamtelecom campaign", function()
       assert.equals(0, #fake.sends())
     end)
 
+    it("names a file it cannot read once, and sends nothing", function()
+      local missing = path("missing.csv")
+      local _, err, status = run("campaign " .. shell_quote(missing))
+      assert.equals(2, status)
+      assert.equals("streamtelecom: cannot read " .. missing .. ": No such file or directory\n", err)
+      assert.equals(0, #fake.sends())
+    end)
+
     it("names every row that misses a field, and sends nothing", function()
       local _, err, status = run("campaign " .. shell_quote(write("m.csv",
         "to,text\n79030000001,Hi\n79030000002\n79030000003,Hi,extra\n")))
@@ -152,6 +160,18 @@ describe("streamtelecom campaign", function()
       assert.equals(0, status)
       assert.matches("^Usage: streamtelecom " .. command:gsub("%-", "%%-") .. " ", out)
     end
+  end)
+
+  it("points a usage error at the command's own help, and sends nothing", function()
+    local file = csv_of(2)
+    local _, err, status = run("campaign " .. shell_quote(file) .. " --concurrency 0")
+    assert.equals(2, status)
+    assert.equals("streamtelecom: --concurrency wants a whole number >= 1\n"
+                  .. "Try 'streamtelecom help campaign'.\n", err)
+    _, err, status = run("campaign-status --bogus")
+    assert.equals(2, status)
+    assert.matches("Try 'streamtelecom help campaign%-status'.\n$", err)
+    assert.equals(0, #fake.sends())
   end)
 
   it("reads JSON lines, by extension or --format jsonl", function()
@@ -395,6 +415,18 @@ describe("streamtelecom campaign", function()
       assert.matches("progress: 0/5 %(0%%%)  final 0  not final 5", err)
       assert.matches("progress: 5/5  final 5  not final 0", err)
       assert.equals(5, select(2, out:gsub("delivered", "")))
+    end)
+
+    it("says which journal it cannot read, or that a file is not one", function()
+      local missing = path("missing.journal")
+      local _, err, status = run("campaign-status " .. shell_quote(missing))
+      assert.equals(2, status)
+      assert.equals("streamtelecom: cannot read the journal " .. missing
+                    .. ": No such file or directory\n", err)
+      local notes = write("notes.txt", "my notes\n")
+      _, err, status = run("campaign-status " .. shell_quote(notes))
+      assert.equals(2, status)
+      assert.equals("streamtelecom: " .. notes .. " is not a campaign journal\n", err)
     end)
 
     it("with --wait exits 4 when time runs out", function()

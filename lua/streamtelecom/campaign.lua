@@ -632,7 +632,7 @@ function M.status(argv, ctx)
   end
   local j, err = journal_mod.read(args.journal)
   if not j then
-    ctx.warn(args.journal .. " is not a campaign journal (" .. tostring(err) .. ")")
+    ctx.warn(err)
     return EXIT.USAGE
   end
   local ids, where, unknown = journal_ids(j)
@@ -675,8 +675,11 @@ end
 -- `exit_code_for`, `new_client`) and `options`, those given before the command
 -- @treturn int the exit code
 function M.main(command, argv, ctx)
-  if command == "campaign" then return M.campaign(argv, ctx) end
-  return M.status(argv, ctx)
+  -- A usage error points at this command's own help.
+  local own = setmetatable({ usage_error = function(msg) ctx.usage_error(msg, command) end },
+                          { __index = ctx })
+  if command == "campaign" then return M.campaign(argv, own) end
+  return M.status(argv, own)
 end
 
 return M

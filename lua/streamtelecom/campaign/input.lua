@@ -396,7 +396,7 @@ end
 -- is checked as a send would check it (bad ones join errors).
 function M.scan(path, opts, client)
   local content, err = read_file(path)
-  if not content then return nil, "cannot read " .. path .. ": " .. tostring(err) end
+  if not content then return nil, "cannot read " .. tostring(err) end -- err names path
   local format = opts.format or (path:lower():match("%.jsonl$") and "jsonl" or "csv")
   local idx = setmetatable({ path = path, format = format, content = content, starts = {},
                              errors = {}, extras = {}, total = 0, good = 0 }, Index)

@@ -63,14 +63,15 @@ function M.parse(s)
   return j
 end
 
--- Reads a journal without taking anything (campaign-status, during a run too).
+-- Reads a journal without taking anything (campaign-status, during a run
+-- too). Answers it, or nil and a sentence that names the file.
 function M.read(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
+  local f, err = io.open(path, "rb") -- err names path
+  if not f then return nil, "cannot read the journal " .. tostring(err) end
   local s = f:read("*a")
   f:close()
   local j = M.parse(s or "")
-  if not j.header then return nil, "not a campaign journal" end
+  if not j.header then return nil, path .. " is not a campaign journal" end
   return j
 end
 
