@@ -221,6 +221,15 @@ describe("streamtelecom campaign", function()
     local _, err, status = run("campaign " .. shell_quote(other) .. " --journal " .. shell_quote(one .. ".journal"))
     assert.equals(2, status)
     assert.matches("journal .*one%.csv%.journal belongs to another file %(.*one%.csv, sha256 %x+%)", err)
+    assert.not_matches("remove", err)
+    assert.equals(3, #fake.sends())
+    -- The same file, changed: never "remove the journal" (every row again).
+    write("one.csv", "to,text\n" .. phone(1) .. ",Changed\n")
+    _, err, status = run("campaign " .. shell_quote(one))
+    assert.equals(2, status)
+    assert.matches("one%.csv changed since its journal .*one%.csv%.journal was written %(sha256 %x+ "
+                   .. "then, %x+ now%).*put the file back as it was to resume", err)
+    assert.not_matches("remove", err)
     assert.equals(3, #fake.sends())
   end)
 

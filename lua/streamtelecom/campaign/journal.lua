@@ -75,6 +75,21 @@ function M.read(path)
   return j
 end
 
+-- Why a journal is not the one of the file header describes. Removing the
+-- journal would send every row again, the ones it saw answered included:
+-- never the advice.
+function M.other_file(path, was, now)
+  if was.file == now.file then
+    return ("%s changed since its journal %s was written (sha256 %s then, %s now): the "
+            .. "journal's row numbers no longer name the same rows; put the file back as it was "
+            .. "to resume, and new or mended rows in a file of their own"):format(now.file, path,
+                                                            tostring(was.sha256), now.sha256)
+  end
+  return ("journal %s belongs to another file (%s, sha256 %s), not to this one (sha256 %s); "
+          .. "give this file a --journal of its own"):format(path, tostring(was.file),
+                                                             tostring(was.sha256), now.sha256)
+end
+
 local Journal = {}
 Journal.__index = Journal
 
@@ -98,10 +113,7 @@ function M.open(f, path, header)
                         .. "--journal)"):format(path))
     end
     if previous.header.sha256 ~= header.sha256 then
-      return refuse(f, ("journal %s belongs to another file (%s, sha256 %s), not to this one "
-                        .. "(sha256 %s); give another --journal, or remove it to start over")
-                       :format(path, tostring(previous.header.file),
-                               tostring(previous.header.sha256), header.sha256))
+      return refuse(f, M.other_file(path, previous.header, header))
     end
   end
   -- last: what earlier runs left, per row (the records of this run go to
