@@ -444,6 +444,51 @@ describe("streamtelecom campaign, trusted", function()
     end)
   end)
 
+  describe("stops on failures that say the gateway cannot be reached", function()
+    it("--stop-after connect failures in a row; the next run sends every row once", function()
+      local N = 40
+      local file = csv_of(N)
+      local args = "campaign " .. shell_quote(file) .. " --concurrency 2 --stop-after 5"
+      local down = env()
+      down.STREAM_TELECOM_URL = "http://127.0.0.1:1/get/" -- nobody listens on port 1
+      local out, err, status = helper.run_cli(down, args, path("stderr"), PASSWORD)
+      assert.equals(3, status, err)
+      assert.matches("campaign stopped: 5 rows in a row failed with connect, each to another "
+                     .. "number %(could not connect: .*%): the gateway cannot be reached", err)
+      local failed, pending = out:match(N .. " rows: 0 sent, 0 refused, (%d+) failed, 0 unknown, "
+                                        .. "0 invalid, (%d+) pending")
+      assert.is_truthy(failed, out)
+      assert.is_true(tonumber(failed) >= 5 and tonumber(failed) <= 7, out)
+      assert.equals(N, tonumber(failed) + tonumber(pending))
+      assert_no_traceback(err)
+      assert.equals(0, fake.stats().send_requests)
+      out, err, status = run(args)
+      assert.equals(0, status, err)
+      assert.matches(N .. " rows: " .. N .. " sent, 0 refused, 0 failed, 0 unknown", out)
+      assert_each_once(N)
+    end)
+
+    it("--stop-after answers that never come in time; those rows stay unknown", function()
+      local N = 20
+      local file = csv_of(N)
+      -- Every answer stalls halfway for 2 s: each request times out after
+      -- the gateway took it.
+      fake.set{ stall = 2, stall_count = 1000 }
+      local args = "--timeout 0.2 campaign " .. shell_quote(file) .. " --concurrency 1 --stop-after 3"
+      local out, err, status = run(args)
+      assert.equals(4, status, err)
+      assert.matches("campaign stopped: 3 rows in a row failed with timeout", err)
+      assert.matches(N .. " rows: 0 sent, 0 refused, 0 failed, 3 unknown, 0 invalid, "
+                     .. (N - 3) .. " pending", out)
+      assert.equals(3, fake.stats().send_requests)
+      fake.set{ stall = false, stall_count = false }
+      out, err, status = run(args)
+      assert.equals(4, status, err)
+      assert.matches(N .. " rows: " .. (N - 3) .. " sent, 0 refused, 0 failed, 3 unknown", out)
+      assert_each_once(N, { true, true, true })
+    end)
+  end)
+
   describe("reads the files people have", function()
     it("; and tab CSV with extra columns, a BOM, carried to the report", function()
       for _, d in ipairs({ ";", "\t" }) do

@@ -49,8 +49,10 @@ only with --resend-refused (all codes, or the ones named).
 
 A refusal for the account (auth, blocked) stops the run at once; so do
 --stop-after refusals of one code in a row, each to another number (default
-20, 0: never): the account cannot send. The rows not sent stay pending and
-the next run sends them (and the rows refused for auth or blocked).
+20, 0: never): the account cannot send; and as many failures of one code in
+a row (connect, timeout, ...): the gateway cannot be reached. The rows not
+sent stay pending and the next run sends them (and the rows refused for
+auth or blocked, and those that never left).
 
   --concurrency N   requests in flight (default 8)
   --rate R          at most R requests a second
@@ -313,6 +315,12 @@ local function say_stop(stop, summary, ctx)
               .. "sent. Run the same command again to resume; --resend-refused=%s sends the "
               .. "refused ones again; --stop-after N changes this rule.")
              :format(stop.n, stop.code, tostring(stop.err), pending, stop.code))
+  elseif stop.kind == "failing" then
+    ctx.warn(("campaign stopped: %d rows in a row failed with %s, each to another number (%s): "
+              .. "the gateway cannot be reached or does not answer in time; %s not sent. Run "
+              .. "the same command again to resume: it sends those rows and the ones that never "
+              .. "left; --stop-after N changes this rule.")
+             :format(stop.n, stop.code, tostring(stop.err), pending))
   elseif stop.kind == "journal" then
     ctx.warn("campaign stopped: " .. tostring(stop.err) .. "; nothing more was started. "
              .. "Free the space, then run the same command again to resume.")
@@ -329,6 +337,9 @@ local function exit_status(summary, stop, ctx)
     if stop.kind == "signal" then return stop.signal == "SIGINT" and EXIT.SIGINT or EXIT.SIGTERM end
     if stop.kind == "journal" then return EXIT.TRANSPORT end
     if stop.kind == "account" or stop.kind == "streak" then return EXIT.REFUSED end
+    if stop.kind == "failing" then
+      return summary.unknown > 0 and EXIT.UNSETTLED or EXIT.TRANSPORT
+    end
     if stop.code then return math.max(ctx.exit_code_for(stop.code), EXIT.TRANSPORT) end
     return EXIT.TRANSPORT
   end
@@ -423,6 +434,9 @@ function M.campaign(argv, ctx)
   -- lock is the journal's own (an empty journal when the file is refused).
   local journal_file, why, code = journal_mod.lock(o.journal)
   if not journal_file then ctx.warn(why); return code end
+  -- --timeout before the command is each request's limit (campaign has no
+  -- --timeout of its own, so parse left it out of args).
+  args.timeout = ctx.options.timeout
   local client = ctx.new_client(args, { concurrency = o.concurrency, rate = o.rate })
   -- Every row is read and checked before anything is sent; what stays is
   -- where each good row starts in the file's text.

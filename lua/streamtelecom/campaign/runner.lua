@@ -1,15 +1,16 @@
 -- streamtelecom.campaign.runner: sends a campaign's rows through send_many,
 -- journaling each row durably before its request can leave and after its
 -- answer, and stops cleanly: on SIGINT/SIGTERM, on a refusal that concerns
--- the account, on a run of refusals that says the account cannot send, and
--- on a journal that can no longer be written.
+-- the account, on a run of refusals that says the account cannot send, on a
+-- run of failures that says the gateway cannot be reached, and on a journal
+-- that can no longer be written.
 local st = require("streamtelecom")
 local journal_mod = require("streamtelecom.campaign.journal")
 
 local M = {}
 
--- The default of --stop-after: this many refusals of one code in a row,
--- each to another number, stop the run (0: never).
+-- The default of --stop-after: this many refusals (or failures) of one code
+-- in a row, each to another number, stop the run (0: never).
 M.STREAK = 20
 
 -- Rows a send_many call gets at most (STREAMTELECOM_CAMPAIGN_CHUNK: the
@@ -22,7 +23,8 @@ local STOP = setmetatable({}, { __tostring = function() return "campaign stopped
 --        journal, is_refusal(code), streak (n), on_durable(rec) (counts
 --        move), on_progress() }
 -- Answers nil when every row was answered, else the stop:
--- { kind = "signal"|"account"|"streak"|"journal"|"error", signal, code, err }
+-- { kind = "signal"|"account"|"streak"|"failing"|"journal"|"error", signal,
+--   code, n, err }
 function M.send(run)
   local todo, journal = run.todo, run.journal
   local base = 0 -- the rows before the chunk being sent
@@ -43,25 +45,29 @@ function M.send(run)
     if sig then stop({ kind = "signal", signal = sig }) end
   end
 
-  local streak = { code = nil, n = 0, seen = {} }
+  -- A streak: rows in a row that came back with one outcome and code (a
+  -- refusal, or a failure: the gateway down, or not answering in time).
+  local streak = { key = nil, n = 0, seen = {} }
+  local STREAK_STOP = { refused = "streak", failed = "failing", unknown = "failing" }
   local last_flush = st._now()
-  local function watch_refusals(to, rec)
+  local function watch_streaks(to, rec)
     local outcome, code = journal_mod.outcome(rec, run.is_refusal)
+    local err = rec.err or (rec.msgs and rec.msgs[1].err)
     if outcome == "refused" and journal_mod.ACCOUNT_CODES[code] then
-      stop({ kind = "account", code = code, err = rec.err or (rec.msgs and rec.msgs[1].err) })
+      stop({ kind = "account", code = code, err = err })
     end
-    if outcome ~= "refused" then
-      if streak.n > 0 then streak = { code = nil, n = 0, seen = {} } end
+    if not STREAK_STOP[outcome] then
+      if streak.n > 0 then streak = { key = nil, n = 0, seen = {} } end
       return
     end
-    if streak.code ~= code then streak = { code = code, n = 0, seen = {} } end
+    local key = outcome .. " " .. tostring(code)
+    if streak.key ~= key then streak = { key = key, n = 0, seen = {} } end
     if not streak.seen[to] then
       streak.seen[to] = true
       streak.n = streak.n + 1
     end
     if run.streak > 0 and streak.n >= run.streak then
-      stop({ kind = "streak", code = code, n = streak.n,
-             err = rec.err or (rec.msgs and rec.msgs[1].err) })
+      stop({ kind = STREAK_STOP[outcome], code = code, n = streak.n, err = err })
     end
   end
 
@@ -90,7 +96,7 @@ function M.send(run)
       run.on_progress()
       if not stopping then
         check_signal()
-        watch_refusals(items[i].to, rec)
+        watch_streaks(items[i].to, rec)
       end
     end,
   }
