@@ -57,6 +57,7 @@ auth or blocked, and those that never left).
   --concurrency N   requests in flight (default 8)
   --rate R          at most R requests a second
   --progress        the progress line even when stderr is not a terminal
+  (--timeout S before the command: each request's limit, default 15 s)
 
 Prints a summary (--json: a JSON object). Exit 0 when every row is sent,
 1 when the gateway refused some (or the account), 2 bad input, 3 when some
