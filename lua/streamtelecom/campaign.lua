@@ -35,7 +35,8 @@ a BOM), or JSON lines (a .jsonl FILE or --format jsonl) with the same keys.
 `name` is the campaign name shown in the gateway's reports. Other CSV
 columns are carried to campaign-status's report. Every row is checked
 first; nothing is sent while any row is bad (--skip-invalid sends the good
-ones and lists the bad).
+ones and lists the bad). A row with the number, text and sender of an
+earlier row is bad: it would text someone twice.
 
 The journal (--journal, default FILE.journal; created mode 0600, never a
 symlink, never another file) records each row on disk before its request

@@ -280,6 +280,32 @@ end
 
 local check_row
 
+local function twin_key(f) return (f.text or "") .. "\0" .. (f.sender or "") end
+
+-- The earlier good row with the same number, text and sender as row n
+-- (fields f), if any: sending both would text someone twice. Only the
+-- numbers' first rows are kept; a number seen again (rare) gets the set of
+-- its texts, the first read again from the file.
+local function earlier_twin(idx, n, f)
+  local to = f.to
+  if find(to, "%D") then to = to:gsub("%D", "") end
+  -- A number as a number: no string per row kept for the scan's length.
+  if #to <= 15 then to = tonumber(to) or to end
+  local first = idx.first_of[to]
+  if not first then
+    idx.first_of[to] = n
+    return nil
+  end
+  local texts = idx.texts_of[to]
+  if not texts then
+    texts = { [twin_key(idx:item(first))] = first }
+    idx.texts_of[to] = texts
+  end
+  local key = twin_key(f)
+  if texts[key] then return texts[key] end
+  texts[key] = n
+end
+
 -- Counts row n (at pos, line) whose fields f are named; checks it when a
 -- client is given. A bad row goes to errors, a good one to starts.
 local function take(idx, n, line, pos, f, client)
@@ -288,6 +314,11 @@ local function take(idx, n, line, pos, f, client)
   -- row is probed column by column (check_row) to name the culprit.
   if client and not (f.to and f.text and client:url("send", f.to, f.text, f)) then
     column, message = check_row(client, f)
+  end
+  local twin = client and not column and f.to and earlier_twin(idx, n, f)
+  if twin then
+    column, message = "to", ("the same number, text and sender as row %d: it would text them "
+                             .. "twice"):format(twin)
   end
   if column then
     idx.errors[#idx.errors + 1] = { n = n, line = line, column = column, message = message }
@@ -399,9 +430,11 @@ function M.scan(path, opts, client)
   if not content then return nil, "cannot read " .. tostring(err) end -- err names path
   local format = opts.format or (path:lower():match("%.jsonl$") and "jsonl" or "csv")
   local idx = setmetatable({ path = path, format = format, content = content, starts = {},
+                             first_of = {}, texts_of = {},
                              errors = {}, extras = {}, total = 0, good = 0 }, Index)
   local why
   if format == "jsonl" then why = scan_jsonl(idx, client) else why = scan_csv(idx, opts.delimiter, client) end
+  idx.first_of, idx.texts_of = nil, nil -- the scan's alone
   if why then return nil, path .. ": " .. why end
   return idx
 end
