@@ -289,8 +289,9 @@ local function twin_key(f) return (f.text or "") .. "\0" .. (f.sender or "") end
 local function earlier_twin(idx, n, f)
   local to = f.to
   if find(to, "%D") then to = to:gsub("%D", "") end
-  -- A number as a number: no string per row kept for the scan's length.
-  if #to <= 15 then to = tonumber(to) or to end
+  -- A number as a number: no string per row kept for the scan's length
+  -- (not with a leading 0, which a number would drop).
+  if #to <= 15 and byte(to) ~= 48 then to = tonumber(to) or to end
   local first = idx.first_of[to]
   if not first then
     idx.first_of[to] = n
