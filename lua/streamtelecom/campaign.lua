@@ -141,6 +141,14 @@ local function parse(command, argv, ctx)
   return args
 end
 
+-- The client of a command. Its request limit is the --timeout given before
+-- the command: parse leaves that out of args, as campaign-status's own
+-- --timeout is the old spelling of --for.
+local function client_of(args, ctx, extra)
+  return ctx.new_client({ url = args.url, sender = args.sender, timeout = ctx.options.timeout },
+                        extra)
+end
+
 local function number_option(ctx, args, name, min, integer)
   local v = args[(name:gsub("%-", "_"))]
   if v == nil then return nil end
@@ -436,10 +444,7 @@ function M.campaign(argv, ctx)
   -- lock is the journal's own (an empty journal when the file is refused).
   local journal_file, why, code = journal_mod.lock(o.journal)
   if not journal_file then ctx.warn(why); return code end
-  -- --timeout before the command is each request's limit (campaign has no
-  -- --timeout of its own, so parse left it out of args).
-  args.timeout = ctx.options.timeout
-  local client = ctx.new_client(args, { concurrency = o.concurrency, rate = o.rate })
+  local client = client_of(args, ctx, { concurrency = o.concurrency, rate = o.rate })
   -- Every row is read and checked before anything is sent; what stays is
   -- where each good row starts in the file's text.
   local idx, why_bad = input.scan(o.path, o, client)
@@ -655,8 +660,7 @@ function M.status(argv, ctx)
   local map = {}
   local status = EXIT.OK
   if not args["local"] then
-    args.timeout = ctx.options.timeout
-    local client = ctx.new_client(args, { concurrency = o.concurrency })
+    local client = client_of(args, ctx, { concurrency = o.concurrency })
     local progress = report.progress(report.progress_mode(args.progress), function()
       local final = 0
       for _, id in ipairs(ids) do

@@ -17,6 +17,12 @@ M.STREAK = 20
 -- specs cross chunk boundaries with small ones).
 M.CHUNK = math.max(1, tonumber(os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK")) or 5000)
 
+-- The error a done record holds: its own, or its first recipient's.
+local function err_of(rec) return rec.err or (rec.msgs and rec.msgs[1].err) end
+
+-- The stop a streak of each outcome makes.
+local STREAK_STOP = { refused = "streak", failed = "failing", unknown = "failing" }
+
 local STOP = setmetatable({}, { __tostring = function() return "campaign stopped" end })
 
 -- run: { client, todo (row numbers), item(n) (row n's send_many item),
@@ -48,13 +54,11 @@ function M.send(run)
   -- A streak: rows in a row that came back with one outcome and code (a
   -- refusal, or a failure: the gateway down, or not answering in time).
   local streak = { key = nil, n = 0, seen = {} }
-  local STREAK_STOP = { refused = "streak", failed = "failing", unknown = "failing" }
   local last_flush = st._now()
   local function watch_streaks(to, rec)
     local outcome, code = journal_mod.outcome(rec, run.is_refusal)
-    local err = rec.err or (rec.msgs and rec.msgs[1].err)
     if outcome == "refused" and journal_mod.ACCOUNT_CODES[code] then
-      stop({ kind = "account", code = code, err = err })
+      stop({ kind = "account", code = code, err = err_of(rec) })
     end
     if not STREAK_STOP[outcome] then
       if streak.n > 0 then streak = { key = nil, n = 0, seen = {} } end
@@ -67,7 +71,7 @@ function M.send(run)
       streak.n = streak.n + 1
     end
     if run.streak > 0 and streak.n >= run.streak then
-      stop({ kind = STREAK_STOP[outcome], code = code, n = streak.n, err = err })
+      stop({ kind = STREAK_STOP[outcome], code = code, n = streak.n, err = err_of(rec) })
     end
   end
 
