@@ -166,8 +166,8 @@ describe("streamtelecom campaign", function()
         texts[#texts + 1] = send.dadr .. " " .. send.text .. " " .. send.sadr
       end
       table.sort(texts)
-      assert.same({ "0079030000001 Hi MyShop", "79030000001 Bye MyShop", "79030000001 Hi MyShop", "79030000001 Hi Other",
-                    "79030000002 Hi MyShop" }, texts)
+      assert.same({ "0079030000001 Hi MyShop", "79030000001 Bye MyShop", "79030000001 Hi MyShop",
+                    "79030000001 Hi Other", "79030000002 Hi MyShop" }, texts)
     end)
 
     it("sends the good rows with --skip-invalid and lists the bad ones", function()
