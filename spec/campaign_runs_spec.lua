@@ -211,8 +211,9 @@ describe("streamtelecom campaign, trusted", function()
       local file = csv_of(3)
       local journal = file .. ".journal"
       assert.equals(0, select(3, run("campaign " .. shell_quote(file) .. " --concurrency 1")))
-      -- Cut the last record (row 3's answer) in the middle, as a crash would.
-      local text = slurp(journal)
+      -- Cut the last row's record (row 3's answer) in the middle, as a crash
+      -- would: the run's "end" after it goes too.
+      local text = slurp(journal):gsub('{"t":"end"}\n$', "")
       local cut = text:sub(1, #text - 10)
       local f = assert(io.open(journal, "wb")); f:write(cut); f:close()
       local out, err, status = run("campaign " .. shell_quote(file))
@@ -220,7 +221,9 @@ describe("streamtelecom campaign, trusted", function()
       assert.matches("3 rows: 2 sent, 0 refused, 0 failed, 1 unknown", out)
       assert.matches("rows 3 %(79030000003%)", err)
       assert.equals(3, #fake.sends(), "nothing sent again")
-      assert.equals(cut .. "\n", slurp(journal), "the torn line ended, nothing else")
+      local after = slurp(journal)
+      assert.equals(cut .. "\n", after:sub(1, #cut + 1), "the torn line ended")
+      assert.is_nil(after:sub(#cut + 2):find('"row"'), "no row record added: " .. after)
       out, err, status = run("campaign " .. shell_quote(file) .. " --resend-unknown")
       assert.matches("3 rows: 3 sent", out)
       assert.equals(0, status, err)
@@ -321,6 +324,61 @@ describe("streamtelecom campaign, trusted", function()
     assert.matches("3 rows: 2 sent, 0 refused, 0 failed, 1 unknown", out)
     assert.is_nil(sends_by_number()[phone(2)])
     assert.equals(1, sends_by_number()[phone(1)])
+  end)
+
+  describe("rows journaled ahead of their requests", function()
+    -- A journal as a run leaves it when it dies: rows 1-6 "started" (synced
+    -- ahead), rows 1-3 "left" (their requests went), row 1 answered.
+    local function died_journal(file, boot, ended)
+      local journal = file .. ".journal"
+      local dead = "http://127.0.0.1:" .. helper.listen_port() .. "/get/"
+      run("--url " .. dead .. " campaign " .. shell_quote(file)) -- for its header
+      local lines = { slurp(journal):match("^[^\n]*"), cjson.encode({ t = "run", boot = boot }) }
+      for i = 1, 6 do lines[#lines + 1] = cjson.encode({ t = "started", row = i, to = phone(i) }) end
+      lines[#lines + 1] = '{"t":"left","row":3}'
+      lines[#lines + 1] = cjson.encode({ t = "done", row = 1, msgs = { { to = phone(1), id = "7" } } })
+      if ended then lines[#lines + 1] = '{"t":"end"}' end
+      helper.write_file(journal, table.concat(lines, "\n") .. "\n")
+      return journal
+    end
+    local function this_boot() return slurp("/proc/sys/kernel/random/boot_id"):match("%S+") end
+
+    it("sends again the rows that never left when the run died on this boot (kill -9)",
+       function()
+      local file = csv_of(8)
+      local journal = died_journal(file, this_boot())
+      local report = run("campaign-status --local --format csv " .. shell_quote(journal))
+      assert.matches("\n4,79030000004,pending,", report)
+      assert.matches("\n3,79030000003,unknown,", report)
+      local out, err, status = run("campaign " .. shell_quote(file))
+      assert.equals(4, status, err)
+      assert.matches("8 rows: 6 sent, 0 refused, 0 failed, 2 unknown", out)
+      assert.matches("rows 2 %(79030000002%), 3 %(79030000003%)", err)
+      local sends = sends_by_number()
+      for i = 1, 3 do assert.is_nil(sends[phone(i)], "row " .. i .. " sent again") end
+      for i = 4, 8 do assert.equals(1, sends[phone(i)], "row " .. i) end
+    end)
+
+    it("takes them for unknown after a power loss (another boot), unless the run ended",
+       function()
+      local file = csv_of(8)
+      died_journal(file, "a-boot-before-the-power-went")
+      local out, err, status = run("campaign " .. shell_quote(file))
+      assert.equals(4, status, err)
+      assert.matches("8 rows: 3 sent, 0 refused, 0 failed, 5 unknown", out)
+      local sends = sends_by_number()
+      for i = 1, 6 do assert.is_nil(sends[phone(i)], "row " .. i .. " sent again") end
+      for i = 7, 8 do assert.equals(1, sends[phone(i)], "row " .. i) end
+
+      fake.reset()
+      fake.account{ user = USER, pwd = PASSWORD, balance = 1000000, senders = { "MyShop" } }
+      died_journal(file, "a-boot-before-the-power-went", true)
+      out, err, status = run("campaign " .. shell_quote(file))
+      assert.equals(4, status, err)
+      assert.matches("8 rows: 6 sent, 0 refused, 0 failed, 2 unknown", out)
+      assert.is_nil(sends_by_number()[phone(3)])
+      assert.equals(1, sends_by_number()[phone(4)])
+    end)
   end)
 
   describe("stops cleanly", function()
@@ -592,14 +650,18 @@ with open(sys.argv[1], newline="") as f:
       .. "strace -f -qq -s 65536 -e trace=fdatasync,sendto,write -o " .. shell_quote(trace) .. " ")
     assert.equals(0, status, err)
     -- Each write of started records is followed by its fdatasync before
-    -- any sendto carrying one of those rows.
-    local synced, pending_rows, checked = {}, {}, 0
+    -- any sendto carrying one of those rows; and each request's row is in
+    -- a "left" record written before it (a kill then tells the rows that
+    -- left from those journaled ahead).
+    local synced, pending_rows, checked, left = {}, {}, 0, 0
     for line in io.lines(trace) do
       if line:match("^%d+%s+write%(") then
         -- strace shows the records' quotes as \" and their ends as \n.
         for rec in line:gmatch("{[^}]*}") do
           if rec:find('\\"t\\":\\"started\\"') then
             pending_rows[#pending_rows + 1] = rec:match('\\"row\\":(%d+)')
+          elseif rec:find('\\"t\\":\\"left\\"') then
+            left = math.max(left, tonumber(rec:match('\\"row\\":(%d+)')))
           end
         end
       end
@@ -610,6 +672,7 @@ with open(sys.argv[1], newline="") as f:
       local number = line:match("sendto%(.-dadr=(%d+)")
       if number then
         assert.is_true(synced[number] == true, "request of " .. number .. " before its fdatasync")
+        assert.is_true(tonumber(number:sub(5)) <= left, "request of " .. number .. " before its left")
         checked = checked + 1
       end
     end

@@ -226,12 +226,34 @@ function helper.campaign_csv(path, n)
   return helper.write_file(path, table.concat(lines, "\n") .. "\n")
 end
 
+-- The journal's last record per row, as a run reading it sees it.
 function helper.journal_rows(path)
   local cjson = require("cjson")
-  local last = {}
+  local boot = (helper.slurp("/proc/sys/kernel/random/boot_id") or ""):match("[^\n]+")
+  local last, run = {}, nil
   for line in (helper.slurp(path) or ""):gmatch("[^\n]+") do
     local ok, rec = pcall(cjson.decode, line)
-    if ok and type(rec) == "table" and rec.row then last[rec.row] = rec end
+    if ok and type(rec) == "table" then
+      if rec.t == "run" then
+        run = { boot = rec.boot, left = 0 }
+      elseif rec.t == "left" then
+        run.left = math.max(run.left, rec.row)
+      elseif rec.t == "end" then
+        run.ended = true
+      elseif rec.row then
+        if rec.t == "started" and run then rec.run_, rec.before_ = run, last[rec.row] end
+        last[rec.row] = rec
+      end
+    end
+  end
+  -- A started row past its run's last "left" never left (the journal says
+  -- so for a run that ended, or ran on this boot): what was before counts.
+  for n, rec in pairs(last) do
+    while rec and rec.t == "started" and rec.run_ and n > rec.run_.left
+          and (rec.run_.ended or rec.run_.boot == boot) do
+      rec = rec.before_
+    end
+    last[n] = rec
   end
   return last
 end

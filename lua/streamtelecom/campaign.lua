@@ -233,13 +233,7 @@ local function new_tally(idx, last, is_refusal)
   local outcomes, done_rows = t.outcome, t.done
   function t.move(rec)
     local n = rec.row
-    -- The two moves of nearly every row, made short: a row started (from
-    -- pending), then answered with its ids (from unknown).
-    if rec.t == "started" and outcomes[n] == nil and not done_rows[n] then
-      t.pending, t.unknown = t.pending - 1, t.unknown + 1
-      outcomes[n] = "unknown"
-      return
-    end
+    -- The common answer, made short: ids for a row that was unknown.
     local m = rec.msgs
     if m and #m == 1 and m[1].id and not rec.code and outcomes[n] == "unknown" and not t.code[n]
         and not done_rows[n] and rec.t == "done" then
@@ -264,6 +258,15 @@ local function new_tally(idx, last, is_refusal)
     if done and not t.done[n] then t.answered = t.answered + 1 end
     if not done and t.done[n] then t.answered = t.answered - 1 end
     t.outcome[n], t.done[n] = outcome, done or nil
+  end
+  -- Row n's request is leaving: from pending (nearly always) to unknown.
+  function t.left(n)
+    if outcomes[n] == nil and not done_rows[n] then
+      t.pending, t.unknown = t.pending - 1, t.unknown + 1
+      outcomes[n] = "unknown"
+    else
+      t.move({ t = "started", row = n })
+    end
   end
   function t.unknown_rows()
     local list = {}
@@ -411,9 +414,10 @@ local function send_todo(client, idx, todo, journal, tally, args, o, is_refusal)
     client = client, todo = todo, journal = journal, is_refusal = is_refusal,
     item = function(n) return idx:item(n) end,
     streak = o.streak,
+    on_left = tally.left,
     on_durable = function(rec)
       tally.move(rec)
-      if rec.t == "done" then progress:tick(1) end
+      progress:tick(1)
     end,
     on_progress = function() progress:update(false) end,
   })

@@ -1,9 +1,19 @@
 -- streamtelecom.campaign.journal: the campaign's own file, one JSON record a
 -- line, only ever appended:
 --   {"t":"campaign","v":1,"file":..,"sha256":..,"rows":N,...}   first record
---   {"t":"started","row":N,"to":..}     durable before row N's request leaves
+--   {"t":"run","boot":..}    each run's first: the machine's boot id
+--   {"t":"started","row":N,"to":..}     durable before row N's request can
+--                            leave: written ahead for the rows about to start
+--   {"t":"left","row":N}     the run's started rows up to row N are leaving:
+--                            written (not synced) before any of their bytes
 --   {"t":"done","row":N,"msgs":[{"to":..,"id":..}]}         after its answer
 --   {"t":"done","row":N,"code":..,"err":..,"sent":false}    or its failure
+--   {"t":"end"}              the run ended cleanly: its records are durable
+-- A started row past its run's last "left" never left, when the file can
+-- be believed about "left": the run ended cleanly, or it ran on this boot
+-- (a write that returned is in the page cache, whatever killed the
+-- process). After a power loss (another boot) such a row may have left: it
+-- is unknown, as a started row of a journal without run records.
 -- A run holds an exclusive flock on the journal's own descriptor from start
 -- to end: one run at a time, and no other file.
 local st = require("streamtelecom")
@@ -44,20 +54,58 @@ function M.lock(path)
   return nil, "cannot lock the journal " .. path .. ": " .. tostring(why), 2
 end
 
--- The records of a journal's text: the header, per row its last record,
--- and how many lines are not whole records (a torn last line).
+-- This machine's boot id (nil where the kernel has none): a run's "left"
+-- records can be believed on the boot that wrote them.
+function M.boot_id()
+  if M.boot == nil then
+    local f = io.open("/proc/sys/kernel/random/boot_id", "rb")
+    M.boot = f and f:read("*l") or false
+    if f then f:close() end
+  end
+  return M.boot or nil
+end
+
+-- Whether a started record's request never left: it is past its run's
+-- last "left", and that run's "left" records can be believed.
+local function never_left(rec, here)
+  local run = rec._run
+  return run ~= nil and rec.row > run.left and (run.ended or (here ~= nil and run.boot == here))
+end
+
+-- A row's last record once the started records whose request never left
+-- are taken back: the record before them (nil: pending).
+local function settled(rec, here)
+  while rec and rec.t == "started" and never_left(rec, here) do rec = rec._prev end
+  return rec
+end
+
+-- The records of a journal's text: the header, per row its last record
+-- (started rows that never left taken back), and how many lines are not
+-- whole records (a torn last line).
 function M.parse(s)
   local j = { header = nil, last = {}, torn = 0, records = 0 }
+  local last, run = j.last, nil
   for text in s:gmatch("[^\n]+") do
     local ok, rec = pcall(cjson.decode, text)
     if not ok or type(rec) ~= "table" then
       j.torn = j.torn + 1
     elseif rec.t == "campaign" and not j.header then
       j.header = rec
+    elseif rec.t == "run" then
+      run = { boot = rec.boot, left = 0 }
+    elseif rec.t == "end" and run then
+      run.ended = true
+    elseif rec.t == "left" and run and type(rec.row) == "number" then
+      run.left = math.max(run.left, rec.row)
     elseif type(rec.row) == "number" then
       j.records = j.records + 1
-      j.last[rec.row] = rec
+      if rec.t == "started" and run then rec._run, rec._prev = run, last[rec.row] end
+      last[rec.row] = rec
     end
+  end
+  local here = M.boot_id()
+  for n, rec in pairs(last) do
+    if rec.t == "started" then last[n] = settled(rec, here) end
   end
   j.ends_cleanly = s == "" or s:sub(-1) == "\n"
   return j
@@ -124,38 +172,65 @@ function M.open(f, path, header)
   -- starts on a line of its own.
   if previous and not previous.ends_cleanly then self.lines[1] = "" end
   if not previous then self:add(header) end
+  -- Synced with this run's first record: what earlier runs wrote (their
+  -- "left" records included) is durable before this run decides anything.
+  self:add({ t = "run", boot = M.boot_id() })
   local ok, why = self:flush()
   if not ok then return refuse(f, why) end
   return self
 end
 
--- Buffers a record: it reaches the file at the next flush.
+-- Buffers a record: it reaches the file at the next write, and the caller
+-- with the flush that makes it durable.
 function Journal:add(rec)
   self.lines[#self.lines + 1] = cjson.encode(rec)
   self.recs[#self.recs + 1] = rec
 end
 
--- Writes the buffered records in one write(2) and makes them durable.
--- Answers the records now durable, or nil and why; after
--- a failure the journal takes nothing more.
-function Journal:flush()
+-- Buffers a "left" record: the run's started rows up to row n are leaving.
+-- Once a group, so written here and not through cjson.
+function Journal:left(n)
+  self.lines[#self.lines + 1] = '{"t":"left","row":' .. n .. "}"
+end
+
+local function broken(self, err)
+  self.broken = "cannot write the journal " .. self.path .. ": " .. tostring(err)
+  return nil, self.broken
+end
+
+-- Writes the buffered records in one write(2), without making them
+-- durable (a crash keeps them, a power loss may not). Answers true, or nil
+-- and why; after a failure the journal takes nothing more.
+function Journal:write()
   if self.broken then return nil, self.broken end
-  if #self.lines == 0 then return {} end
-  local ok, err = self.f:write(table.concat(self.lines, "\n") .. "\n")
-  if ok then
-    self.syncs = self.syncs + 1
-    ok, err = self.f:sync()
-  end
-  if not ok then
-    self.broken = "cannot write the journal " .. self.path .. ": " .. tostring(err)
-    return nil, self.broken
-  end
+  local lines = self.lines
+  if #lines == 0 then return true end
+  lines[#lines + 1] = ""
+  local ok, err = self.f:write(table.concat(lines, "\n"))
+  if not ok then return broken(self, err) end
+  self.lines = {}
+  return true
+end
+
+-- Writes the buffered records and makes them durable, with every record
+-- written before. Answers the records added since the last flush, or nil
+-- and why.
+function Journal:flush()
+  local ok, err = self:write()
+  if not ok then return nil, err end
   local recs = self.recs
-  self.lines, self.recs = {}, {}
+  if #recs == 0 then return recs end
+  self.syncs = self.syncs + 1
+  ok, err = self.f:sync()
+  if not ok then return broken(self, err) end
+  self.recs = {}
   return recs
 end
 
+-- Ends the run: its last records and an "end" (every "left" of the run
+-- durable) synced, the file closed and its lock with it.
 function Journal:close()
+  if not self.broken then self:add({ t = "end" }) end
   local ok, why = self:flush()
   self.f:close()
   if not ok then return nil, why end

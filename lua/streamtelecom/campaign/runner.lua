@@ -23,11 +23,33 @@ local function err_of(rec) return rec.err or (rec.msgs and rec.msgs[1].err) end
 -- The stop a streak of each outcome makes.
 local STREAK_STOP = { refused = "streak", failed = "failing", unknown = "failing" }
 
+-- How many rows a sync of "started" records covers beyond the group
+-- about to leave: about AHEAD_SECONDS of rows at the pace the last ones
+-- started (doubling at most each time, up to AHEAD_MAX), so that syncs
+-- stay a few a second at any pace, and a power loss leaves at most that
+-- many rows that never left said unknown.
+local AHEAD_SECONDS, AHEAD_MAX = 0.1, 1024
+
+local function new_ahead()
+  return {
+    upto = 0, -- the chunk's rows up to this one have a durable "started"
+    rows = 1, started = 0, at = st._now(),
+    size = function(self, now)
+      local pace = self.started / math.max(now - self.at, 1e-3)
+      self.rows = math.max(1, math.min(math.floor(pace * AHEAD_SECONDS), 2 * self.rows,
+                                       AHEAD_MAX))
+      self.started, self.at = 0, now
+      return self.rows
+    end,
+  }
+end
+
 local STOP = setmetatable({}, { __tostring = function() return "campaign stopped" end })
 
 -- run: { client, todo (row numbers), item(n) (row n's send_many item),
---        journal, is_refusal(code), streak (n), on_durable(rec) (counts
---        move), on_progress() }
+--        journal, is_refusal(code), streak (n), on_left(n) (row n's request
+--        is leaving), on_durable(rec) (row rec.row's answer is durable),
+--        on_progress() }
 -- Answers nil when every row was answered, else the stop:
 -- { kind = "signal"|"account"|"streak"|"failing"|"journal"|"error", signal,
 --   code, n, err }
@@ -41,10 +63,15 @@ function M.send(run)
     stopping = why
     error(STOP, 0)
   end
+  local function answered(recs)
+    for _, rec in ipairs(recs) do
+      if rec.t == "done" then run.on_durable(rec) end
+    end
+  end
   local function flush()
     local recs, why = journal:flush()
     if not recs then stop({ kind = "journal", err = why }) end
-    for _, rec in ipairs(recs) do run.on_durable(rec) end
+    answered(recs)
   end
   local function check_signal()
     local sig = st._signal()
@@ -75,23 +102,47 @@ function M.send(run)
     end
   end
 
-  local hooks = {
-    -- One fdatasync for the group of started rows about to leave: each
-    -- row's "started" is durable before any byte of its request is sent.
-    before_send = function()
+  -- The rows of the chunk started since the last group left (their
+  -- on_start ran), and how far the chunk's durable "started" records reach.
+  local group, ahead = {}, new_ahead()
+  local function leave()
+    if #group == 0 then return end
+    local last_i = group[#group]
+    if last_i > ahead.upto then
+      -- One fdatasync covers the group and the rows likely to start next.
+      local upto = math.min(#items, math.max(last_i, ahead.upto + ahead:size(st._now())))
+      for i = ahead.upto + 1, upto do
+        journal:add({ t = "started", row = todo[base + i], to = items[i].to })
+      end
+      ahead.upto = upto
       flush()
       last_flush = st._now()
-    end,
-    on_start = function(i, item)
+    end
+    -- Before any byte of theirs, and after their "started" are durable.
+    journal:left(todo[base + last_i])
+    local ok, why = journal:write()
+    if not ok then stop({ kind = "journal", err = why }) end
+    for k = 1, #group do
+      run.on_left(todo[base + group[k]])
+      group[k] = nil
+    end
+  end
+
+  local hooks = {
+    -- The group of started rows about to leave: each row's "started" is
+    -- durable and its "left" written before any byte of its request.
+    before_send = leave,
+    on_start = function(i)
       if stopping then error(STOP, 0) end
       check_signal()
-      journal:add({ t = "started", row = todo[base + i], to = item.to })
+      group[#group + 1] = i
+      ahead.started = ahead.started + 1
     end,
     on_result = function(i, result)
       local rec = journal_mod.done_record(todo[base + i], result)
       journal:add(rec)
-      -- Answers are made durable with the next group's starts, or here
-      -- when none came for a while (the tail of the run).
+      -- Answers are made durable with the next sync, or here when none
+      -- came for a while (the tail of the run).
       local now = st._now()
       if not stopping and now - last_flush > 0.5 then
         last_flush = now
@@ -107,7 +158,7 @@ function M.send(run)
   -- Chunks of rows, so that rows and send_many's results (tables) never
   -- pile up for the whole file.
   while base < #todo and not stopping do
-    items = {}
+    items, ahead.upto = {}, 0
     for i = 1, math.min(M.CHUNK, #todo - base) do
       items[i] = run.item(todo[base + i])
     end
@@ -115,7 +166,7 @@ function M.send(run)
     -- Whatever happened, what was answered is made durable now.
     local recs, why = journal:flush()
     if recs then
-      for _, rec in ipairs(recs) do run.on_durable(rec) end
+      answered(recs)
     elseif not stopping then
       stopping = { kind = "journal", err = why }
     end
