@@ -5,35 +5,12 @@
 typedef struct curl_drive {
     st_run *run;
     st_transport *t;
-    double held_since; /* when the first job of the next group was held */
 } curl_drive;
-
-/* How long a held group waits for the requests in flight before it
- * leaves without them. One sync (fdatasync: 0.2 to 1 ms on a disk) covers
- * a group: waiting for answers that come within a millisecond makes the
- * groups whole and their syncs fewer (at most concurrency rows may be
- * started at once, so a sync per half of them halves the rate), while on
- * a slow gateway it delays a request by at most this. */
-#define ST_GROUP_WAIT 0.001
 
 /* How long the transport may wait for an answer: until wake when a rate
  * or a backoff set one, else a second (answers end the wait sooner). */
 static double poll_time(double wake) {
     return wake > 0 ? wake - st_now() : 1.0;
-}
-
-/* The held group leaves when nothing else is in flight, or once it has
- * waited ST_GROUP_WAIT; until then the poll waits at most for that. */
-static int group_may_leave(const curl_drive *d, double *max_wait) {
-    double left;
-    if (d->run->held == d->run->running)
-        return 1;
-    left = d->held_since + ST_GROUP_WAIT - st_now();
-    if (left <= 0)
-        return 1;
-    if (left < *max_wait)
-        *max_wait = left;
-    return 0;
 }
 
 static void start_transfer(st_job *job, void *ctx) {
@@ -48,8 +25,6 @@ static void start_transfer(st_job *job, void *ctx) {
 static void start_or_hold(curl_drive *d, st_job *job) {
     if (!st_run_hold(d->run, job))
         start_transfer(job, d);
-    else if (d->run->held == 1)
-        d->held_since = st_now();
 }
 
 static void release_held(curl_drive *d) {
@@ -100,11 +75,15 @@ void st_driver_curl_run(st_run *run, st_transport *t) {
         }
         if (step == ST_RUN_DONE)
             break;
-        max_wait = poll_time(wake);
-        if (run->held > 0 && group_may_leave(&d, &max_wait)) {
-            release_held(&d); /* nothing more can start: the group leaves */
+        /* Nothing more can start: the held group leaves now, never
+         * waiting for the answers in flight (that would drain the
+         * pipeline each group: a caller that syncs a group batches its
+         * syncs itself, as the campaign does). */
+        if (run->held > 0) {
+            release_held(&d);
             continue;
         }
+        max_wait = poll_time(wake);
         st_transport_poll(t, max_wait);
         collect_finished(&d);
     }

@@ -58,15 +58,14 @@ function M.send(run)
   local base = 0 -- the rows before the chunk being sent
   local items -- the chunk's rows as send_many items, read again from the file
   local stopping
+  -- Raises, whether or not the run was stopping already (the first reason
+  -- stays): a group whose journal records failed must never leave.
   local function stop(why)
-    if stopping then return end
-    stopping = why
+    stopping = stopping or why
     error(STOP, 0)
   end
   local function answered(recs)
-    for _, rec in ipairs(recs) do
-      if rec.t == "done" then run.on_durable(rec) end
-    end
+    for _, rec in ipairs(recs) do run.on_durable(rec) end
   end
   local function flush()
     local recs, why = journal:flush()
@@ -112,7 +111,7 @@ function M.send(run)
       -- One fdatasync covers the group and the rows likely to start next.
       local upto = math.min(#items, math.max(last_i, ahead.upto + ahead:size(st._now())))
       for i = ahead.upto + 1, upto do
-        journal:add({ t = "started", row = todo[base + i], to = items[i].to })
+        journal:started(todo[base + i], items[i].to)
       end
       ahead.upto = upto
       flush()
@@ -139,8 +138,7 @@ function M.send(run)
       ahead.started = ahead.started + 1
     end,
     on_result = function(i, result)
-      local rec = journal_mod.done_record(todo[base + i], result)
-      journal:add(rec)
+      local rec = journal:done(todo[base + i], result)
       -- Answers are made durable with the next sync, or here when none
       -- came for a while (the tail of the run).
       local now = st._now()
