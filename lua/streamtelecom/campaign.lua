@@ -411,7 +411,8 @@ local function send_todo(client, idx, todo, journal, tally, args, o, is_refusal)
   end)
   progress:update(true)
   local stop = runner.send({
-    client = client, todo = todo, journal = journal, is_refusal = is_refusal,
+    client = client, concurrency = o.concurrency, todo = todo, journal = journal,
+    is_refusal = is_refusal,
     item = function(n) return idx:item(n) end,
     streak = o.streak,
     on_left = tally.left,
