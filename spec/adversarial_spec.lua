@@ -326,6 +326,13 @@ local MISBEHAVIOURS = {
   { name = "yields", act = function() coroutine.yield("yielded") end, rounds = 200 },
   { name = "mutates its table's list", act = function(ctx, target) target.mutate(ctx) end },
   { name = "hands out fresh strings after collectgarbage()", act = function() collectgarbage() end },
+  -- url() reuses the client's call box as send() does: a nested call
+  -- finds it held and takes another, leaving the outer call's intact.
+  { name = "asks the client for a URL itself",
+    act = function(ctx)
+      local url = ctx.c:url("send", "79030000009", "nested", { sender = "MyShop" })
+      assert(url:find("dadr=79030000009", 1, true), url)
+    end },
 }
 
 -- Runs fn in a protected call (inside a coroutine when it may yield);

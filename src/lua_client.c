@@ -682,19 +682,25 @@ static int push_url(lua_State *L, call_box *box) {
     return 1;
 }
 
+/* The failure of a url() call, its box released. */
+static int url_failure(lua_State *L, call_box *box, const st_error *err) {
+    box_release(L, box);
+    return err ? push_failure(L, err) : push_closed(L);
+}
+
 static int url_for_send(lua_State *L, lst_client *u, call_box *box) {
     st_send_params p;
     st_error err;
     int rc = read_send_args(L, "url", 3, box, &p, &err);
     if (!client_is_open(u))
-        return push_closed(L);
+        return url_failure(L, box, NULL);
     if (rc != 0)
-        return push_failure(L, &err);
+        return url_failure(L, box, &err);
     if (!p.sender)
         p.sender = st_client_sender(u->core);
     if (st_client_send_url(u->core, &box->recipients, &p, &box->url,
                            &err) != 0)
-        return push_failure(L, &err);
+        return url_failure(L, box, &err);
     return push_url(L, box);
 }
 
@@ -717,19 +723,22 @@ static int l_url(lua_State *L) {
     call_box *box;
     luaL_checkstack(L, METHOD_STACK, "streamtelecom");
     lua_settop(L, 5);
-    box = box_push(L); /* 6 */
-    if (call == ST_CALL_SEND)
-        return url_for_send(L, u, box);
     if (call == ST_CALL_STATUS)
         check_string_arg(L, "url", 3, NULL);
+    /* The client's reusable box, as send's: a campaign checks each of its
+     * rows with url(), and a new box (a userdata with __gc) a call was a
+     * third of its cost. */
+    box = client_box(L, u); /* 6 */
+    if (call == ST_CALL_SEND)
+        return url_for_send(L, u, box);
     if (!client_is_open(u)) /* url() and stats() run no request: */
-        return push_closed(L); /* fine from the client's own callback */
+        return url_failure(L, box, NULL); /* fine from the client's own callback */
     if (call == ST_CALL_STATUS &&
         st_id_check(lua_tostring(L, 3), lua_rawlen(L, 3), &err) != 0)
-        return push_failure(L, &err); /* a NUL byte is no digit */
+        return url_failure(L, box, &err); /* a NUL byte is no digit */
     if (st_client_build_url(u->core, (st_call)call, lua_tostring(L, 3),
                             &box->url, &err) != 0)
-        return push_failure(L, &err);
+        return url_failure(L, box, &err);
     return push_url(L, box);
 }
 
