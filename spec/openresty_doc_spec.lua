@@ -58,7 +58,8 @@ describe("docs/openresty.md's setup, pasted", function()
       if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
     end
     if dir and not os.getenv("RESTY_SPEC_KEEP") then
-      os.execute(sh("sleep 0.2; rm -rf " .. shell_quote(dir)))
+      socket.sleep(0.2) -- sh() execs: one command each
+      os.execute(sh("rm -rf " .. shell_quote(dir)))
     end
   end
 
@@ -76,10 +77,15 @@ describe("docs/openresty.md's setup, pasted", function()
     local conf, app = pasted(markdown, "nginx.conf"), pasted(markdown, "sms.lua")
     for _ = 1, 5 do
       port = helper.listen_port(1)
-      dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-doc-spec-" .. port
+      -- A folder of this run's own (mktemp): named after the port, it could
+      -- be one another user's run left behind (Permission denied).
+      dir = helper.capture("mktemp -d " .. shell_quote((os.getenv("TMPDIR") or "/tmp")
+                                                    .. "/streamtelecom-doc-spec-XXXXXX")):match("%S+")
       -- The page's layout: mkdir, then the cp lines.
       local d = shell_quote(dir)
-      os.execute(sh("sh -c " .. shell_quote("rm -rf " .. d .. " && mkdir -p " .. d .. "/logs "
+      -- (readable by all, as mkdir makes it: the page's nginx.conf, started
+      -- as root, has its workers run as nobody)
+      os.execute(sh("sh -c " .. shell_quote("chmod 755 " .. d .. " && mkdir -p " .. d .. "/logs "
                     .. d .. "/tmp " .. d .. "/lua " .. d .. "/lib && cp " .. shell_quote(so) .. " "
                     .. d .. "/lib/ && cp -r " .. shell_quote(root .. "/lua/resty") .. " "
                     .. shell_quote(root .. "/lua/streamtelecom") .. " " .. d .. "/lua/")))

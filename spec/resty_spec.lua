@@ -78,8 +78,12 @@ local function start(name, ca_line, workers)
   local last
   for _ = 1, 5 do
     local port = helper.listen_port(1)
-    local dir = (os.getenv("TMPDIR") or "/tmp") .. "/streamtelecom-resty-spec-" .. port
-    os.execute(sh("rm -rf " .. shell_quote(dir)))
+    -- A folder of this run's own (mktemp): named after the port, it could
+    -- be one another user's run left behind (Permission denied).
+    local dir = helper.capture("mktemp -d " .. shell_quote((os.getenv("TMPDIR") or "/tmp")
+                                                        .. "/streamtelecom-resty-spec-XXXXXX"))
+                      :match("%S+")
+    os.execute(sh("chmod 755 " .. shell_quote(dir)))
     os.execute(sh("mkdir -p " .. shell_quote(dir .. "/tmp")))
     local conf = CONF:gsub("@(%u[%u_]*)@", {
       MODULES = MODULES, DIR = dir, ROOT = ROOT, PORT = tostring(port), CA_LINE = ca_line,
@@ -110,6 +114,8 @@ local function start(name, ca_line, workers)
       pf:close()
       if pid then os.execute("kill " .. pid) end
     end
+    socket.sleep(0.2) -- sh() execs: one command each
+    os.execute(sh("rm -rf " .. shell_quote(dir)))
   end
   error("could not start nginx: " .. tostring(last))
 end
@@ -125,7 +131,8 @@ local function stop_all()
     instances[name] = nil
     if not os.getenv("RESTY_SPEC_KEEP") then
       -- nginx needs a moment to leave; the directory is removed behind it.
-      os.execute(sh("sleep 0.2; rm -rf " .. shell_quote(inst.dir)))
+      socket.sleep(0.2) -- sh() execs: one command each
+      os.execute(sh("rm -rf " .. shell_quote(inst.dir)))
     end
   end
 end
