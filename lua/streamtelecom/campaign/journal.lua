@@ -182,12 +182,14 @@ function M.open(f, path, header)
   return self
 end
 
--- Buffers a record: it reaches the file at the next write, and is durable
--- after the next flush.
-function Journal:add(rec)
-  self.lines[#self.lines + 1] = cjson.encode(rec)
+-- Buffers a record's line: it reaches the file at the next write, and is
+-- durable after the next flush.
+local function buffer(self, line)
+  self.lines[#self.lines + 1] = line
   self.dirty = true
 end
+
+function Journal:add(rec) buffer(self, cjson.encode(rec)) end
 
 -- s when it can go between JSON's quotes as it is (a number, an id: nearly
 -- always), else nil: the record is then cjson's to write. The two records
@@ -200,8 +202,7 @@ end
 function Journal:started(n, to)
   local quoted = plain(to)
   if not quoted then return self:add({ t = "started", row = n, to = to }) end
-  self.lines[#self.lines + 1] = '{"t":"started","row":' .. n .. ',"to":"' .. quoted .. '"}'
-  self.dirty = true
+  buffer(self, '{"t":"started","row":' .. n .. ',"to":"' .. quoted .. '"}')
 end
 
 -- Buffers a "left" record: the run's started rows up to row n are leaving
@@ -217,9 +218,8 @@ function Journal:done(n, result)
   local m = rec.msgs and #rec.msgs == 1 and rec.msgs[1]
   local to, id = m and m.code == nil and m.err == nil and plain(m.to), m and plain(m.id)
   if to and id then
-    self.lines[#self.lines + 1] = '{"t":"done","row":' .. n .. ',"msgs":[{"to":"' .. to
-                                  .. '","id":"' .. id .. '"}]}'
-    self.dirty = true
+    buffer(self, '{"t":"done","row":' .. n .. ',"msgs":[{"to":"' .. to .. '","id":"' .. id
+                 .. '"}]}')
   else
     self:add(rec)
   end

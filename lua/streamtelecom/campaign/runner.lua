@@ -13,13 +13,13 @@ local M = {}
 -- in a row, each to another number, stop the run (0: never).
 M.STREAK = 20
 
--- Rows a send_many call gets at most (STREAMTELECOM_CAMPAIGN_CHUNK: the
--- specs cross chunk boundaries with small ones). The places drain at the
--- end of each call: 100 rounds of --concurrency a call keep that under 1 %.
-M.CHUNK = math.max(1, tonumber(os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK")) or 5000)
+-- Rows a send_many call gets at most. The places drain at the end of each
+-- call: 100 rounds of --concurrency a call keep that under 1 %. The specs
+-- cross chunk boundaries with small ones (STREAMTELECOM_CAMPAIGN_CHUNK).
+local CHUNK_GIVEN = tonumber(os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK"))
 local function chunk_size(concurrency)
-  if os.getenv("STREAMTELECOM_CAMPAIGN_CHUNK") then return M.CHUNK end
-  return math.max(M.CHUNK, 100 * (concurrency or 1))
+  if CHUNK_GIVEN then return math.max(1, CHUNK_GIVEN) end
+  return math.max(5000, 100 * (concurrency or 1))
 end
 
 -- The error a done record holds: its own, or its first recipient's.
