@@ -1,6 +1,7 @@
 -- luacheck: std +busted
 -- The module's private system functions the campaign commands stand on:
--- st._now, _sleep, _append (the journal file, and its lock), _signals, _signal.
+-- st._now, _sleep, _append (the journal file, and its lock), _signals, _signal,
+-- _isatty.
 local st = require("streamtelecom")
 local helper = require("spec.helper")
 
@@ -52,6 +53,26 @@ describe("campaign system functions", function()
                      "bad argument #1 to 'write' (string expected, got number)")
     assert.has_error(function() f.write({}, "x") end)
     f:close()
+  end)
+
+  it("_isatty tells a terminal from a file, and raises for anything but 0, 1 or 2", function()
+    local probe = ("%s -e 'io.write(tostring(require(\"streamtelecom\")._isatty(2)))' 2>%s")
+    assert.equals("false", helper.capture(probe:format(helper.LUA, shell_quote(path("err")))))
+    -- In a pseudo-terminal (script), with the sanitizer's preload kept inside.
+    local inside = probe:format(helper.LUA, "/dev/tty")
+    local preload = os.getenv("LD_PRELOAD")
+    if preload then inside = "env LD_PRELOAD=" .. shell_quote(preload) .. " " .. inside end
+    local in_terminal = helper.capture(("env -u LD_PRELOAD script -qfec %s /dev/null")
+                                         :format(shell_quote(inside)))
+    assert.matches("true", in_terminal)
+    for _, bad in ipairs({ -1, 3, 1.5, 0 / 0, 2 ^ 40 }) do
+      assert.has_error(function() st._isatty(bad) end,
+                       "bad argument #1 to 'st._isatty' (want 0, 1 or 2)")
+    end
+    assert.has_error(function() st._isatty("2") end,
+                     "bad argument #1 to 'st._isatty' (number expected, got string)")
+    assert.has_error(function() st._isatty() end,
+                     "bad argument #1 to 'st._isatty' (number expected, got no value)")
   end)
 
   describe("_append", function()

@@ -5,6 +5,7 @@
  *   st._signals(message)  SIGINT/SIGTERM into a flag; a second SIGINT prints
  *                         message and exits 130
  *   st._signal()          "SIGINT", "SIGTERM" or nil
+ *   st._isatty(fd)        whether fd (0, 1 or 2) is a terminal
  * file:write(s), file:sync(), file:read() (the whole file), file:close();
  * file:lock()           true | nil, "busy", holder pid (0: unknown) | nil, err
  *                       (flock on the file itself: released with it, or when
@@ -94,6 +95,20 @@ static int l_signal(lua_State *L) {
         lua_pushliteral(L, "SIGTERM");
     else
         lua_pushnil(L);
+    return 1;
+}
+
+/* The progress line's one question: no shell run for `test -t 2`. */
+static int l_isatty(lua_State *L) {
+    lua_Number fd;
+    if (lua_type(L, 1) != LUA_TNUMBER)
+        arg_error(L, "st._isatty", 1,
+                  lua_pushfstring(L, "number expected, got %s",
+                                  luaL_typename(L, 1)));
+    fd = lua_tonumber(L, 1);
+    if (!(fd == 0 || fd == 1 || fd == 2))
+        arg_error(L, "st._isatty", 1, "want 0, 1 or 2");
+    lua_pushboolean(L, isatty((int)fd));
     return 1;
 }
 
@@ -191,7 +206,8 @@ static int file_tostring(lua_State *L) {
 static const luaL_Reg module_sys[] = {
     {"_now", l_now},         {"_sleep", l_sleep},
     {"_append", l_append},   {"_signals", l_signals},
-    {"_signal", l_signal},   {NULL, NULL},
+    {"_signal", l_signal},   {"_isatty", l_isatty},
+    {NULL, NULL},
 };
 
 void lst_register_sys(lua_State *L) {

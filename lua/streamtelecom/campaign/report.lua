@@ -32,14 +32,8 @@ end
 local Progress = {}
 Progress.__index = Progress
 
-local function stderr_is_tty()
-  local a, _, c = os.execute("test -t 2")
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
 function M.progress_mode(wanted)
-  if stderr_is_tty() then return "tty" end
+  if st._isatty(2) then return "tty" end
   if wanted then return "lines" end
   return "off"
 end
