@@ -184,12 +184,17 @@ local SECOND_STOP = "\nstreamtelecom: stopped at once by a second Ctrl-C: the ro
   .. "have an unknown outcome (they may have been sent; campaign-status --local --format csv "
   .. "JOURNAL lists them). Run the same command again to resume.\n"
 
-local function file_sha256(path)
+-- Starts hashing the file with sha256sum, which runs beside the scan (on
+-- another core, and for a big file as long as the scan itself); answers
+-- the function that waits for its sha256 (nil when it failed).
+local function start_sha256(path)
   local quoted = "'" .. path:gsub("'", "'\\''") .. "'"
   local p = io.popen("sha256sum -- " .. quoted .. " 2>/dev/null")
-  local out = p and p:read("*a") or ""
-  if p then p:close() end
-  return out:match("^(%x+)")
+  return function()
+    local out = p and p:read("*a") or ""
+    if p then p:close() end
+    return out:match("^(%x+)")
+  end
 end
 
 local function absolute(path)
@@ -452,7 +457,9 @@ function M.campaign(argv, ctx)
   local client = client_of(args, ctx, { concurrency = o.concurrency, rate = o.rate })
   -- Every row is read and checked before anything is sent; what stays is
   -- where each good row starts in the file's text.
+  local sha256 = start_sha256(o.path)
   local idx, why_bad = input.scan(o.path, o, client)
+  local sha = sha256()
   -- Sending makes short-lived garbage beside a heap that stays: Lua's
   -- default pause, or each row pays for marking that heap again.
   collectgarbage("setpause", 200)
@@ -465,8 +472,12 @@ function M.campaign(argv, ctx)
     return refuse_bad_rows(args, o, rows_total, invalid, ctx)
   end
 
-  local sha = file_sha256(o.path)
-  if not sha then ctx.warn("cannot hash " .. o.path .. " (sha256sum)"); return EXIT.USAGE end
+  if not sha then
+    ctx.warn("cannot hash " .. o.path .. " (sha256sum)")
+    client:close()
+    journal_file:close()
+    return EXIT.USAGE
+  end
   local bad = {}
   for i, e in ipairs(invalid) do
     bad[i] = { row = e.n, line = e.line, column = e.column, err = e.message }
@@ -579,9 +590,10 @@ end
 -- The campaign's rows as the run read them, to report every row with its
 -- extra columns: nil when the file is gone or changed.
 local function campaign_rows(header, ctx)
+  local sha256 = start_sha256(tostring(header.file))
   local idx = input.scan(tostring(header.file),
                          { format = header.format, delimiter = header.delimiter })
-  if not idx or file_sha256(tostring(header.file)) ~= header.sha256 then
+  if sha256() ~= header.sha256 or not idx then
     ctx.warn(("cannot read the campaign's file %s as it was sent: rows without a journal "
               .. "record have no number, extra columns are empty"):format(tostring(header.file)))
     return {}, type(header.extras) == "table" and header.extras or {}
