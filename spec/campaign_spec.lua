@@ -114,6 +114,25 @@ describe("streamtelecom campaign", function()
       assert.equals(0, #fake.sends())
     end)
 
+    it("says it cannot hash the file without sha256sum, sends nothing, and frees the lock",
+       function()
+      -- A PATH that has the Lua interpreter and nothing else.
+      local bin = path("bin")
+      assert(os.execute("mkdir " .. shell_quote(bin) .. " && ln -s \"$(command -v "
+                        .. helper.LUA .. ")\" " .. shell_quote(bin)))
+      local file = csv_of(3)
+      local e = env()
+      e.PATH = bin
+      local _, err, status = helper.run_cli(e, "campaign " .. shell_quote(file), path("stderr"),
+                                            PASSWORD)
+      assert.equals(2, status)
+      assert.equals("streamtelecom: cannot hash " .. file .. " (sha256sum)\n", err)
+      assert.equals(0, #fake.sends())
+      local _, _, again = run("campaign " .. shell_quote(file))
+      assert.equals(0, again, "the lock was released")
+      assert.equals(3, #fake.sends())
+    end)
+
     it("names every row that misses a field, and sends nothing", function()
       local _, err, status = run("campaign " .. shell_quote(write("m.csv",
         "to,text\n79030000001,Hi\n79030000002\n79030000003,Hi,extra\n")))
