@@ -458,6 +458,8 @@ function M.campaign(argv, ctx)
   -- Every row is read and checked before anything is sent; what stays is
   -- where each good row starts in the file's text.
   local sha256 = start_sha256(o.path)
+  -- The first send_many call's items are kept as the scan reads them.
+  o.keep = runner.chunk_size(o.concurrency)
   local idx, why_bad = input.scan(o.path, o, client)
   local sha = sha256()
   -- Sending makes short-lived garbage beside a heap that stays: Lua's
@@ -489,6 +491,9 @@ function M.campaign(argv, ctx)
 
   local tally = new_tally(idx, journal.last, is_refusal)
   local todo = plan(idx, journal.last, args, is_refusal)
+  -- The kept items are the first good rows': a run that skips some of them
+  -- reads its rows again as the others.
+  if #todo < idx.good then idx:forget_kept() end
   journal.last = {} -- the tally has what it needs from earlier runs
   local earlier = idx.good - #todo
   local kept = tally.unknown_rows()

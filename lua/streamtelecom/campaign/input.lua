@@ -233,6 +233,11 @@ Index.__index = Index
 function Index:item(n)
   local pos = self.starts[n]
   if not pos then return nil end
+  local kept = self.kept[n]
+  if kept then
+    self.kept[n] = nil -- given once: send_many's chunk holds it from here
+    return kept
+  end
   local s = self.content
   if self.format == "jsonl" then
     return jsonl_line(sub(s, pos, (find(s, "\n", pos, true) or #s + 1) - 1)).fields
@@ -244,6 +249,9 @@ function Index:item(n)
   end
   return item
 end
+
+-- Drops the items the scan kept (a run that does not begin with them).
+function Index:forget_kept() self.kept = {} end
 
 -- Row n as { n =, fields = { to =, text =, ... }, extra = { values } }, or
 -- nil when row n is bad.
@@ -307,6 +315,12 @@ local function earlier_twin(idx, n, f)
   texts[key] = n
 end
 
+-- A copy of fields f as a send_many item (f is the scan's, reused).
+local function item_of(f)
+  return { to = f.to, text = f.text, sender = f.sender, callback_url = f.callback_url,
+           name = f.name }
+end
+
 -- Counts row n (at pos, line) whose fields f are named; checks it when a
 -- client is given. A bad row goes to errors, a good one to starts.
 local function take(idx, n, line, pos, f, client)
@@ -326,6 +340,7 @@ local function take(idx, n, line, pos, f, client)
   else
     idx.starts[n] = pos
     idx.good = idx.good + 1
+    if idx.good <= idx.keep then idx.kept[n] = item_of(f) end
   end
 end
 
@@ -425,13 +440,15 @@ end
 -- column, message} } in row order, extras = extra column names, ... } with
 -- idx:row(n); or nil and why the whole file is refused. opts.format: "csv"
 -- or "jsonl" (default: by extension); opts.delimiter. With client, each row
--- is checked as a send would check it (bad ones join errors).
+-- is checked as a send would check it (bad ones join errors). opts.keep:
+-- the first good rows whose items idx:item gives without reading them again
+-- (the first send_many call's: it starts sooner).
 function M.scan(path, opts, client)
   local content, err = read_file(path)
   if not content then return nil, "cannot read " .. tostring(err) end -- err names path
   local format = opts.format or (path:lower():match("%.jsonl$") and "jsonl" or "csv")
   local idx = setmetatable({ path = path, format = format, content = content, starts = {},
-                             first_of = {}, texts_of = {},
+                             first_of = {}, texts_of = {}, keep = opts.keep or 0, kept = {},
                              errors = {}, extras = {}, total = 0, good = 0 }, Index)
   local why
   if format == "jsonl" then why = scan_jsonl(idx, client) else why = scan_csv(idx, opts.delimiter, client) end
