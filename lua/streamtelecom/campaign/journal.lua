@@ -81,17 +81,16 @@ local function settled(rec, here)
   return rec
 end
 
--- The records of a journal's text: the header, per row its last record
--- (started rows that never left taken back), and how many lines are not
--- whole records (a torn last line).
+-- The records of a journal's text: the header, and per row its last record
+-- (started rows that never left taken back). A line that is not a whole
+-- record (a torn last line: a crash mid-write) is skipped.
 function M.parse(s)
-  local j = { header = nil, last = {}, torn = 0, records = 0 }
+  local j = { header = nil, last = {} }
   local last, run = j.last, nil
   for text in s:gmatch("[^\n]+") do
     local ok, rec = pcall(cjson.decode, text)
-    if not ok or type(rec) ~= "table" then
-      j.torn = j.torn + 1
-    elseif rec.t == "campaign" and not j.header then
+    if not ok or type(rec) ~= "table" then rec = {} end -- torn: matches nothing below
+    if rec.t == "campaign" and not j.header then
       j.header = rec
     elseif rec.t == "run" then
       run = { boot = rec.boot, left = 0 }
@@ -100,7 +99,6 @@ function M.parse(s)
     elseif rec.t == "left" and run and type(rec.row) == "number" then
       run.left = math.max(run.left, rec.row)
     elseif type(rec.row) == "number" then
-      j.records = j.records + 1
       if rec.t == "started" and run then rec._run, rec._prev = run, last[rec.row] end
       last[rec.row] = rec
     end
