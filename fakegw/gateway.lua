@@ -119,8 +119,15 @@ local function trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
+-- The last second formatted: os.date stats /etc/localtime at each call
+-- (glibc, TZ unset), a system call every send under load.
+local last_second, last_text
 local function fmt_time(t)
-  return os.date("%Y-%m-%d %H:%M:%S", math.floor(t))
+  local second = math.floor(t)
+  if second ~= last_second then
+    last_second, last_text = second, os.date("%Y-%m-%d %H:%M:%S", second)
+  end
+  return last_text
 end
 
 local function fmt_money(kop)
