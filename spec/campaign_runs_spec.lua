@@ -594,6 +594,26 @@ describe("streamtelecom campaign, trusted", function()
       assert.matches("iconv -f cp1251 -t utf-8", err, 1, true)
       assert.equals(0, #fake.sends())
     end)
+    -- The file is checked whole in one pass: the first bad byte is named by
+    -- its row wherever it is, after good Cyrillic rows as well.
+    for _, case in ipairs({
+      { "the header", "to,text,cust\255\n79030000001,Hi,c1\n", "the header is not UTF%-8" },
+      { "a quoted field over two lines", "to,text\n79030000001,Привет\n79030000002,\"a\nb\207\"\n"
+          .. "79030000003,Hi\n", "row 2 %(line 3%) is not UTF%-8" },
+      { "a sequence cut by the end of the file", "to,text\n79030000001,Привет\n79030000002,\208",
+          "row 2 %(line 3%) is not UTF%-8" },
+      { "JSON lines", '{"to":"79030000001","text":"Привет"}\n\n{"to":"79030000002","text":"\237\160\128"}\n',
+          "row 2 %(line 3%) is not UTF%-8", "j.jsonl" },
+    }) do
+      it("refuses a bad byte in " .. case[1] .. ", naming where, and sends nothing", function()
+        local file = write(case[4] or "bad.csv", case[2])
+        local _, err, status = run("campaign " .. shell_quote(file))
+        assert.equals(2, status, err)
+        assert.matches(case[3], err)
+        assert.equals(0, #fake.sends())
+      end)
+    end
+
   end)
 
   it("reports every row in CSV a spreadsheet (Python's csv) reads, in row order", function()

@@ -1,7 +1,7 @@
 -- luacheck: std +busted
 -- The module's private system functions the campaign commands stand on:
 -- st._now, _sleep, _append (the journal file, and its lock), _signals, _signal,
--- _isatty.
+-- _isatty, _utf8_prefix.
 local st = require("streamtelecom")
 local helper = require("spec.helper")
 
@@ -73,6 +73,22 @@ describe("campaign system functions", function()
                      "bad argument #1 to 'st._isatty' (number expected, got string)")
     assert.has_error(function() st._isatty() end,
                      "bad argument #1 to 'st._isatty' (number expected, got no value)")
+  end)
+
+  it("_utf8_prefix counts the leading bytes that are UTF-8, NUL bytes included", function()
+    assert.equals(0, st._utf8_prefix(""))
+    assert.equals(3, st._utf8_prefix("a\0b"))
+    assert.equals(12, st._utf8_prefix("Привет"))
+    assert.equals(2, st._utf8_prefix("ab\255c"))
+    assert.equals(8, st._utf8_prefix("Прив\208"), "a sequence cut short")
+    assert.equals(0, st._utf8_prefix("\192\128"), "an overlong form")
+    assert.equals(1, st._utf8_prefix("a\237\160\128"), "a surrogate")
+    local long = string.rep("x", 100000) .. "\255"
+    assert.equals(100000, st._utf8_prefix(long))
+    assert.has_error(function() st._utf8_prefix(nil) end,
+                     "bad argument #1 to 'st._utf8_prefix' (string expected, got nil)")
+    assert.has_error(function() st._utf8_prefix({}) end,
+                     "bad argument #1 to 'st._utf8_prefix' (string expected, got table)")
   end)
 
   describe("_append", function()

@@ -6,6 +6,7 @@
  *                         message and exits 130
  *   st._signal()          "SIGINT", "SIGTERM" or nil
  *   st._isatty(fd)        whether fd (0, 1 or 2) is a terminal
+ *   st._utf8_prefix(s)    how many leading bytes of s are UTF-8 (#s: all)
  * file:write(s), file:sync(), file:read() (the whole file), file:close();
  * file:lock()           true | nil, "busy", holder pid (0: unknown) | nil, err
  *                       (flock on the file itself: released with it, or when
@@ -19,6 +20,7 @@
 #include "lua_bind.h"
 #include "st_clock.h"
 #include "st_sys.h"
+#include "st_text.h"
 
 #define FILE_MT "streamtelecom.sysfile"
 
@@ -109,6 +111,15 @@ static int l_isatty(lua_State *L) {
     if (!(fd == 0 || fd == 1 || fd == 2))
         arg_error(L, "st._isatty", 1, "want 0, 1 or 2");
     lua_pushboolean(L, isatty((int)fd));
+    return 1;
+}
+
+/* A campaign file is checked whole in one pass: a Lua pattern walk of
+ * every byte took longer than the rest of the scan. */
+static int l_utf8_prefix(lua_State *L) {
+    size_t len;
+    const char *s = check_string_arg(L, "st._utf8_prefix", 1, &len);
+    lua_pushinteger(L, (lua_Integer)st_utf8_valid_prefix(s, len));
     return 1;
 }
 
@@ -207,7 +218,7 @@ static const luaL_Reg module_sys[] = {
     {"_now", l_now},         {"_sleep", l_sleep},
     {"_append", l_append},   {"_signals", l_signals},
     {"_signal", l_signal},   {"_isatty", l_isatty},
-    {NULL, NULL},
+    {"_utf8_prefix", l_utf8_prefix}, {NULL, NULL},
 };
 
 void lst_register_sys(lua_State *L) {

@@ -109,28 +109,44 @@ static size_t ascii_run(const unsigned char *s, size_t n, int no_nul) {
 }
 
 /* ST_TEXT_OK, or the first flaw: a NUL byte (with no_nul) or a sequence
- * that is not UTF-8, in one pass. */
-static st_text_flaw scan_text(const char *s, size_t n, int no_nul) {
+ * that is not UTF-8, in one pass; *at: where the flaw starts (n if none). */
+static st_text_flaw scan_text(const char *s, size_t n, int no_nul,
+                              size_t *at) {
     const unsigned char *p = (const unsigned char *)s;
-    while (n > 0) {
+    size_t left = n;
+    st_text_flaw flaw = ST_TEXT_OK;
+    while (left > 0) {
         unsigned long cp;
-        size_t len = ascii_run(p, n, no_nul);
-        if (len == 0 && no_nul && *p == 0)
-            return ST_TEXT_NUL;
-        if (len == 0 && (len = utf8_decode(p, n, &cp)) == 0)
-            return ST_TEXT_NOT_UTF8;
+        size_t len = ascii_run(p, left, no_nul);
+        if (len == 0 && no_nul && *p == 0) {
+            flaw = ST_TEXT_NUL;
+            break;
+        }
+        if (len == 0 && (len = utf8_decode(p, left, &cp)) == 0) {
+            flaw = ST_TEXT_NOT_UTF8;
+            break;
+        }
         p += len;
-        n -= len;
+        left -= len;
     }
-    return ST_TEXT_OK;
+    *at = n - left;
+    return flaw;
 }
 
 int st_utf8_valid(const char *s, size_t n) {
-    return scan_text(s, n, 0) == ST_TEXT_OK;
+    size_t at;
+    return scan_text(s, n, 0, &at) == ST_TEXT_OK;
+}
+
+size_t st_utf8_valid_prefix(const char *s, size_t n) {
+    size_t at;
+    scan_text(s, n, 0, &at);
+    return at;
 }
 
 st_text_flaw st_text_flaws(const char *s, size_t n) {
-    st_text_flaw flaw = scan_text(s, n, 1);
+    size_t at;
+    st_text_flaw flaw = scan_text(s, n, 1, &at);
     /* a NUL anywhere is named first, as a check of it alone would */
     if (flaw == ST_TEXT_NOT_UTF8 && memchr(s, '\0', n))
         return ST_TEXT_NUL;

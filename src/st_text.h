@@ -14,6 +14,8 @@ size_t st_percent_encoded_len(const char *s, size_t n);
 size_t st_utf8_char_len(const char *s, size_t n);
 /* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int st_utf8_valid(const char *s, size_t n);
+/* How many bytes at the start of s are well-formed UTF-8 (n: all of it). */
+size_t st_utf8_valid_prefix(const char *s, size_t n);
 
 typedef enum st_text_flaw { ST_TEXT_OK, ST_TEXT_NUL, ST_TEXT_NOT_UTF8 } st_text_flaw;
 /* What makes s no text to send, NUL bytes first, in one pass. */

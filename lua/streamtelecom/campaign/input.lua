@@ -5,6 +5,7 @@
 -- A row is { n = row number, line = its first line, fields = { to =, text =,
 -- sender =, callback_url =, name = }, extra = { value per extra column } }.
 local cjson = require("cjson")
+local st = require("streamtelecom")
 
 local M = {}
 
@@ -20,35 +21,12 @@ end
 ------------------------------------------------------------------------------
 -- UTF-8
 
-local function valid_utf8(s)
-  if not s:find("[\128-\255]") then return true end
-  local i, n = 1, #s
-  while i <= n do
-    local c = s:byte(i)
-    if c < 0x80 then
-      i = i + 1
-    else
-      local len
-      if c >= 0xC2 and c <= 0xDF then len = 2
-      elseif c >= 0xE0 and c <= 0xEF then len = 3
-      elseif c >= 0xF0 and c <= 0xF4 then len = 4
-      else return false end
-      for k = 1, len - 1 do
-        local b = s:byte(i + k)
-        if not b or b < 0x80 or b > 0xBF then return false end
-      end
-      local b2 = s:byte(i + 1)
-      -- overlong forms, surrogates, past U+10FFFF
-      if (c == 0xE0 and b2 < 0xA0) or (c == 0xED and b2 > 0x9F)
-         or (c == 0xF0 and b2 < 0x90) or (c == 0xF4 and b2 > 0x8F) then
-        return false
-      end
-      i = i + len
-    end
-  end
-  return true
+-- Where s stops being UTF-8 (a byte position), or nil when it is all
+-- UTF-8: the whole file in one pass in C, before any row is read.
+local function first_bad_byte(s)
+  local valid = st._utf8_prefix(s)
+  if valid < #s then return valid + 1 end
 end
-M.valid_utf8 = valid_utf8
 
 local function not_utf8(where)
   return where .. " is not UTF-8 text; convert the file first, e.g. "
@@ -352,7 +330,7 @@ local function scan_csv(idx, delim, client)
   if sub(s, 1, 3) == BOM then pos = 4 end
   delim = delim or detect_delimiter(s, pos)
   idx.delimiter = delim
-  local ascii = not find(s, "[\128-\255]")
+  local bad = first_bad_byte(s)
   local header, width
   local buf, f, n = {}, {}, 0
   local at = {} -- the field index of each known column
@@ -372,7 +350,7 @@ local function scan_csv(idx, delim, client)
     local blank = count == 1 and fields[1] == ""
     if blank and p - pos > 2 then blank = false end
     if not blank then
-      local record_ok = ascii or valid_utf8(sub(s, pos, p - 1))
+      local record_ok = not bad or bad >= p -- bad is in no record before this one
       if not header then
         local hfields = {}
         for i = 1, count do hfields[i] = fields[i] end
@@ -416,6 +394,7 @@ local function scan_jsonl(idx, client)
   local s = idx.content
   local pos, line, n, len = 1, 0, 0, #s
   if sub(s, 1, 3) == BOM then pos = 4 end
+  local bad = first_bad_byte(s)
   idx.extras = {}
   while pos <= len do
     local nl = find(s, "\n", pos, true) or len + 1
@@ -423,7 +402,7 @@ local function scan_jsonl(idx, client)
     line = line + 1
     if find(text, "%S") then
       n = n + 1
-      if not valid_utf8(text) then return not_utf8(("row %d (line %d)"):format(n, line)) end
+      if bad and bad <= nl then return not_utf8(("row %d (line %d)"):format(n, line)) end
       local row, why = jsonl_line(text)
       if row then
         take(idx, n, line, pos, row.fields, client)
