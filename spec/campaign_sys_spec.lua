@@ -57,12 +57,7 @@ describe("campaign system functions", function()
 
   it("_isatty tells a terminal from a file, and raises for anything but 0, 1 or 2", function()
     -- The module's own process (make asan's preload kept), its stderr a file.
-    local function output(cmd)
-      local p = assert(io.popen(cmd))
-      local out = p:read("*a")
-      p:close()
-      return out
-    end
+    local output = helper.output
     local probe = ("%s -e 'io.write(tostring(require(\"streamtelecom\")._isatty(2)))' 2>%s")
     assert.equals("false", output(probe:format(helper.LUA, shell_quote(path("err")))))
     -- In a pseudo-terminal (script, itself run without the preload).

@@ -52,9 +52,7 @@ local function run(args, opts)
   end
   local cmd = ("%s %s bin/streamtelecom %s <%s 2>%s; echo \"exit=$?\""):format(
     table.concat(words, " "), helper.LUA, args, stdin, stderr)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
+  local out = helper.output(cmd)
   local err = slurp(stderr)
   os.remove(stdin)
   os.remove(stderr)

@@ -59,12 +59,18 @@ function helper.nginx_user_line()
                                 helper.capture("id -gn"):match("%S+"))
 end
 
--- Runs such a command; answers its output, stderr included.
-function helper.capture(cmd)
-  local p = assert(io.popen(helper.unsanitized(cmd) .. " 2>&1"))
+-- Runs a shell command as this process would (make asan's preloads kept:
+-- for the module's own processes); answers its standard output.
+function helper.output(cmd)
+  local p = assert(io.popen(cmd))
   local out = p:read("*a")
   p:close()
   return out
+end
+
+-- Runs an unsanitized command; answers its output, stderr included.
+function helper.capture(cmd)
+  return helper.output(helper.unsanitized(cmd) .. " 2>&1")
 end
 
 -- A private random stream, so that busted's own math.random seed is untouched.

@@ -133,15 +133,14 @@ static st_text_flaw scan_text(const char *s, size_t n, int no_nul,
     return flaw;
 }
 
-int st_utf8_valid(const char *s, size_t n) {
-    size_t at;
-    return scan_text(s, n, 0, &at) == ST_TEXT_OK;
-}
-
 size_t st_utf8_valid_prefix(const char *s, size_t n) {
     size_t at;
     scan_text(s, n, 0, &at);
     return at;
+}
+
+int st_utf8_valid(const char *s, size_t n) {
+    return st_utf8_valid_prefix(s, n) == n;
 }
 
 st_text_flaw st_text_flaws(const char *s, size_t n) {
