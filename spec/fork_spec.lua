@@ -89,40 +89,12 @@ describe("the fork check", function()
   -- A child of fork() is told by a pthread_atfork handler, not by asking
   -- the kernel for the process id before every request.
   it("makes no getpid() system call per request (strace)", function()
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write([[
+    local calls, summary = helper.count_syscalls([[
 local st = require("streamtelecom")
 local c = assert(st.new{ user = "rich", password = arg[2], url = arg[1] })
 for _ = 1, 200 do assert(c:balance()) end
 c:close()
-]])
-    f:close()
-    local out = os.tmpname()
-    -- strace itself runs unsanitized; the traced Lua keeps `make asan`'s
-    -- preloads, which the module's sanitized build needs.
-    local keep = {}
-    for _, name in ipairs{ "LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" } do
-      local v = os.getenv(name)
-      -- LeakSanitizer cannot run under ptrace: the leak checks are the suite's.
-      if v and name == "ASAN_OPTIONS" then v = v .. ":detect_leaks=0" end
-      if v then keep[#keep + 1] = "-E " .. helper.shell_quote(name .. "=" .. v) end
-    end
-    local log = helper.capture("sh -c " .. helper.shell_quote(
-      "strace -f -c -e trace=getpid " .. table.concat(keep, " ") .. " -o " .. helper.shell_quote(out)
-      .. " " .. helper.LUA .. " " .. helper.shell_quote(script) .. " " .. helper.shell_quote(fake.url)
-      .. " " .. helper.shell_quote(helper.RICH_PASSWORD) .. "; echo status=$?"))
-    os.remove(script)
-    local summary = assert(io.open(out)):read("*a")
-    os.remove(out)
-    assert.matches("status=0", log)
-    -- strace -c's columns: % time, seconds, usecs/call, calls, [errors,] syscall.
-    local calls = 0
-    for line in summary:gmatch("[^\n]+") do
-      if line:match("%sgetpid%s*$") then
-        calls = tonumber(line:match("^%s*[%d.]+%s+[%d.]+%s+%d+%s+(%d+)")) or 0
-      end
-    end
+]], { fake.url, helper.RICH_PASSWORD }, "getpid")
     assert.is_true(calls < 10, "getpid() calls for 200 requests: " .. calls .. "\n" .. summary)
     assert.is_true(fake.stats().requests >= 200)
   end)

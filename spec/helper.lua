@@ -73,6 +73,40 @@ function helper.capture(cmd)
   return helper.output(helper.unsanitized(cmd) .. " 2>&1")
 end
 
+-- How many times a Lua script (source, run with args) made system call
+-- `name`, by strace -c; and strace's table, to show when a spec fails.
+-- strace itself runs unsanitized; the traced Lua keeps `make asan`'s
+-- preloads, which the module's sanitized build needs.
+function helper.count_syscalls(source, args, name)
+  local script, out = os.tmpname(), os.tmpname()
+  helper.write_file(script, source)
+  local keep = {}
+  for _, var in ipairs{ "LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" } do
+    local v = os.getenv(var)
+    -- LeakSanitizer cannot run under ptrace: the leak checks are the suite's.
+    if v and var == "ASAN_OPTIONS" then v = v .. ":detect_leaks=0" end
+    if v then keep[#keep + 1] = "-E " .. helper.shell_quote(var .. "=" .. v) end
+  end
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = helper.shell_quote(a) end
+  local log = helper.capture("sh -c " .. helper.shell_quote(
+    "strace -f -c -e trace=" .. name .. " " .. table.concat(keep, " ") .. " -o "
+    .. helper.shell_quote(out) .. " " .. helper.LUA .. " " .. helper.shell_quote(script) .. " "
+    .. table.concat(quoted, " ") .. "; echo status=$?"))
+  os.remove(script)
+  local summary = helper.slurp(out) or ""
+  os.remove(out)
+  assert(log:match("status=0"), log)
+  -- strace -c's columns: % time, seconds, usecs/call, calls, [errors,] syscall.
+  local calls = 0
+  for line in summary:gmatch("[^\n]+") do
+    if line:match("%s" .. name .. "%s*$") then
+      calls = tonumber(line:match("^%s*[%d.]+%s+[%d.]+%s+%d+%s+(%d+)")) or 0
+    end
+  end
+  return calls, summary
+end
+
 -- A private random stream, so that busted's own math.random seed is untouched.
 local rand_state
 function helper.rand(lo, hi)

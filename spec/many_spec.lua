@@ -38,6 +38,25 @@ describe("client:send_many", function()
     assert.equals(4, fake.stats().max_in_flight)
   end)
 
+  -- libcurl names the sockets to watch; one poll() waits on them all and
+  -- libcurl acts on the ready ones. Asking it to check every transfer
+  -- instead cost one poll() per transfer at each wake-up: 14 to 16 calls a
+  -- request here, against 2 to 3 now.
+  it("waits on all its sockets at once, not on each in turn (strace)", function()
+    fake.set{ latency = 0.05 }
+    local calls, summary = helper.count_syscalls([[
+local st = require("streamtelecom")
+local c = assert(st.new{ user = "rich", password = arg[2], url = arg[1], sender = "MyShop",
+                         concurrency = 100 })
+local items = {}
+for i = 1, 400 do items[i] = { to = string.format("7903%07d", i), text = "x" .. i } end
+for i, res in ipairs(assert(c:send_many(items))) do assert(res[1].id, i) end
+c:close()
+]], { fake.url, helper.RICH_PASSWORD }, "poll")
+    assert.equals(400, fake.stats().send_requests)
+    assert.is_true(calls < 4 * 400, "poll() calls for 400 requests: " .. calls .. "\n" .. summary)
+  end)
+
   it("reuses its connections across calls", function()
     fake.set{ latency = 0.05 }
     local c = client({ concurrency = 5 })
