@@ -95,6 +95,8 @@ end
 -- (LuaSocket).  It says "ready" once it listens, so nothing waits on a clock.
 -- As an HTTP proxy ("connect" mode) it first answers the client's CONNECT,
 -- whatever host that names, and writes that request line to its stdout.
+-- As a proxy that does not tunnel ("proxy" mode) it writes the first
+-- request line to its stdout and forwards it, and the rest, to the fake.
 local FORWARDER = [[
 local socket = require("socket")
 local listen_port, up_port, mode = tonumber(arg[1]), tonumber(arg[2]), arg[3]
@@ -111,7 +113,13 @@ if mode == "connect" then
   repeat local line = down:receive("*l") until not line or line == ""
   down:send("HTTP/1.1 200 Connection established\r\n\r\n")
 end
+local first
+if mode == "proxy" then
+  first = down:receive("*l")
+  io.write(tostring(first), "\n") io.flush()
+end
 local up = assert(socket.connect("127.0.0.1", up_port))
+if first then up:send(first .. "\r\n") end
 down:settimeout(0) up:settimeout(0)
 local peer = { [down] = up, [up] = down }
 local deadline = socket.gettime() + 20
@@ -387,6 +395,47 @@ describe("faults", function()
       assert.is_nil(err, code)
       assert.equals(1000000, b.balance)
       assert.equals(1, fake.stats().tls_requests)
+    end)
+  end)
+
+  describe("an HTTP proxy that does not tunnel", function()
+    -- Such a proxy must be asked for the whole URL, whether the client's
+    -- proxy option or the environment (as libcurl reads it) names it.
+    local function asked_for(proxy)
+      local line = proxy:read("*l")
+      proxy:close()
+      return line
+    end
+
+    it("is asked for the whole URL when the proxy option names it", function()
+      local port = free_port()
+      local proxy = start_forwarder(port, fake.port, "proxy")
+      local c = client{ proxy = "http://127.0.0.1:" .. port }
+      local url = assert(c:url("send", PHONE, "Через прокси"))
+      local msgs, err, code = c:send(PHONE, "Через прокси")
+      c:close()
+      assert.is_nil(err, code)
+      assert.matches("^%d+$", msgs[1].id)
+      assert.equals("GET " .. url .. " HTTP/1.1", asked_for(proxy))
+      assert.equals("Через прокси", fake.sends()[1].text)
+    end)
+
+    it("is asked for the whole URL when http_proxy names it", function()
+      local port = free_port()
+      local proxy = start_forwarder(port, fake.port, "proxy")
+      local out = helper.output("http_proxy=http://127.0.0.1:" .. port
+        .. " GW_PASSWORD=" .. shell_quote(PASSWORD) .. " GW_URL=" .. shell_quote(fake.url) .. " "
+        .. helper.LUA .. " -e " .. shell_quote([[
+local c = assert(require("streamtelecom").new{ user = "rich", sender = "MyShop",
+  password = os.getenv("GW_PASSWORD"), url = os.getenv("GW_URL") })
+local msgs = assert(c:send("79031234567", "Env proxy"))
+print(c:url("balance"), msgs[1].id)
+]]) .. " 2>&1")
+      local url, id = out:match("^(%S+)%s+(%d+)\n$")
+      assert.truthy(id, out)
+      assert.equals("GET " .. url:gsub("balance=1$", "sadr=MyShop&dadr=79031234567&text=Env%%20proxy")
+                    .. " HTTP/1.1", asked_for(proxy))
+      assert.equals(1, #fake.sends())
     end)
   end)
 

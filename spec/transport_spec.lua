@@ -78,6 +78,32 @@ describe("the transport", function()
       c:close()
     end)
 
+    -- A direct request names its path and query itself (libcurl's
+    -- CURLOPT_REQUEST_TARGET), where libcurl would print them back from
+    -- the parsed URL: the bytes must be the same either way.
+    it("keeps a query the client's URL has of its own", function()
+      local c = client({ url = fake.url .. "?tag=shop" })
+      sends_what_url_shows(c, "balance")
+      sends_what_url_shows(c, "send", PHONE, "With a tag")
+      c:close()
+    end)
+
+    it("sends the path libcurl makes of a URL with /../ in it", function()
+      local c = client({ url = fake.url:gsub("/get/$", "/x/../get/") })
+      local url = assert(c:url("balance"))
+      assert(c:balance())
+      assert.equals("/get/?" .. url:match("%?(.*)$"), fake.stats().last_uri)
+      c:close()
+    end)
+
+    it("leaves a URL with a space in its query to libcurl, which refuses it; nothing is sent",
+       function()
+      local c = client({ url = fake.url .. "?a=b c" })
+      assert_fails("network", "URL", c:balance())
+      assert.equals(0, fake.stats().requests)
+      c:close()
+    end)
+
     it("leaves a fragment before the query to libcurl's own reading", function()
       local c = client({ url = fake.url .. "#here" })
       c:balance() -- the query is then part of the fragment: no credentials go out

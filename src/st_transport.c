@@ -39,6 +39,10 @@ typedef struct st_xfer {
     char *base;     /* its part before the query, as last parsed */
     size_t base_len;
     int url_in_handle; /* libcurl reads the URL from uh, not as text */
+    int query_in_handle; /* uh holds a query beside the base */
+    long path_at; /* where base's path starts, when libcurl sends that text
+                   * as it is; -1 when it does not (see set_direct_url) */
+    int target_set; /* CURLOPT_REQUEST_TARGET may be set */
 #endif
 } st_xfer;
 
@@ -64,6 +68,7 @@ struct st_transport {
     unsigned long generation; /* the process whose connections these are:
                                * fork_generation when it was made */
     struct curl_slist *headers; /* "User-Agent: ..." when one was asked for */
+    int direct; /* no proxy: see goes_direct */
     st_castore *castore; /* the process's store of our CA bundle, or NULL */
 };
 
@@ -213,6 +218,8 @@ static int configure(st_xfer *x, const st_transport_options *o,
         goto failed;
     if (o->proxy)
         SET(CURLOPT_PROXY, o->proxy);
+    else if (x->t->direct)
+        SET(CURLOPT_PROXY, ""); /* and the environment is not read again */
     if (x->t->headers)
         SET(CURLOPT_HTTPHEADER, x->t->headers);
     SET(CURLOPT_WRITEFUNCTION, on_body);
@@ -414,6 +421,26 @@ static int own_process(st_transport *t, st_error *err) {
     return st_nomem(err);
 }
 
+/* Whether requests go straight to the gateway: no proxy option, and none
+ * in the environment libcurl reads (it then decides afresh at every
+ * request, ~1,500 instructions). Decided once, when the client is made,
+ * like its other options; with any proxy libcurl decides as it always
+ * did. */
+static int goes_direct(const st_transport_options *o) {
+    static const char *const proxy_vars[] = {
+        "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+        NULL};
+    size_t i;
+    if (o->proxy)
+        return 0;
+    for (i = 0; proxy_vars[i]; i++) {
+        const char *v = getenv(proxy_vars[i]);
+        if (v && *v)
+            return 0;
+    }
+    return 1;
+}
+
 st_transport *st_transport_new(const st_transport_options *o,
                                st_error *err) {
     st_transport *t;
@@ -430,6 +457,7 @@ st_transport *st_transport_new(const st_transport_options *o,
         return NULL;
     }
     t->opts = *o;
+    t->direct = goes_direct(o);
     t->generation = fork_generation;
     t->first_limit = HUGE_VAL;
     if (o->verify) /* NULL where it cannot be shared: libcurl loads it */
@@ -673,6 +701,7 @@ static int set_parsed_url(st_xfer *x, const char *url) {
         return -1;
     same_base = x->base && x->base_len == base_len &&
                 memcmp(x->base, url, base_len) == 0;
+    x->query_in_handle = query != NULL;
     if (same_base && !(query && has_upper_escape(query + 1)))
         return curl_url_set(x->uh, CURLUPART_QUERY, query ? query + 1 : NULL,
                             0) == CURLUE_OK
@@ -680,7 +709,101 @@ static int set_parsed_url(st_xfer *x, const char *url) {
                    : -1;
     if (curl_url_set(x->uh, CURLUPART_URL, url, ST_URL_FLAGS) != CURLUE_OK)
         return -1;
+    x->path_at = -1; /* the handle's base is not checked for set_direct_url */
     return same_base ? 0 : remember_base(x, url, base_len);
+}
+
+/* Hands uh to libcurl, once: it reads the handle afresh at each request.
+ * Any URL text goes, or libcurl would still print that one. */
+static int give_handle(st_xfer *x) {
+    if (x->url_in_handle)
+        return 0;
+    if (curl_easy_setopt(x->easy, CURLOPT_URL, NULL) != CURLE_OK ||
+        curl_easy_setopt(x->easy, CURLOPT_CURLU, x->uh) != CURLE_OK)
+        return -1;
+    x->url_in_handle = 1;
+    return 0;
+}
+
+/* Where libcurl's request line takes base's path from: the text after
+ * the scheme and the host, when libcurl sends it unchanged (it would
+ * remove "/../", or add "/" to a bare host: those take the slower way). */
+static long path_in_base(st_xfer *x) {
+    const char *host = strstr(x->base, "://");
+    const char *path;
+    char *sent = NULL;
+    long at = -1;
+    if (!host)
+        return -1;
+    path = host + 3 + strcspn(host + 3, "/");
+    if (curl_url_get(x->uh, CURLUPART_PATH, &sent, 0) == CURLUE_OK &&
+        strcmp(sent, path) == 0)
+        at = (long)(path - x->base);
+    curl_free(sent);
+    return at;
+}
+
+/* uh holds url's base (its text before the query) alone. */
+static int hold_base(st_xfer *x, const char *url, size_t base_len) {
+    if (x->base && x->base_len == base_len &&
+        memcmp(x->base, url, base_len) == 0) {
+        if (x->query_in_handle &&
+            curl_url_set(x->uh, CURLUPART_QUERY, NULL, 0) != CURLUE_OK)
+            return -1;
+        x->query_in_handle = 0;
+        return x->path_at >= 0 ? 0 : -1;
+    }
+    if (memchr(url, '#', base_len) ||
+        (!x->uh && !(x->uh = curl_url())) ||
+        remember_base(x, url, base_len) != 0)
+        return -1;
+    x->query_in_handle = 0;
+    x->path_at = -1;
+    if (curl_url_set(x->uh, CURLUPART_URL, x->base, ST_URL_FLAGS) !=
+        CURLUE_OK) {
+        free(x->base); /* the handle no longer holds it */
+        x->base = NULL;
+        return -1;
+    }
+    x->path_at = path_in_base(x);
+    return x->path_at >= 0 ? 0 : -1;
+}
+
+/* Printable ASCII without a space or '#': bytes a request line carries
+ * as they are (url() escapes everything else; a client's URL may not). */
+static int plain_query(const char *s) {
+    for (; *s; s++)
+        if (*s <= ' ' || *s >= 0x7f || *s == '#')
+            return 0;
+    return 1;
+}
+
+/* A direct request names its target itself (CURLOPT_REQUEST_TARGET, the
+ * path and query exactly as url() built them) and the handle holds the
+ * base alone. Otherwise libcurl prints the whole URL back from the handle
+ * and formats its query into the request line through its own printf:
+ * ~30,000 instructions a request, a third of a send_many item's. Through
+ * a proxy the request line must name the whole URL: never there. */
+static int set_direct_url(st_xfer *x, const char *url) {
+    const char *query = strchr(url, '?');
+    if (!x->t->direct || !query || !plain_query(query + 1) ||
+        hold_base(x, url, (size_t)(query - url)) != 0 || give_handle(x) != 0)
+        return -1;
+    x->target_set = 1;
+    return curl_easy_setopt(x->easy, CURLOPT_REQUEST_TARGET,
+                            url + x->path_at) == CURLE_OK
+               ? 0
+               : -1;
+}
+
+/* The request line takes its target from the URL again. */
+static int drop_target(st_xfer *x) {
+    if (!x->target_set)
+        return 0;
+    if (curl_easy_setopt(x->easy, CURLOPT_REQUEST_TARGET, NULL) != CURLE_OK)
+        return -1;
+    x->target_set = 0;
+    return 0;
 }
 #endif
 
@@ -689,17 +812,12 @@ static int set_parsed_url(st_xfer *x, const char *url) {
  * wrong with it as it always did. */
 static int set_url(st_xfer *x, const char *url) {
 #ifdef ST_HAVE_CURLU
-    if (set_parsed_url(x, url) == 0) {
-        /* Given once: libcurl reads the handle afresh at each request. Any
-         * URL text goes, or libcurl would still print that one. */
-        if (!x->url_in_handle) {
-            if (curl_easy_setopt(x->easy, CURLOPT_URL, NULL) != CURLE_OK ||
-                curl_easy_setopt(x->easy, CURLOPT_CURLU, x->uh) != CURLE_OK)
-                return -1;
-            x->url_in_handle = 1;
-        }
+    if (set_direct_url(x, url) == 0)
         return 0;
-    }
+    if (drop_target(x) != 0)
+        return -1;
+    if (set_parsed_url(x, url) == 0)
+        return give_handle(x);
     free(x->base); /* the handle no longer holds it */
     x->base = NULL;
     if (x->url_in_handle) {
