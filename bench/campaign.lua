@@ -2,7 +2,8 @@
 -- each a process of its own timed from outside (its whole life: reading,
 -- checking, journaling, sending), against the fake gateway.
 --   campaign vs send_many at 0 ms latency, concurrency 8 (durability on)
---   campaign vs the ideal at 50 ms latency, concurrency 8 and 200
+--   campaign vs the ideal at 50 ms latency, concurrency 8 and 200, beside
+--   send_many and a bare C libcurl loop (bench/parallel_loop.c: the rig's floor)
 --   campaign of 200,000 rows: peak RSS a row, time to its first request
 -- and the journal's fdatasync calls a row of each run. Ratios of things
 -- measured in this same run; rows with a goal say whether it is met, the
@@ -155,6 +156,19 @@ local function send_many(file, concurrency)
   return seconds, rss
 end
 
+-- The rig's floor: bench/parallel_loop.c, a bare libcurl loop sending the
+-- same rows; its wall seconds, timed as the others.
+local function bare_loop(n, concurrency)
+  local query = ("?user=%s&pwd=%s&sadr=%s"):format(helper.urlencode(USER),
+                                                   helper.urlencode(PASSWORD),
+                                                   helper.urlencode(SENDER))
+  local seconds, _, out = timed_child(("%s/parallel_loop %s %d %d"):format(
+    DIR, helper.shell_quote(fake.url .. query), n, concurrency))
+  assert(out == "" and fake.stats().send_requests == n,
+         "the bare loop failed: " .. out .. (helper.slurp(DIR .. "/stderr") or ""))
+  return seconds
+end
+
 -- ---- campaign vs send_many at 0 ms ------------------------------------------
 
 local function vs_send_many_row(n, concurrency)
@@ -182,7 +196,7 @@ local function vs_ideal_row(concurrency)
   local n = 40 * concurrency
   local ideal = n / concurrency * LATENCY
   local file = csv_file(n)
-  local c_times, s_times, syncs = {}, {}, {}
+  local c_times, s_times, b_times, syncs = {}, {}, {}, {}
   -- Interleaved and the median of each: one run moves by a few hundredths.
   for i = 1, ROUNDS do
     fresh_gateway(LATENCY)
@@ -190,14 +204,18 @@ local function vs_ideal_row(concurrency)
     c_times[i], syncs[i] = seconds, per_row
     fresh_gateway(LATENCY)
     s_times[i] = send_many(file, concurrency)
+    fresh_gateway(LATENCY)
+    b_times[i] = bare_loop(n, concurrency)
   end
-  local seconds, s_seconds = median(c_times), median(s_times)
+  local seconds, s_seconds, b_seconds = median(c_times), median(s_times), median(b_times)
   row(("campaign of %s rows x 50 ms at concurrency %d vs ideal %.1f s")
         :format(thousands(n), concurrency, ideal),
       ("%.2fx"):format(seconds / ideal),
-      ("%.2f s, the process timed from outside (send_many's the same way: %.2f s, %.2fx), "
-       .. "median of %d; %.3f fdatasync a row")
-        :format(seconds, s_seconds, s_seconds / ideal, ROUNDS, median(syncs)),
+      ("%.2f s, the process timed from outside (send_many's the same way: %.2f s, %.2fx; "
+       .. "a bare C libcurl loop's, the rig's floor: %.2f s, %.2fx), median of %d; "
+       .. "%.3f fdatasync a row")
+        :format(seconds, s_seconds, s_seconds / ideal, b_seconds, b_seconds / ideal, ROUNDS,
+                median(syncs)),
       goal(IDEAL_GOAL, seconds / ideal, "%.1fx"))
 end
 
@@ -246,6 +264,9 @@ local function big_rows(n, concurrency)
 end
 
 sh("mkdir -p " .. DIR)
+local built = sh(("cc -O2 -o %s/parallel_loop bench/parallel_loop.c "
+                  .. "$(pkg-config --cflags --libs libcurl) 2>&1 && echo built"):format(DIR))
+assert(built:match("built\n$"), "cannot build bench/parallel_loop.c: " .. built)
 fake.start()
 local ok, err = pcall(function()
   vs_send_many_row(N, 8)
