@@ -112,6 +112,42 @@ describe("the transport", function()
     end)
   end)
 
+  -- A wait sleeps in one poll() until a socket or a timer of libcurl's
+  -- wants something. (libcurl 7.88's timer callback once left a dropped
+  -- timer standing: each 0.2 s answer was waited for in 180 wake-ups.)
+  describe("a wait", function()
+    local function polls(source)
+      local calls, summary = helper.count_syscalls(source, { fake.url, PASSWORD }, "poll")
+      return calls, summary
+    end
+
+    it("for a slow answer wakes a few times, not every millisecond (strace)", function()
+      fake.set{ latency = 0.2 }
+      local calls, summary = polls([[
+local c = assert(require("streamtelecom").new{ user = "rich", password = arg[2], url = arg[1] })
+for _ = 1, 3 do assert(c:balance()) end
+c:close()
+]])
+      assert.equals(3, fake.stats().balance_requests)
+      assert.is_true(calls < 3 * 10, "poll() calls for 3 answers of 0.2 s: " .. calls .. "\n"
+                     .. summary)
+    end)
+
+    it("for a rate's next slot sleeps through it (strace)", function()
+      local calls, summary = polls([[
+local c = assert(require("streamtelecom").new{ user = "rich", password = arg[2], url = arg[1],
+                                               sender = "MyShop", rate = 4, concurrency = 4 })
+local items = {}
+for i = 1, 5 do items[i] = { to = string.format("7903%07d", i), text = "Rate " .. i } end
+for i, res in ipairs(assert(c:send_many(items))) do assert(res[1].id, i) end
+c:close()
+]])
+      assert.equals(5, fake.stats().send_requests)
+      assert.is_true(calls < 5 * 10, "poll() calls for 5 sends at 4/s: " .. calls .. "\n"
+                     .. summary)
+    end)
+  end)
+
   describe("a timeout", function()
     it("answers timeout for a balance, after retrying it", function()
       local c = client{ timeout = 0.1, retries = 1 }

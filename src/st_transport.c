@@ -63,7 +63,6 @@ struct st_transport {
     struct pollfd *watch, *ready;
     size_t nwatch, cap_watch;
     int unwatched; /* a socket found no room: libcurl checks them all */
-    double timer_at; /* when libcurl wants its timers run; HUGE_VAL: never */
     double first_limit; /* no live transfer's limit passes before this */
     unsigned long generation; /* the process whose connections these are:
                                * fork_generation when it was made */
@@ -290,12 +289,14 @@ void st_transport_keep_idle(st_transport *t, size_t keep) {
         xfer_free(t->idle[--t->nidle]);
 }
 
-/* ---- sockets and timer ---------------------------------------------------
- * libcurl says which sockets to watch and when to run its timers; poll()
- * watches them, and libcurl acts on the ready sockets alone. Asking it to
- * check every transfer instead (curl_multi_perform) cost one poll() system
- * call per transfer at each wake-up: at concurrency 200, 26,000 calls for
- * 4,000 requests, and twice the CPU. */
+/* ---- sockets and timers --------------------------------------------------
+ * libcurl says which sockets to watch; poll() watches them, and libcurl
+ * acts on the ready sockets alone. Asking it to check every transfer
+ * instead (curl_multi_perform) cost one poll() system call per transfer at
+ * each wake-up: at concurrency 200, 26,000 calls for 4,000 requests, and
+ * twice the CPU. When its timers are due is asked of libcurl each time
+ * (curl_multi_timeout): libcurl 7.88's timer callback can leave a timer
+ * it has dropped standing, which woke a 0.2 s wait 180 times. */
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
                      void *socketp) {
@@ -327,13 +328,6 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     return 0;
 }
 
-static int on_timer(CURLM *multi, long ms, void *userp) {
-    st_transport *t = userp;
-    (void)multi;
-    t->timer_at = ms < 0 ? HUGE_VAL : st_now() + ms / 1000.0;
-    return 0;
-}
-
 /* Room to watch the sockets of every running transfer: two each at most
  * (two addresses tried at once while connecting). */
 static int reserve_watch(st_transport *t) {
@@ -357,7 +351,6 @@ static int setup_multi(st_transport *t) {
     t->share = curl_share_init();
     t->nwatch = 0;
     t->unwatched = 0;
-    t->timer_at = HUGE_VAL;
     if (!t->multi || !t->share)
         return -1;
     /* Keep as many idle connections as requests may run at once. */
@@ -366,9 +359,6 @@ static int setup_multi(st_transport *t) {
         curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket) !=
             CURLM_OK ||
         curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t) != CURLM_OK ||
-        curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer) !=
-            CURLM_OK ||
-        curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t) != CURLM_OK ||
         curl_share_setopt(t->share, CURLSHOPT_SHARE,
                           CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
         curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) !=
@@ -489,10 +479,8 @@ void st_transport_free(st_transport *t) {
         xfer_free(t->idle[i]);
     free(t->idle);
     free(t->live);
-    if (t->multi) { /* closing its connections tells no one any more */
+    if (t->multi) /* closing its connections tells no one any more */
         curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, NULL);
-        curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, NULL);
-    }
     curl_multi_cleanup(t->multi);
     free(t->watch);
     free(t->ready);
@@ -891,17 +879,19 @@ static int act(st_transport *t, curl_socket_t fd, int events) {
     return alive;
 }
 
-static int act_on_timer(st_transport *t) {
-    double due = t->timer_at;
-    int alive;
-    if (due > st_now())
+/* Milliseconds until libcurl's next timer is due (0: it is), -1: none. */
+static long timer_ms(st_transport *t) {
+    long ms = -1;
+    curl_multi_timeout(t->multi, &ms);
+    return ms;
+}
+
+/* Runs libcurl's timers when one is due (a new transfer's first is);
+ * answers how many of its transfers are not finished. */
+static int run_due_timers(st_transport *t) {
+    if (timer_ms(t) != 0)
         return (int)t->running;
-    alive = act(t, CURL_SOCKET_TIMEOUT, 0);
-    /* libcurl speaks only when its next time changes: if it kept silent,
-     * look again in a millisecond rather than spin or forget the timer. */
-    if (t->timer_at == due)
-        t->timer_at = st_now() + 0.001;
-    return alive;
+    return act(t, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int curl_events(short revents) {
@@ -929,16 +919,16 @@ static void wait_for_sockets(st_transport *t, double max_wait) {
 }
 
 void st_transport_poll(st_transport *t, double max_wait) {
-    double now;
-    if (act_on_timer(t) < (int)t->running)
+    long ms;
+    if (run_due_timers(t) < (int)t->running)
         return; /* something finished: no need to wait */
-    now = st_now();
-    if (t->first_limit - now < max_wait)
-        max_wait = t->first_limit - now;
-    if (t->timer_at - now < max_wait)
-        max_wait = t->timer_at - now;
+    if (t->first_limit - st_now() < max_wait)
+        max_wait = t->first_limit - st_now();
+    ms = timer_ms(t);
+    if (ms >= 0 && ms / 1000.0 < max_wait)
+        max_wait = ms / 1000.0;
     wait_for_sockets(t, max_wait);
-    act_on_timer(t);
+    run_due_timers(t);
 }
 
 /* The next transfer libcurl finished, or 0. */
