@@ -53,6 +53,7 @@ build = {
         "src/st_castore.c",
         "src/st_client.c",
         "src/st_clock.c",
+        "src/st_curl_url.c",
         "src/st_driver_curl.c",
         "src/st_engine.c",
         "src/st_error.c",

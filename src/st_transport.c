@@ -1,5 +1,6 @@
 #include "st_transport.h"
 #include "st_castore.h"
+#include "st_curl_url.h"
 
 #include "st_clock.h"
 
@@ -14,10 +15,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#if LIBCURL_VERSION_NUM >= 0x073f00 /* 7.63.0: CURLOPT_CURLU */
-#define ST_HAVE_CURLU 1
-#endif
 
 /* One transfer slot: an easy handle and the state its callbacks write to.
  * Slots are kept for reuse; the connections live in the multi handle. */
@@ -34,16 +31,7 @@ typedef struct st_xfer {
     char errbuf[CURL_ERROR_SIZE];
     double started;   /* st_now() when the transfer was started */
     size_t live_slot; /* its index in the transport's live list */
-#ifdef ST_HAVE_CURLU
-    CURLU *uh;      /* the URL, parsed (see set_url) */
-    char *base;     /* its part before the query, as last parsed */
-    size_t base_len;
-    int url_in_handle; /* libcurl reads the URL from uh, not as text */
-    int query_in_handle; /* uh holds a query beside the base */
-    long path_at; /* where base's path starts, when libcurl sends that text
-                   * as it is; -1 when it does not (see set_direct_url) */
-    int target_set; /* CURLOPT_REQUEST_TARGET may be set */
-#endif
+    st_curl_url url; /* how the easy handle holds its URL */
 } st_xfer;
 
 struct st_transport {
@@ -239,10 +227,7 @@ static void xfer_free(st_xfer *x) {
     if (!x)
         return;
     curl_easy_cleanup(x->easy);
-#ifdef ST_HAVE_CURLU
-    curl_url_cleanup(x->uh); /* after the easy handle: it points to it */
-    free(x->base);
-#endif
+    st_curl_url_free(&x->url); /* after the easy handle: it points to it */
     free(x);
 }
 
@@ -643,180 +628,6 @@ static int timed_out(st_transport *t, st_xfer *x, double now, st_error *err) {
 
 /* ---- transfers ---------------------------------------------------------- */
 
-#ifdef ST_HAVE_CURLU
-/* A URL libcurl parses from its text (CURLOPT_URL) is parsed and printed
- * back on every request: ~15,000 instructions, a fifth of a request. A
- * slot keeps it parsed instead (CURLOPT_CURLU): the part before the query
- * (scheme, host, port, path) is the client's and the same from request to
- * request, so most requests only set the query anew. (libcurl prints the
- * handle back only while it has no URL text, so CURLINFO_EFFECTIVE_URL
- * keeps a slot's first URL: nothing here reads it.) */
-#define ST_URL_FLAGS (CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME)
-
-/* libcurl lowers the hex digits of the escapes in a query set on its own
- * ("%2B" goes out as "%2b"): the same to any server, but not the bytes
- * url() shows. Such a query goes in with its whole URL instead. */
-static int has_upper_escape(const char *s) {
-    while ((s = strchr(s, '%')) != NULL) {
-        if (s[1] == '\0')
-            return 0;
-        if ((s[1] >= 'A' && s[1] <= 'F') || (s[2] >= 'A' && s[2] <= 'F'))
-            return 1;
-        s++;
-    }
-    return 0;
-}
-
-static int remember_base(st_xfer *x, const char *url, size_t base_len) {
-    char *base = malloc(base_len + 1);
-    if (!base)
-        return -1;
-    memcpy(base, url, base_len);
-    base[base_len] = '\0';
-    free(x->base);
-    x->base = base;
-    x->base_len = base_len;
-    return 0;
-}
-
-static int set_parsed_url(st_xfer *x, const char *url) {
-    const char *query = strchr(url, '?');
-    size_t base_len = query ? (size_t)(query - url) : strlen(url);
-    int same_base;
-    if (memchr(url, '#', base_len))
-        return -1; /* a fragment before the query: libcurl's own reading */
-    if (!x->uh && !(x->uh = curl_url()))
-        return -1;
-    same_base = x->base && x->base_len == base_len &&
-                memcmp(x->base, url, base_len) == 0;
-    x->query_in_handle = query != NULL;
-    if (same_base && !(query && has_upper_escape(query + 1)))
-        return curl_url_set(x->uh, CURLUPART_QUERY, query ? query + 1 : NULL,
-                            0) == CURLUE_OK
-                   ? 0
-                   : -1;
-    if (curl_url_set(x->uh, CURLUPART_URL, url, ST_URL_FLAGS) != CURLUE_OK)
-        return -1;
-    x->path_at = -1; /* the handle's base is not checked for set_direct_url */
-    return same_base ? 0 : remember_base(x, url, base_len);
-}
-
-/* Hands uh to libcurl, once: it reads the handle afresh at each request.
- * Any URL text goes, or libcurl would still print that one. */
-static int give_handle(st_xfer *x) {
-    if (x->url_in_handle)
-        return 0;
-    if (curl_easy_setopt(x->easy, CURLOPT_URL, NULL) != CURLE_OK ||
-        curl_easy_setopt(x->easy, CURLOPT_CURLU, x->uh) != CURLE_OK)
-        return -1;
-    x->url_in_handle = 1;
-    return 0;
-}
-
-/* Where libcurl's request line takes base's path from: the text after
- * the scheme and the host, when libcurl sends it unchanged (it would
- * remove "/../", or add "/" to a bare host: those take the slower way). */
-static long path_in_base(st_xfer *x) {
-    const char *host = strstr(x->base, "://");
-    const char *path;
-    char *sent = NULL;
-    long at = -1;
-    if (!host)
-        return -1;
-    path = host + 3 + strcspn(host + 3, "/");
-    if (curl_url_get(x->uh, CURLUPART_PATH, &sent, 0) == CURLUE_OK &&
-        strcmp(sent, path) == 0)
-        at = (long)(path - x->base);
-    curl_free(sent);
-    return at;
-}
-
-/* uh holds url's base (its text before the query) alone. */
-static int hold_base(st_xfer *x, const char *url, size_t base_len) {
-    if (x->base && x->base_len == base_len &&
-        memcmp(x->base, url, base_len) == 0) {
-        if (x->query_in_handle &&
-            curl_url_set(x->uh, CURLUPART_QUERY, NULL, 0) != CURLUE_OK)
-            return -1;
-        x->query_in_handle = 0;
-        return x->path_at >= 0 ? 0 : -1;
-    }
-    if (memchr(url, '#', base_len) ||
-        (!x->uh && !(x->uh = curl_url())) ||
-        remember_base(x, url, base_len) != 0)
-        return -1;
-    x->query_in_handle = 0;
-    x->path_at = -1;
-    if (curl_url_set(x->uh, CURLUPART_URL, x->base, ST_URL_FLAGS) !=
-        CURLUE_OK) {
-        free(x->base); /* the handle no longer holds it */
-        x->base = NULL;
-        return -1;
-    }
-    x->path_at = path_in_base(x);
-    return x->path_at >= 0 ? 0 : -1;
-}
-
-/* Printable ASCII without a space or '#': bytes a request line carries
- * as they are (url() escapes everything else; a client's URL may not). */
-static int plain_query(const char *s) {
-    for (; *s; s++)
-        if (*s <= ' ' || *s >= 0x7f || *s == '#')
-            return 0;
-    return 1;
-}
-
-/* A direct request names its target itself (CURLOPT_REQUEST_TARGET, the
- * path and query exactly as url() built them) and the handle holds the
- * base alone. Otherwise libcurl prints the whole URL back from the handle
- * and formats its query into the request line through its own printf:
- * ~30,000 instructions a request, a third of a send_many item's. Through
- * a proxy the request line must name the whole URL: never there. */
-static int set_direct_url(st_xfer *x, const char *url) {
-    const char *query = strchr(url, '?');
-    if (!x->t->direct || !query || !plain_query(query + 1) ||
-        hold_base(x, url, (size_t)(query - url)) != 0 || give_handle(x) != 0)
-        return -1;
-    x->target_set = 1;
-    return curl_easy_setopt(x->easy, CURLOPT_REQUEST_TARGET,
-                            url + x->path_at) == CURLE_OK
-               ? 0
-               : -1;
-}
-
-/* The request line takes its target from the URL again. */
-static int drop_target(st_xfer *x) {
-    if (!x->target_set)
-        return 0;
-    if (curl_easy_setopt(x->easy, CURLOPT_REQUEST_TARGET, NULL) != CURLE_OK)
-        return -1;
-    x->target_set = 0;
-    return 0;
-}
-#endif
-
-/* Gives x the URL to fetch. A URL the parsed handle cannot take (or no
- * memory for it) goes to libcurl as text, which then reports what is
- * wrong with it as it always did. */
-static int set_url(st_xfer *x, const char *url) {
-#ifdef ST_HAVE_CURLU
-    if (set_direct_url(x, url) == 0)
-        return 0;
-    if (drop_target(x) != 0)
-        return -1;
-    if (set_parsed_url(x, url) == 0)
-        return give_handle(x);
-    free(x->base); /* the handle no longer holds it */
-    x->base = NULL;
-    if (x->url_in_handle) {
-        if (curl_easy_setopt(x->easy, CURLOPT_CURLU, NULL) != CURLE_OK)
-            return -1;
-        x->url_in_handle = 0;
-    }
-#endif
-    return curl_easy_setopt(x->easy, CURLOPT_URL, url) == CURLE_OK ? 0 : -1;
-}
-
 int st_transport_start(st_transport *t, const char *url, int once,
                        st_reply *reply, void *cookie, st_error *err) {
     st_xfer *x;
@@ -839,7 +650,8 @@ int st_transport_start(st_transport *t, const char *url, int once,
     reply->new_connection = 0;
     reply->seconds = 0;
     x->started = st_now();
-    if (set_url(x, url) != 0 || add_live(t, x) != 0) {
+    if (st_curl_url_set(&x->url, x->easy, url, t->direct) != 0 ||
+        add_live(t, x) != 0) {
         xfer_give_back(t, x);
         return st_nomem(err);
     }
@@ -922,8 +734,11 @@ void st_transport_poll(st_transport *t, double max_wait) {
     long ms;
     if (run_due_timers(t) < (int)t->running)
         return; /* something finished: no need to wait */
-    if (t->first_limit - st_now() < max_wait)
-        max_wait = t->first_limit - st_now();
+    if (t->first_limit < HUGE_VAL) { /* no clock read without limits */
+        double left = t->first_limit - st_now();
+        if (left < max_wait)
+            max_wait = left;
+    }
     ms = timer_ms(t);
     if (ms >= 0 && ms / 1000.0 < max_wait)
         max_wait = ms / 1000.0;
