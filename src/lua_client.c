@@ -780,7 +780,8 @@ static const luaL_Reg client_methods[] = {
     {"send", l_send},       {"status", l_status}, {"balance", l_balance},
     {"stats", l_stats},     {"close", l_close},   {"wait", l_wait},
     {"url", l_url},         {"send_many", l_send_many},
-    {"status_many", l_status_many}, {"_begin", lst_begin}, {NULL, NULL},
+    {"status_many", l_status_many}, {"_begin", lst_begin},
+    {"_scan_rows", lst_scan_rows}, {NULL, NULL},
 };
 
 static const luaL_Reg client_meta[] = {

@@ -458,6 +458,16 @@ int st_client_send(st_client *c, const st_recipients *r,
     return 0;
 }
 
+int st_client_check_send(const st_client *c, const st_recipients *r,
+                         const st_send_params *p, st_error *err) {
+    st_credentials cred = st_client_credentials(c);
+    if (r->count != 1)
+        return st_fail(err, ST_E_INVALID, "one recipient expected");
+    if (check_send(c, r, p, err) != 0)
+        return -1;
+    return st_check_send_fits(&cred, p, r, ST_MAX_URL, err);
+}
+
 int st_client_send_url(const st_client *c, const st_recipients *r,
                        const st_send_params *p, st_buf *url, st_error *err) {
     st_credentials cred = st_client_credentials(c);

@@ -83,5 +83,9 @@ st_task *st_task_send_many(st_client *c, const st_send_item *items, size_t n,
  * ST_E_INVALID where the send would need more than one request. */
 int st_client_send_url(const st_client *c, const st_recipients *r,
                        const st_send_params *p, st_buf *url, st_error *err);
+/* st_client_send_url's verdict on one recipient, building nothing and
+ * allocating nothing: a campaign checks each row of its file with it. */
+int st_client_check_send(const st_client *c, const st_recipients *r,
+                         const st_send_params *p, st_error *err);
 
 #endif

@@ -336,7 +336,18 @@ local function scan_csv(idx, delim, client)
   local at = {} -- the field index of each known column
   local optional = {} -- the optional columns the header has
   local len = #s
+  local cols -- for client:_scan_rows, once the header is read
   while pos <= len do
+    -- The plain rows in C, as this loop would take them; it stops at the
+    -- first row it leaves to this loop.
+    if cols then
+      local taken
+      pos, line, n, taken = client:_scan_rows(s, pos, line, n, delim, bad or len + 1, cols,
+                                              idx.starts, idx.first_of, idx.kept,
+                                              idx.keep - idx.good)
+      idx.good = idx.good + taken
+      if pos > len then break end
+    end
     local start = line
     local count, p, fields = plain_record(s, pos, delim, buf)
     local l
@@ -364,6 +375,9 @@ local function scan_csv(idx, delim, client)
         end
         for _, name in ipairs(OPTIONAL) do
           if at[name] then optional[#optional + 1] = name end
+        end
+        if client and not idx.lua_only then
+          cols = { width, at.to, at.text, at.sender or 0, at.callback_url or 0, at.name or 0 }
         end
       else
         n = n + 1
@@ -427,6 +441,7 @@ function M.scan(path, opts, client)
   if not content then return nil, "cannot read " .. tostring(err) end -- err names path
   local format = opts.format or (path:lower():match("%.jsonl$") and "jsonl" or "csv")
   local idx = setmetatable({ path = path, format = format, content = content, starts = {},
+                             lua_only = opts.lua_only,
                              first_of = {}, texts_of = {}, keep = opts.keep or 0, kept = {},
                              errors = {}, extras = {}, total = 0, good = 0 }, Index)
   local why
