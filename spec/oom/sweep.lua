@@ -344,6 +344,17 @@ local CALLS = {
   { name = "url(balance)",
     run = function(c) return c:url("balance") end,
     ok = is_string },
+  { name = "_scan_rows (a campaign's rows, kept items)",
+    prep = function()
+      return table.concat({ "79031234567,a\n", "79261234567,б\n", "79161234567,c\n" })
+    end,
+    run = function(c, s)
+      local starts, first_of, kept = {}, {}, {}
+      local _, _, n = c:_scan_rows(s, 1, 2, 0, ",", #s + 1, { 2, 1, 2, 0, 0, 0 }, starts,
+                                   first_of, kept, 2)
+      return n == 3 and kept[2].text == "б" and not kept[3] and starts[3] == 30 and first_of
+    end,
+    ok = function(r) return type(r) == "table" end },
   { name = "st.parse(send)", client = false,
     prep = function() return { "1000000001,1000000002\r\n", { PHONE1, PHONE2 } } end,
     run = function(_, a) return st.parse("send", a[1], a[2]) end,
