@@ -77,6 +77,24 @@ describe("campaign system functions", function()
                      "bad argument #1 to 'st._isatty' (number expected, got no value)")
   end)
 
+  it("_journal_line writes a row's record only for strings JSON takes as they are", function()
+    assert.equals('{"t":"started","row":7,"to":"79030000001"}',
+                  st._journal_line(7, "79030000001"))
+    assert.equals('{"t":"done","row":7,"msgs":[{"to":"79030000001","id":"1000000001"}]}',
+                  st._journal_line(7, "79030000001", "1000000001"))
+    for _, bad in ipairs({ 'a"b', "a\\b", "a\0b", "\31", "\127", "Привет" }) do
+      assert.is_nil(st._journal_line(7, bad), bad)
+      assert.is_nil(st._journal_line(7, "79030000001", bad), bad)
+    end
+    -- Anything but an integer row and strings: the journal's cjson writes it.
+    assert.is_nil(st._journal_line(7.5, "1"))
+    assert.is_nil(st._journal_line("7", "1"))
+    assert.is_nil(st._journal_line(7, 79030000001))
+    assert.is_nil(st._journal_line(7, "1", 1000000001))
+    assert.is_nil(st._journal_line(7, {}))
+    assert.is_nil(st._journal_line())
+  end)
+
   it("_utf8_prefix counts the leading bytes that are UTF-8, NUL bytes included", function()
     assert.equals(0, st._utf8_prefix(""))
     assert.equals(3, st._utf8_prefix("a\0b"))
@@ -249,7 +267,8 @@ describe("campaign journal records", function()
   -- string, a number's look-alikes included, reads back as it was written.
   it("read back every number and id as written, whatever its bytes", function()
     local values = { "79030000001", "+7 903 000-00-01", "1e5", "0x1F", " 12", "12 ", "12\n",
-                     "12\0x", 'a"b', "a\\b", "\1", "Привет", "-3.5", "", "inf", "nan" }
+                     "12\0x", 'a"b', "a\\b", "\1", "Привет", "-3.5", "", "inf", "nan",
+                     "\127", "a\tb", "~}{", "/" }
     local name = path("j")
     local j = assert(journal_mod.open(assert(journal_mod.lock(name)), name,
                                       { t = "campaign", v = 1, sha256 = "x" }))

@@ -224,3 +224,13 @@ int st_sentence_equal(const char *a, size_t an, const char *b, size_t bn) {
             return 1;
     }
 }
+
+int st_json_plain(const char *s, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}

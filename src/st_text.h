@@ -20,6 +20,9 @@ size_t st_utf8_valid_prefix(const char *s, size_t n);
 typedef enum st_text_flaw { ST_TEXT_OK, ST_TEXT_NUL, ST_TEXT_NOT_UTF8 } st_text_flaw;
 /* What makes s no text to send, NUL bytes first, in one pass. */
 st_text_flaw st_text_flaws(const char *s, size_t n);
+/* 1 if s[0..n) can stand between JSON's quotes as it is: printable ASCII
+ * with no quote or backslash (numbers and ids, nearly always). */
+int st_json_plain(const char *s, size_t n);
 /* Strips a leading UTF-8 BOM and surrounding white space. */
 void st_trim(const char **s, size_t *n);
 /* Compares two UTF-8 sentences ignoring case (ASCII and Cyrillic), runs of

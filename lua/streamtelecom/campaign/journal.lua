@@ -21,7 +21,6 @@ local cjson = require("cjson")
 
 local M = {}
 
-local find = string.find
 
 M.EXIT_BUSY = 5
 
@@ -189,26 +188,16 @@ end
 
 function Journal:add(rec) buffer(self, cjson.encode(rec)) end
 
--- s when it can go between JSON's quotes as it is (a number, an id: nearly
--- always), else nil: the record is then cjson's to write. The two records
--- of every row are written here, cjson taking 4 times as long.
--- A string Lua reads as a number, with no white space at either end and no
--- NUL (Lua 5.1 reads "12\0x" as 12), holds only digits, signs, points and
--- letters: the common case, told without a pattern tried at every byte.
-local byte = string.byte
-local function plain(s)
-  if type(s) ~= "string" then return nil end
-  if tonumber(s) and byte(s, 1) > 32 and byte(s, -1) > 32 and not find(s, "\0", 1, true) then
-    return s
-  end
-  return not find(s, '[%c"\\\128-\255]') and s
-end
+-- The two records of every row are written by st._journal_line when their
+-- strings stand in JSON as they are (numbers and ids: nearly always), and
+-- by cjson otherwise (4 times as long).
+local journal_line = st._journal_line
 
 -- Buffers row n's "started" record (to: its number).
 function Journal:started(n, to)
-  local quoted = plain(to)
-  if not quoted then return self:add({ t = "started", row = n, to = to }) end
-  buffer(self, '{"t":"started","row":' .. n .. ',"to":"' .. quoted .. '"}')
+  local line = journal_line(n, to)
+  if not line then return self:add({ t = "started", row = n, to = to }) end
+  buffer(self, line)
 end
 
 -- Buffers a "left" record: the run's started rows up to row n are leaving
@@ -222,13 +211,8 @@ end
 function Journal:done(n, result)
   local rec = M.done_record(n, result)
   local m = rec.msgs and #rec.msgs == 1 and rec.msgs[1]
-  local to, id = m and m.code == nil and m.err == nil and plain(m.to), m and plain(m.id)
-  if to and id then
-    buffer(self, '{"t":"done","row":' .. n .. ',"msgs":[{"to":"' .. to .. '","id":"' .. id
-                 .. '"}]}')
-  else
-    self:add(rec)
-  end
+  local line = m and m.code == nil and m.err == nil and m.id and journal_line(n, m.to, m.id)
+  if line then buffer(self, line) else self:add(rec) end
   self.recs[#self.recs + 1] = rec
   return rec
 end
