@@ -138,29 +138,68 @@ static const char *plain_arg(lua_State *L, int idx, size_t *len) {
     return st_json_plain(s, *len) ? s : NULL;
 }
 
+/* Appends "name":"value" (value known to be plain) at p. */
+static char *put_field(char *p, const char *name, const char *v, size_t n) {
+    size_t k = strlen(name);
+    *p++ = '"';
+    memcpy(p, name, k);
+    p += k;
+    memcpy(p, "\":\"", 3);
+    p += 3;
+    memcpy(p, v, n);
+    p += n;
+    *p++ = '"';
+    return p;
+}
+
+/* Appends n in decimal at p. */
+static char *put_integer(char *p, lua_Integer n) {
+    char digits[24];
+    int k = 0;
+    unsigned long long u =
+        n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    if (n < 0)
+        *p++ = '-';
+    do {
+        digits[k++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (k)
+        *p++ = digits[--k];
+    return p;
+}
+
+/* The longest to and id written here; longer ones are cjson's. */
+#define JOURNAL_VALUE_MAX 64
+
 static int l_journal_line(lua_State *L) {
-    char row[32];
+    char line[128 + 2 * JOURNAL_VALUE_MAX], *p = line;
     size_t to_len, id_len = 0;
     int is_int, done = !lua_isnoneornil(L, 3);
     lua_Integer n = lua_tointegerx(L, 1, &is_int);
     const char *to = plain_arg(L, 2, &to_len);
     const char *id = done ? plain_arg(L, 3, &id_len) : "";
-    luaL_Buffer b;
-    if (lua_type(L, 1) != LUA_TNUMBER || !is_int || !to || !id)
+    const char *head;
+    if (lua_type(L, 1) != LUA_TNUMBER || !is_int || !to || !id ||
+        to_len > JOURNAL_VALUE_MAX || id_len > JOURNAL_VALUE_MAX)
         return 0;
-    snprintf(row, sizeof row, "%lld", (long long)n);
-    luaL_buffinit(L, &b); /* from here the stack holds the buffer's box */
-    luaL_addstring(&b, done ? "{\"t\":\"done\",\"row\":"
-                            : "{\"t\":\"started\",\"row\":");
-    luaL_addstring(&b, row);
-    luaL_addstring(&b, done ? ",\"msgs\":[{\"to\":\"" : ",\"to\":\"");
-    luaL_addlstring(&b, to, to_len);
+    head = done ? "{\"t\":\"done\",\"row\":" : "{\"t\":\"started\",\"row\":";
+    memcpy(p, head, strlen(head));
+    p += strlen(head);
+    p = put_integer(p, n);
     if (done) {
-        luaL_addstring(&b, "\",\"id\":\"");
-        luaL_addlstring(&b, id, id_len);
+        memcpy(p, ",\"msgs\":[{", 10);
+        p = put_field(p + 10, "to", to, to_len);
+        *p++ = ',';
+        p = put_field(p, "id", id, id_len);
+        memcpy(p, "}]}", 3);
+        p += 3;
+    } else {
+        *p++ = ',';
+        p = put_field(p, "to", to, to_len);
+        *p++ = '}';
     }
-    luaL_addstring(&b, done ? "\"}]}" : "\"}");
-    luaL_pushresult(&b);
+    lua_pushlstring(L, line, (size_t)(p - line));
     return 1;
 }
 
