@@ -425,7 +425,7 @@ local function send_todo(client, idx, todo, journal, tally, args, o, is_refusal)
       tally.move(rec)
       progress:tick(1)
     end,
-    on_progress = function() progress:update(false) end,
+    on_progress = progress.mode ~= "off" and function() progress:update(false) end or nil,
   })
   progress:finish()
   return stop

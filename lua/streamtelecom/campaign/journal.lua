@@ -214,7 +214,8 @@ function Journal:done(n, result)
   local line = m and m.code == nil and m.err == nil and m.id and journal_line(n, m.to, m.id)
   if line then buffer(self, line) else self:add(rec) end
   self.recs[#self.recs + 1] = rec
-  return rec
+  -- And whether it is the common answer: one message, sent, with its id.
+  return rec, line and true or false
 end
 
 local function broken(self, err)

@@ -55,7 +55,7 @@ local STOP = setmetatable({}, { __tostring = function() return "campaign stopped
 -- run: { client, todo (row numbers), item(n) (row n's send_many item),
 --        concurrency, journal, is_refusal(code), streak (n), on_left(n) (row n's request
 --        is leaving), on_durable(rec) (row rec.row's answer is durable),
---        on_progress() }
+--        on_progress() (nil: no progress shown) }
 -- Answers nil when every row was answered, else the stop:
 -- { kind = "signal"|"account"|"streak"|"failing"|"journal"|"error", signal,
 --   code, n, err }
@@ -87,7 +87,11 @@ function M.send(run)
   -- refusal, or a failure: the gateway down, or not answering in time).
   local streak = { key = nil, n = 0, seen = {} }
   local last_flush = st._now()
-  local function watch_streaks(to, rec)
+  local function watch_streaks(to, rec, sent)
+    if sent then -- the common answer (journal:done said so): no streak
+      if streak.n > 0 then streak = { key = nil, n = 0, seen = {} } end
+      return
+    end
     local outcome, code = journal_mod.outcome(rec, run.is_refusal)
     if outcome == "refused" and journal_mod.ACCOUNT_CODES[code] then
       stop({ kind = "account", code = code, err = err_of(rec) })
@@ -144,7 +148,7 @@ function M.send(run)
       ahead.started = ahead.started + 1
     end,
     on_result = function(i, result)
-      local rec = journal:done(todo[base + i], result)
+      local rec, sent = journal:done(todo[base + i], result)
       -- Answers are made durable with the next sync, or here when none
       -- came for a while (the tail of the run).
       local now = st._now()
@@ -152,10 +156,10 @@ function M.send(run)
         last_flush = now
         flush()
       end
-      run.on_progress()
+      if run.on_progress then run.on_progress() end
       if not stopping then
         check_signal()
-        watch_streaks(items[i].to, rec)
+        watch_streaks(items[i].to, rec, sent)
       end
     end,
   }
