@@ -27,7 +27,7 @@ local CALLS = {
   { "driven(status_many)", 3 },
   { "driven(wait)", 3 }, { "driven(next_request)", 3 },
   { "url(send)", 1 }, { "url(status)", 1 }, { "url(balance)", 0 },
-  { "_scan_rows (a campaign's rows, kept items)", 3 },
+  { "_scan_rows (a campaign's rows, kept items)", 3 }, { "st._journal_line", 1 },
   { "st.parse(send)", 3 }, { "st.parse(send, no extra)", 3 },
   { "st.parse(status)", 1 }, { "st.parse(balance)", 1 }, { "st.segments", 1 },
   { "stats", 1 }, { "tostring", 0 }, { "close", 0 },

@@ -355,6 +355,10 @@ local CALLS = {
       return n == 3 and kept[2].text == "б" and not kept[3] and starts[3] == 30 and first_of
     end,
     ok = function(r) return type(r) == "table" end },
+  { name = "st._journal_line", client = false,
+    prep = function() return tostring(79030000000 + seq) end,
+    run = function(_, to) return st._journal_line(7, to, "1000000001") end,
+    ok = is_string },
   { name = "st.parse(send)", client = false,
     prep = function() return { "1000000001,1000000002\r\n", { PHONE1, PHONE2 } } end,
     run = function(_, a) return st.parse("send", a[1], a[2]) end,
