@@ -118,8 +118,10 @@ function M.send(run)
     if #group == 0 then return end
     local last_i = group[#group]
     if last_i > ahead.upto then
-      -- One fdatasync covers the group and the rows likely to start next.
-      local upto = math.min(#items, math.max(last_i, ahead.upto + ahead:size(st._now())))
+      -- One fdatasync covers the group and the rows likely to start next:
+      -- the chunk's first covers its first round, which starts at once.
+      local upto = math.min(#items, math.max(last_i, ahead.upto + ahead:size(st._now()),
+                                             run.concurrency))
       for i = ahead.upto + 1, upto do
         journal:started(todo[base + i], items[i].to)
       end
