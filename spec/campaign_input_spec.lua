@@ -120,6 +120,26 @@ describe("a campaign's scan of its file", function()
     assert.truthy(calls > 12 * 50, "and gave the others back to Lua: " .. calls)
   end)
 
+  it("makes a chunk's items in C as Index:item reads them, kept ones first", function()
+    for seed = 1, 6 do
+      local delim = ({ ",", ";", "\t" })[seed % 3 + 1]
+      local path = random_file("i" .. seed .. ".csv", 400, seed, delim)
+      local fast, slow = both(path, 25)
+      -- The good rows in order, and a chunk from the middle of them.
+      local rows = {}
+      for n = 1, slow.total do
+        if slow.starts[n] then rows[#rows + 1] = n end
+      end
+      local want = {}
+      for i, n in ipairs(rows) do want[i] = slow:item(n) end
+      assert.same(want, fast:items(rows, 1, #rows))
+      local a, b = 7, math.min(#rows, 150)
+      local part = {}
+      for i = a, b do part[#part + 1] = want[i] end
+      assert.same(part, fast:items(rows, a, b))
+    end
+  end)
+
   it("finds a twin of a row C took, and C leaves no twin untold", function()
     local path = write("t.csv", "to,text\n79030000001,hi\n79030000002,hi\n79030000001,hi\n"
                                 .. "79030000001,other\n")
@@ -193,6 +213,28 @@ describe("a campaign's scan of its file", function()
       assert.is_false(called)
       assert.equals(1, rawget(trap, 79030000001))
       c:close()
+    end)
+
+    it("st._csv_items makes only what it can read, and refuses wrong arguments", function()
+      local s = "79030000001,a\n\"790300000002\",b\n79030000003,c\0d\n79030000004,d\n"
+      -- Row 5 starts nowhere, row 6 past the end, row 7 at a fraction.
+      local starts = { 1, 15, 33, 49, nil, #s + 5, 2.5 }
+      local rows = { 1, 2, 3, 4, 5, 6, 7 }
+      local items = { nil, nil, nil, "kept" }
+      assert.equals(1, st._csv_items(s, ",", COLS, starts, rows, 1, 7, items))
+      assert.same({ to = "79030000001", text = "a" }, items[1])
+      assert.is_nil(items[2], "a quoted line is Index:item's")
+      assert.is_nil(items[3], "a NUL byte too")
+      assert.equals("kept", items[4], "a filled slot is left alone")
+      assert.is_nil(items[5])
+      assert.is_nil(items[6])
+      assert.is_nil(items[7])
+      assert.has_error(function() st._csv_items(s, ",,", COLS, starts, rows, 1, 7, {}) end,
+                       "bad argument #2 to '_csv_items' (one byte expected)")
+      assert.has_error(function() st._csv_items(s, ",", COLS, starts, rows, 1, 7) end)
+      assert.has_error(function() st._csv_items(s, ",", COLS, starts, nil, 1, 7, {}) end)
+      assert.has_error(function() st._csv_items(nil, ",", COLS, starts, rows, 1, 7, {}) end)
+      assert.equals(0, st._csv_items(s, ",", COLS, starts, rows, 5, 4, {}))
     end)
 
     it("survives a collector's finaliser closing its client mid-scan", function()

@@ -169,6 +169,8 @@ lst_client *check_client(lua_State *L);
 int client_is_open(const lst_client *u);
 /* client:_scan_rows (lua_rows.c): a campaign file's plain rows checked. */
 int lst_scan_rows(lua_State *L);
+/* st._csv_items (lua_rows.c): a campaign chunk's items from its file. */
+int lst_csv_items(lua_State *L);
 void free_client(lua_State *L, lst_client *u);
 /* A call or driven run of u ended (st_client_release): when a close came
  * meanwhile, the core is freed and u's references with it. */

@@ -299,6 +299,7 @@ static const luaL_Reg module_sys[] = {
     {"_append", l_append},   {"_signals", l_signals},
     {"_signal", l_signal},   {"_isatty", l_isatty},
     {"_utf8_prefix", l_utf8_prefix}, {"_journal_line", l_journal_line},
+    {"_csv_items", lst_csv_items},
     {NULL, NULL},
 };
 

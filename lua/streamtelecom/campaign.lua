@@ -418,7 +418,7 @@ local function send_todo(client, idx, todo, journal, tally, args, o, is_refusal)
   local stop = runner.send({
     client = client, concurrency = o.concurrency, todo = todo, journal = journal,
     is_refusal = is_refusal,
-    item = function(n) return idx:item(n) end,
+    items = function(rows, first, last) return idx:items(rows, first, last) end,
     streak = o.streak,
     on_left = tally.left,
     on_durable = function(rec)

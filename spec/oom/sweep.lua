@@ -355,6 +355,14 @@ local CALLS = {
       return n == 3 and kept[2].text == "б" and not kept[3] and starts[3] == 30 and first_of
     end,
     ok = function(r) return type(r) == "table" end },
+  { name = "st._csv_items", client = false,
+    prep = function() return "79031234567,a\n79261234567,б\n" end,
+    run = function(_, s)
+      local items = {}
+      local made = st._csv_items(s, ",", { 2, 1, 2, 0, 0, 0 }, { 1, 15 }, { 2, 1 }, 1, 2, items)
+      return made == 2 and items[1].text == "б" and items
+    end,
+    ok = function(r) return type(r) == "table" end },
   { name = "st._journal_line", client = false,
     prep = function() return tostring(79030000000 + seq) end,
     run = function(_, to) return st._journal_line(7, to, "1000000001") end,

@@ -228,6 +228,24 @@ function Index:item(n)
   return item
 end
 
+-- The items of rows[first..last] (row numbers), as Index:item gives them:
+-- a CSV's plain lines made in C (st._csv_items), the others read here.
+function Index:items(rows, first, last)
+  local items = {}
+  for i = first, last do
+    local n = rows[i]
+    if self.kept[n] then items[i - first + 1] = self:item(n) end
+  end
+  if self.format == "csv" and self.cols then
+    st._csv_items(self.content, self.delimiter, self.cols, self.starts, rows, first, last, items)
+  end
+  for i = first, last do
+    local k = i - first + 1
+    if items[k] == nil then items[k] = self:item(rows[i]) end
+  end
+  return items
+end
+
 -- Drops the items the scan kept (a run that does not begin with them).
 function Index:forget_kept() self.kept = {} end
 
@@ -376,8 +394,9 @@ local function scan_csv(idx, delim, client)
         for _, name in ipairs(OPTIONAL) do
           if at[name] then optional[#optional + 1] = name end
         end
-        if client and not idx.lua_only then
-          cols = { width, at.to, at.text, at.sender or 0, at.callback_url or 0, at.name or 0 }
+        if not idx.lua_only then
+          idx.cols = { width, at.to, at.text, at.sender or 0, at.callback_url or 0, at.name or 0 }
+          cols = client and idx.cols
         end
       else
         n = n + 1

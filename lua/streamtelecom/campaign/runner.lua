@@ -52,7 +52,8 @@ end
 
 local STOP = setmetatable({}, { __tostring = function() return "campaign stopped" end })
 
--- run: { client, todo (row numbers), item(n) (row n's send_many item),
+-- run: { client, todo (row numbers), items(rows, first, last) (the send_many
+--        items of rows[first..last]),
 --        concurrency, journal, is_refusal(code), streak (n), on_left(n) (row n's request
 --        is leaving), on_durable(rec) (row rec.row's answer is durable),
 --        on_progress() (nil: no progress shown) }
@@ -168,13 +169,12 @@ function M.send(run)
   -- Chunks of rows, so that rows and send_many's results (tables) never
   -- pile up for the whole file.
   while base < #todo and not stopping do
-    items, ahead.upto = {}, 0
+    ahead.upto = 0
     -- Indices of the last call's rows mean nothing in this one (the engine
     -- lets every started row leave, so none should be left anyway).
     for k = #group, 1, -1 do group[k] = nil end
-    for i = 1, math.min(M.chunk_size(run.concurrency), #todo - base) do
-      items[i] = run.item(todo[base + i])
-    end
+    local count = math.min(M.chunk_size(run.concurrency), #todo - base)
+    items = run.items(todo, base + 1, base + count)
     local ok, results, err, code = pcall(run.client.send_many, run.client, items, hooks)
     -- Whatever happened, what was answered is made durable now.
     local recs, why = journal:flush()
