@@ -25,6 +25,21 @@ static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
 
 #endif
 
+/* The integer at idx; *is_int is 0 when it is no number, or a number with
+ * a fraction or out of range (Lua 5.1 has no lua_tointegerx). Strings
+ * convert as lua_tointegerx converts them on 5.3 and later. */
+#if LUA_VERSION_NUM >= 503
+#define st_lua_tointeger(L, idx, is_int) lua_tointegerx((L), (idx), (is_int))
+#else
+static inline lua_Integer st_lua_tointeger(lua_State *L, int idx,
+                                           int *is_int) {
+    lua_Number x = lua_tonumber(L, idx);
+    *is_int = (lua_isnumber(L, idx) && x >= -9007199254740992.0 &&
+               x <= 9007199254740992.0 && x == (lua_Number)(long long)x);
+    return *is_int ? (lua_Integer)x : 0;
+}
+#endif
+
 /* The FILE of an io library file handle at idx, or NULL once it is
  * closed: 5.2+ marks a closed luaL_Stream by a NULL closef (f stays set);
  * 5.1 and LuaJIT set the FILE * itself to NULL. */

@@ -229,7 +229,7 @@ int lst_csv_items(lua_State *L) {
         filled = !lua_isnil(L, -1);
         lua_rawgeti(L, 5, (int)i);
         lua_rawget(L, 4); /* starts[rows[i]] */
-        pos = lua_tointegerx(L, -1, &known);
+        pos = st_lua_tointeger(L, -1, &known);
         lua_pop(L, 2);
         if (filled || !known || pos < 1 || (size_t)pos > rs.len ||
             st_csv_plain_line(rs.s, rs.len, (size_t)pos - 1, &rs.split, f,

@@ -176,7 +176,7 @@ static int l_journal_line(lua_State *L) {
     char line[128 + 2 * JOURNAL_VALUE_MAX], *p = line;
     size_t to_len, id_len = 0;
     int is_int, done = !lua_isnoneornil(L, 3);
-    lua_Integer n = lua_tointegerx(L, 1, &is_int);
+    lua_Integer n = st_lua_tointeger(L, 1, &is_int);
     const char *to = plain_arg(L, 2, &to_len);
     const char *id = done ? plain_arg(L, 3, &id_len) : "";
     const char *head;
