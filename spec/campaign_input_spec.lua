@@ -91,11 +91,9 @@ end
 
 describe("a campaign's scan of its file", function()
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. helper.shell_quote(dir)))
+    dir = helper.temp_dir()
   end)
-  after_each(function() os.execute("rm -rf " .. helper.shell_quote(dir)) end)
+  after_each(function() helper.remove_dir(dir) end)
 
   it("takes the same rows and names the same errors in C as in Lua, whatever the rows",
      function()

@@ -133,11 +133,9 @@ describe("streamtelecom campaign, trusted", function()
   before_each(function()
     fake.reset()
     fake.account{ user = USER, pwd = PASSWORD, balance = 1000000, senders = { "MyShop" } }
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. shell_quote(dir)))
+    dir = helper.temp_dir()
   end)
-  after_each(function() os.execute("rm -rf " .. shell_quote(dir)) end)
+  after_each(function() helper.remove_dir(dir) end)
 
   it("runs one at a time: a second run exits 5 at once naming the first's pid", function()
     fake.set{ latency = 0.05 }

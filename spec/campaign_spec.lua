@@ -59,11 +59,9 @@ describe("streamtelecom campaign", function()
   before_each(function()
     fake.reset()
     fake.account{ user = USER, pwd = PASSWORD, balance = 1000000, senders = { "MyShop", "Other" } }
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. shell_quote(dir)))
+    dir = helper.temp_dir()
   end)
-  after_each(function() os.execute("rm -rf " .. shell_quote(dir)) end)
+  after_each(function() helper.remove_dir(dir) end)
 
   describe("reads CSV", function()
     it("with quotes, commas, new lines, \"\" escapes, a BOM, CRLF and empty lines", function()

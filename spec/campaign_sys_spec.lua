@@ -18,11 +18,9 @@ end
 
 describe("campaign system functions", function()
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. shell_quote(dir)))
+    dir = helper.temp_dir()
   end)
-  after_each(function() os.execute("rm -rf " .. shell_quote(dir)) end)
+  after_each(function() helper.remove_dir(dir) end)
 
   it("_now is a monotonic clock and _sleep sleeps at least its time", function()
     local t0 = st._now()
@@ -257,11 +255,9 @@ describe("campaign journal records", function()
   local journal_mod = require("streamtelecom.campaign.journal")
 
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. helper.shell_quote(dir)))
+    dir = helper.temp_dir()
   end)
-  after_each(function() os.execute("rm -rf " .. helper.shell_quote(dir)) end)
+  after_each(function() helper.remove_dir(dir) end)
 
   -- Numbers and ids take a path of their own (written without cjson): every
   -- string, a number's look-alikes included, reads back as it was written.

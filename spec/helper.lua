@@ -39,6 +39,16 @@ function helper.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- A new empty directory for a spec's files, and its removal with them.
+function helper.temp_dir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir " .. helper.shell_quote(dir)))
+  return dir
+end
+
+function helper.remove_dir(dir) os.execute("rm -rf " .. helper.shell_quote(dir)) end
+
 -- A shell command run without the sanitizer preloads of `make asan` (nginx,
 -- luarocks, gcc and sed are not ours to check, and LeakSanitizer would fail
 -- them at exit) and without the variables of the `make` that started busted.
