@@ -171,7 +171,7 @@ int lst_scan_rows(lua_State *L) {
         rs.kept = 11;
         rs.keep = luaL_checkinteger(L, 12);
     }
-    while (client_is_open(rs.u) && pos < rs.len && pos + 1 <= limit) {
+    while (client_is_open(rs.u) && pos < rs.len) {
         st_span f[ST_CSV_WANT];
         size_t next;
         lua_Integer key;

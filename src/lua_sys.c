@@ -17,7 +17,6 @@
  *                       the process dies, a kill -9 included).
  * Closed ones answer nil, "closed". Not part of the API. */
 #include <errno.h>
-#include <stdio.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>

@@ -21,7 +21,6 @@ local cjson = require("cjson")
 
 local M = {}
 
-
 M.EXIT_BUSY = 5
 
 -- Refusals that say the account cannot send at all: they stop a run, and
