@@ -324,6 +324,9 @@ local function process(args, call)
     -- When the request reached nginx, before any latency: make bench
     -- measures the time from send_many() to the first send with it.
     arrived = ngx.req.start_time(),
+    -- nginx's connection number: a kept-alive connection's sends share it
+    -- (and how long a client took to send again on one).
+    conn = tonumber(ngx.var.connection),
   }
   S.sends[#S.sends + 1] = rec
   local answer = do_send(acct, user, args)

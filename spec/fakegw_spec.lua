@@ -364,6 +364,21 @@ describe("the fake gateway", function()
       assert.is_true(rec.time - rec.arrived >= 0.14)
     end)
 
+    it("logs each send's connection: a kept-alive connection's sends share one", function()
+      send{}
+      send{ dadr = "79031234568" } -- LuaSocket: a connection each
+      local c = helper.rich_client()
+      assert(c:send("79031234569", "one"))
+      assert(c:send("79031234570", "two"))
+      c:close()
+      local s = fake.sends()
+      assert.equal(4, #s)
+      for _, rec in ipairs(s) do assert.is_number(rec.conn) end
+      assert.not_equal(s[1].conn, s[2].conn)
+      assert.not_equal(s[2].conn, s[3].conn)
+      assert.equal(s[3].conn, s[4].conn)
+    end)
+
     it("http_status answers that status for the next http_count requests", function()
       fake.set{ http_status = 503, http_count = 1 }
       local body, code = send{}
