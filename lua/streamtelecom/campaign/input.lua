@@ -231,10 +231,14 @@ end
 -- The items of rows[first..last] (row numbers), as Index:item gives them:
 -- a CSV's plain lines made in C (st._csv_items), the others read here.
 function Index:items(rows, first, last)
-  local items = {}
+  local items, kept = {}, self.kept
   for i = first, last do
     local n = rows[i]
-    if self.kept[n] then items[i - first + 1] = self:item(n) end
+    local item = kept[n]
+    if item then
+      kept[n] = nil -- given once, as Index:item does
+      items[i - first + 1] = item
+    end
   end
   if self.format == "csv" and self.cols then
     st._csv_items(self.content, self.delimiter, self.cols, self.starts, rows, first, last, items)
