@@ -392,7 +392,9 @@ local function handle_gateway()
     -- the time it took to get to them (the rig's cost, not the gateway's).
     ngx.update_time()
     local left = S.knobs.latency - (ngx.now() - ngx.req.start_time())
-    if left > 0 then ngx.sleep(left) end
+    -- Under a millisecond is ngx.sleep(0), whose warning would write the
+    -- request line, password and all, to the error log.
+    if left >= 0.001 then ngx.sleep(left) end
   end
 
   if consume("redirect") then
