@@ -686,7 +686,9 @@ describe("the fake gateway", function()
       -- the request line, so the fake must not sleep it.
       fake.set{ latency = 0.0004 }
       send{ text = "quick" }
-      fake.set{ latency = false }
+      fake.set{ latency = false, stall = 0.0004 }
+      send{ text = "short stall" }
+      fake.set{ stall = false }
       fake.set{ drop = true }
       send{ text = "dropped" }
       local p = io.popen(sh("grep -rl -e 'pwd=' -e secret '" .. fake.dir .. "' 2>/dev/null"))
