@@ -134,6 +134,13 @@ local function fmt_money(kop)
   return string.format("%.2f", kop / 100)
 end
 
+-- Sleeps that long, unless it is under a millisecond: that would be
+-- ngx.sleep(0), whose warning writes the request line, password and all, to
+-- the error log.
+local function pause(seconds)
+  if seconds >= 0.001 then ngx.sleep(seconds) end
+end
+
 -- Knob with an optional "<name>_count": true if it applies to this request
 -- (and uses up one of the counted requests).
 local function consume(name)
@@ -324,9 +331,6 @@ local function process(args, call)
     -- When the request reached nginx, before any latency: make bench
     -- measures the time from send_many() to the first send with it.
     arrived = ngx.req.start_time(),
-    -- nginx's connection number: a kept-alive connection's sends share it
-    -- (and how long a client took to send again on one).
-    conn = tonumber(ngx.var.connection),
   }
   S.sends[#S.sends + 1] = rec
   local answer = do_send(acct, user, args)
@@ -346,9 +350,7 @@ local function emit(status, body)
     local half = math.floor(#body / 2)
     ngx.print(body:sub(1, half))
     ngx.flush(true)
-    -- Not under a millisecond: that is ngx.sleep(0), whose warning writes
-    -- the request line, password and all, to the error log.
-    if S.knobs.stall >= 0.001 then ngx.sleep(S.knobs.stall) end
+    pause(S.knobs.stall)
     ngx.print(body:sub(half + 1))
   else
     ngx.print(body)
@@ -393,10 +395,7 @@ local function handle_gateway()
     -- 200 requests read in one burst by this one worker must not each add
     -- the time it took to get to them (the rig's cost, not the gateway's).
     ngx.update_time()
-    local left = S.knobs.latency - (ngx.now() - ngx.req.start_time())
-    -- Under a millisecond is ngx.sleep(0), whose warning would write the
-    -- request line, password and all, to the error log.
-    if left >= 0.001 then ngx.sleep(left) end
+    pause(S.knobs.latency - (ngx.now() - ngx.req.start_time()))
   end
 
   if consume("redirect") then
@@ -410,6 +409,9 @@ local function handle_gateway()
 
   local answer = process(args, call)
   local rec = answer.record
+  -- nginx's connection number: a kept-alive connection's sends share it
+  -- (and how long a client took to send again on one).
+  if rec then rec.conn = tonumber(conn) end
 
   if consume("drop") then
     st.dropped = st.dropped + 1

@@ -291,18 +291,15 @@ end
 local function plan(idx, last, args, is_refusal)
   local todo, refused_codes = {}, resend_refused(args)
   local starts = idx.starts
-  if next(last) == nil then -- a new journal: every good row
-    for n = 1, idx.total do
-      if starts[n] then todo[#todo + 1] = n end
-    end
-    return todo
-  end
   for n = 1, idx.total do
-    local outcome, code = journal_mod.outcome(last[n], is_refusal)
-    local again = outcome == "pending" or outcome == "failed"
-      or (outcome == "unknown" and args.resend_unknown)
-      or (outcome == "refused" and (journal_mod.ACCOUNT_CODES[code] or refused_codes == true
-                                    or (refused_codes and refused_codes[code])))
+    local rec, again = last[n], true -- no record: pending, asked of no one
+    if rec then
+      local outcome, code = journal_mod.outcome(rec, is_refusal)
+      again = outcome == "pending" or outcome == "failed"
+        or (outcome == "unknown" and args.resend_unknown)
+        or (outcome == "refused" and (journal_mod.ACCOUNT_CODES[code] or refused_codes == true
+                                      or (refused_codes and refused_codes[code])))
+    end
     if again and starts[n] then todo[#todo + 1] = n end
   end
   return todo
